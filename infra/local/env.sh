@@ -1,0 +1,24 @@
+# Shared settings for the local infrastructure (sourced by the other scripts and the Makefile).
+# Installs are cached per machine under $LAKEHOUSE_HOME; runtime state (data, logs, PID files) under
+# $LAKEHOUSE_STATE, so a clean clone on the same machine never reinstalls anything.
+export LAKEHOUSE_HOME="${LAKEHOUSE_HOME:-$HOME/.cache/lakehouse}"
+export LAKEHOUSE_STATE="${LAKEHOUSE_STATE:-$LAKEHOUSE_HOME/state}"
+
+export LOCALSTACK_VERSION="4.13.1"
+export MINIO_MODULE="github.com/minio/minio"
+export MINIO_VERSION="${MINIO_VERSION:-latest}"
+
+export LOCALSTACK_VENV="$LAKEHOUSE_HOME/venv-localstack"
+export TOOLS_VENV="$LAKEHOUSE_HOME/venv-tools"
+export LAKEHOUSE_BIN="$LAKEHOUSE_HOME/bin"
+
+export LOCALSTACK_ENDPOINT="http://127.0.0.1:4566"
+export MINIO_ENDPOINT="http://127.0.0.1:9000"
+export MINIO_ROOT_USER="${MINIO_ROOT_USER:-lakehouse}"
+export MINIO_ROOT_PASSWORD="${MINIO_ROOT_PASSWORD:-lakehouse-secret}"
+
+# Names the integration tests and the local runner use.
+export LANDING_BUCKET="${LANDING_BUCKET:-landing}"
+export LAKE_BUCKET="${LAKE_BUCKET:-lake}"
+export BRONZE_QUEUE="${BRONZE_QUEUE:-bronze-events}"
+export BRONZE_DLQ="${BRONZE_DLQ:-bronze-events-dlq}"

@@ -1,0 +1,386 @@
+//! The bronze writer: landing objects of one table become raw Delta rows with lineage, in one commit per
+//! batch, exactly once per (key, etag).
+//!
+//! Idempotency: each ingested object is recorded as a Delta application transaction (`txn`, app id
+//! `<key>@<etag>`) in the same commit as its rows. A redelivered object finds its marker and appends
+//! nothing; two invocations racing on one object both try to commit the same app id, delta-rs rejects the
+//! second with a conflict, and its re-run finds the marker. Bad rows go to `quarantine/<table>` first,
+//! guarded the same way, so a crash between the two commits loses and duplicates nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::kernel::{Add, Transaction};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::DeltaTable;
+use object_store::GetResult;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::config::{Format, Location, PipelineConfig, TableConfig};
+use crate::error::{Error, Result};
+use crate::events::{clean_etag, SourceObject};
+use crate::lake::{self, RetryPolicy};
+use crate::quarantine::{self, QuarantinedObject};
+use crate::read::{self, ReadError, ReadOutcome};
+use crate::schema::{self, BadRow, Lineage};
+use crate::storage::{self, StoreRef};
+
+/// Marker version in bronze: the object's rows are committed.
+const TXN_INGESTED: i64 = 1;
+/// Marker versions in quarantine: the object's bad rows are recorded / the whole object is quarantined.
+const TXN_BAD_ROWS: i64 = 1;
+const TXN_WHOLE_OBJECT: i64 = 2;
+
+/// What happened to one object.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ObjectStatus {
+    /// Rows appended (and bad rows quarantined) in this commit.
+    Ingested { rows: u64, quarantined: u64 },
+    /// An earlier delivery already ingested this key and etag: nothing appended.
+    AlreadyIngested,
+    /// The object is not a valid file of its format; recorded in quarantine, not retried.
+    Quarantined { reason: String },
+    /// Storage could not serve it: the event must be retried.
+    Failed { reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct ObjectReport {
+    pub key: String,
+    pub etag: Option<String>,
+    pub status: ObjectStatus,
+}
+
+/// The outcome of one ingest call for one table.
+#[derive(Debug, Clone)]
+pub struct BronzeCommit {
+    pub table: String,
+    /// Bronze version this call committed, if it committed anything.
+    pub version: Option<i64>,
+    pub objects: Vec<ObjectReport>,
+    /// Attempts used (more than one when a concurrent writer won a race).
+    pub attempts: u32,
+}
+
+impl BronzeCommit {
+    pub fn rows(&self) -> u64 {
+        self.objects.iter().map(|o| if let ObjectStatus::Ingested { rows, .. } = o.status { rows } else { 0 }).sum()
+    }
+    pub fn quarantined_rows(&self) -> u64 {
+        self.objects
+            .iter()
+            .map(|o| match &o.status {
+                ObjectStatus::Ingested { quarantined, .. } => *quarantined,
+                ObjectStatus::Quarantined { .. } => 1,
+                _ => 0,
+            })
+            .sum()
+    }
+    pub fn failed(&self) -> impl Iterator<Item = &ObjectReport> {
+        self.objects.iter().filter(|o| matches!(o.status, ObjectStatus::Failed { .. }))
+    }
+}
+
+/// Idempotency marker of one object version.
+pub fn app_id(key: &str, etag: &str) -> String {
+    format!("{key}@{etag}")
+}
+
+/// Appends landing objects to bronze tables.
+pub struct BronzeWriter {
+    config: Arc<PipelineConfig>,
+    landing: StoreRef,
+    retry: RetryPolicy,
+    function_version: String,
+}
+
+/// Per-object work gathered during one attempt.
+#[derive(Default)]
+struct Attempt {
+    reports: Vec<ObjectReport>,
+    adds: Vec<Add>,
+    txns: Vec<Transaction>,
+    quarantine: Vec<QuarantinedObject>,
+    quarantine_txns: Vec<Transaction>,
+}
+
+impl BronzeWriter {
+    pub fn new(config: Arc<PipelineConfig>) -> Result<Self> {
+        let landing = storage::bucket_store(&config.landing)?;
+        let function_version = std::env::var("AWS_LAMBDA_FUNCTION_VERSION")
+            .map(|v| format!("{}:{v}", env!("CARGO_PKG_VERSION")))
+            .unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_string());
+        Ok(BronzeWriter { config, landing, retry: RetryPolicy::default(), function_version })
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// Ingests `objects` (all routed to `table`) in one bronze commit, re-running the whole step when a
+    /// concurrent writer wins the commit race.
+    pub async fn ingest(&self, table: &TableConfig, objects: &[SourceObject]) -> Result<BronzeCommit> {
+        let mut seen = HashSet::new();
+        let objects: Vec<&SourceObject> = objects.iter().filter(|o| seen.insert((&o.key, &o.etag))).collect();
+        let mut last = String::new();
+        for attempt in 1..=self.retry.max_attempts {
+            self.retry.backoff(attempt).await;
+            match self.attempt(table, &objects).await {
+                Ok((version, reports)) => {
+                    return Ok(BronzeCommit { table: table.name.clone(), version, objects: reports, attempts: attempt })
+                }
+                Err(Error::Delta { source, .. }) if lake::is_conflict(&source) => {
+                    warn!(table = %table.name, attempt, error = %source, "lost a commit race; reloading and re-running");
+                    last = source.to_string();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::ConflictRetriesExhausted { table: format!("bronze/{}", table.name), attempts: self.retry.max_attempts, last })
+    }
+
+    async fn attempt(&self, table: &TableConfig, objects: &[&SourceObject]) -> Result<(Option<i64>, Vec<ObjectReport>)> {
+        let bronze_loc = self.config.bronze_location(&table.name);
+        let quarantine_loc = self.config.quarantine_location(&table.name);
+        let mut bronze = lake::open(&bronze_loc).await?;
+        let quarantine = lake::open(&quarantine_loc).await?;
+        let ingested_at_us = chrono::Utc::now().timestamp_micros();
+        let mut work = Attempt::default();
+
+        for obj in objects {
+            let report = |etag: Option<&str>, status| ObjectReport { key: obj.key.clone(), etag: etag.map(str::to_string), status };
+            let get = match read::open(&self.landing, &obj.key).await {
+                Ok(g) => g,
+                Err(e) => {
+                    warn!(table = %table.name, key = %obj.key, error = %e, "cannot read landing object");
+                    work.reports.push(report(obj.etag.as_deref(), ObjectStatus::Failed { reason: e.to_string() }));
+                    continue;
+                }
+            };
+            let etag = get.meta.e_tag.as_deref().map(clean_etag).or_else(|| obj.etag.clone()).unwrap_or_else(|| {
+                // No etag from the store: size and mtime identify the version instead.
+                format!("{}-{}", get.meta.size, get.meta.last_modified.timestamp_millis())
+            });
+            let id = app_id(&obj.key, &etag);
+            let bronze_done = match &bronze {
+                Some(t) => lake::txn_version(t, &id).await?.is_some(),
+                None => false,
+            };
+            let quarantine_marker = match &quarantine {
+                Some(t) => lake::txn_version(t, &id).await?,
+                None => None,
+            };
+            if bronze_done || quarantine_marker == Some(TXN_WHOLE_OBJECT) {
+                info!(table = %table.name, key = %obj.key, %etag, "already ingested; skipping");
+                work.reports.push(report(Some(&etag), ObjectStatus::AlreadyIngested));
+                continue;
+            }
+            let lineage = Lineage { key: obj.key.clone(), etag: etag.clone(), ingested_at_us };
+            let outcome = self.read_into_bronze(table, &bronze_loc, &mut bronze, get, &lineage).await;
+            match outcome {
+                Ok((adds, out)) => {
+                    let quarantined = out.bad.len() as u64;
+                    work.adds.extend(adds);
+                    work.txns.push(lake::txn(&id, TXN_INGESTED));
+                    if !out.bad.is_empty() && quarantine_marker.is_none() {
+                        work.quarantine.push(QuarantinedObject { key: obj.key.clone(), etag: etag.clone(), rows: out.bad });
+                        work.quarantine_txns.push(lake::txn(&id, TXN_BAD_ROWS));
+                    }
+                    work.reports.push(report(Some(&etag), ObjectStatus::Ingested { rows: out.rows_ok, quarantined }));
+                }
+                Err(ReadError::Unavailable(reason)) => {
+                    warn!(table = %table.name, key = %obj.key, %reason, "landing object became unreadable");
+                    work.reports.push(report(Some(&etag), ObjectStatus::Failed { reason }));
+                }
+                Err(ReadError::Malformed(reason)) => {
+                    warn!(table = %table.name, key = %obj.key, %reason, "quarantining whole object");
+                    work.quarantine.push(QuarantinedObject {
+                        key: obj.key.clone(),
+                        etag: etag.clone(),
+                        rows: vec![BadRow { row: None, raw: None, reason: reason.clone() }],
+                    });
+                    work.quarantine_txns.push(lake::txn(&id, TXN_WHOLE_OBJECT));
+                    work.reports.push(report(Some(&etag), ObjectStatus::Quarantined { reason }));
+                }
+                Err(ReadError::Sink(e)) => return Err(e),
+            }
+        }
+
+        // Quarantine first: if bronze then loses a race, the re-run finds the quarantine markers.
+        if !work.quarantine.is_empty() {
+            self.commit_quarantine(table, &quarantine_loc, quarantine, &work, ingested_at_us).await?;
+        }
+        let version = match (&mut bronze, work.txns.is_empty()) {
+            (Some(t), false) => {
+                let metadata = self.commit_metadata(table, &work);
+                let v = lake::commit_append(t, std::mem::take(&mut work.adds), std::mem::take(&mut work.txns), metadata)
+                    .await
+                    .map_err(|e| Error::delta(bronze_loc.url.to_string(), "commit", e))?;
+                info!(table = %table.name, version = v, rows = work.reports.iter().map(|r| if let ObjectStatus::Ingested { rows, .. } = r.status { rows } else { 0 }).sum::<u64>(), "bronze commit");
+                Some(v)
+            }
+            _ => None,
+        };
+        Ok((version, work.reports))
+    }
+
+    fn commit_metadata(&self, table: &TableConfig, work: &Attempt) -> HashMap<String, serde_json::Value> {
+        let keys: Vec<&str> = work
+            .reports
+            .iter()
+            .filter(|r| matches!(r.status, ObjectStatus::Ingested { .. }))
+            .map(|r| r.key.as_str())
+            .collect();
+        let rows: u64 = work.reports.iter().map(|r| if let ObjectStatus::Ingested { rows, .. } = r.status { rows } else { 0 }).sum();
+        HashMap::from([
+            ("lakehouse.layer".to_string(), json!("bronze")),
+            ("lakehouse.table".to_string(), json!(table.name)),
+            ("lakehouse.sourceKeys".to_string(), json!(keys)),
+            ("lakehouse.rows".to_string(), json!(rows)),
+            ("lakehouse.functionVersion".to_string(), json!(self.function_version)),
+        ])
+    }
+
+    async fn commit_quarantine(
+        &self,
+        table: &TableConfig,
+        location: &Location,
+        existing: Option<DeltaTable>,
+        work: &Attempt,
+        ingested_at_us: i64,
+    ) -> Result<()> {
+        let mut q = match existing {
+            Some(t) => t,
+            None => lake::open_or_create(location, &format!("quarantine_{}", table.name), &quarantine::quarantine_schema(), &[]).await?,
+        };
+        let batch = quarantine::to_batch(&work.quarantine, ingested_at_us)?;
+        let rows = batch.num_rows();
+        let adds = write_batches(&q, location, std::iter::once(batch), None).await?;
+        let keys: Vec<&str> = work.quarantine.iter().map(|o| o.key.as_str()).collect();
+        let metadata = HashMap::from([
+            ("lakehouse.layer".to_string(), json!("quarantine")),
+            ("lakehouse.table".to_string(), json!(table.name)),
+            ("lakehouse.sourceKeys".to_string(), json!(keys)),
+            ("lakehouse.rows".to_string(), json!(rows)),
+            ("lakehouse.functionVersion".to_string(), json!(self.function_version)),
+        ]);
+        let v = lake::commit_append(&mut q, adds, work.quarantine_txns.clone(), metadata)
+            .await
+            .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;
+        info!(table = %table.name, version = v, rows, "quarantine commit");
+        Ok(())
+    }
+
+    /// The table's data schema, creating the bronze table (declared or inferred schema) when absent.
+    /// `Ok(None)`: the table does not exist and this object has no row to infer a schema from.
+    async fn ensure_table(
+        &self,
+        table: &TableConfig,
+        location: &Location,
+        bronze: &mut Option<DeltaTable>,
+        key: &str,
+    ) -> Result<Option<SchemaRef>, ReadError> {
+        if bronze.is_none() {
+            let data = match table.declared_schema() {
+                Some(s) => s.as_ref().clone(),
+                None => match self.infer(table, key).await? {
+                    Some(s) => s,
+                    None => return Ok(None),
+                },
+            };
+            let created = lake::open_or_create(location, &format!("bronze_{}", table.name), &schema::bronze_schema(&data), &[]).await?;
+            *bronze = Some(created);
+        }
+        let Some(t) = bronze.as_ref() else { return Ok(None) };
+        let snapshot = t.snapshot().map_err(|e| Error::delta(location.url.to_string(), "read schema", e))?;
+        let arrow: Schema = snapshot
+            .snapshot()
+            .arrow_schema()
+            .as_ref()
+            .clone();
+        Ok(Some(schema::data_schema(&arrow)))
+    }
+
+    async fn infer(&self, table: &TableConfig, key: &str) -> Result<Option<Schema>, ReadError> {
+        let get = read::open(&self.landing, key).await?;
+        let gzip = read::is_gzip(table, key);
+        if table.format == Format::Parquet {
+            return read::infer_parquet(read::read_all(get, gzip).await?);
+        }
+        let table = table.clone();
+        tokio::task::spawn_blocking(move || read::infer_text(read::blocking_reader(get, gzip), &table))
+            .await
+            .map_err(|e| ReadError::Sink(Error::Task(e.to_string())))?
+    }
+
+    /// Streams one object into new parquet files of the bronze table; returns their adds (not committed).
+    async fn read_into_bronze(
+        &self,
+        table: &TableConfig,
+        location: &Location,
+        bronze: &mut Option<DeltaTable>,
+        get: GetResult,
+        lineage: &Lineage,
+    ) -> Result<(Vec<Add>, ReadOutcome), ReadError> {
+        let key = lineage.key.clone();
+        let Some(target) = self.ensure_table(table, location, bronze, &key).await? else {
+            return Err(ReadError::Malformed("no valid row to infer the table schema from".into()));
+        };
+        let Some(t) = bronze.as_ref() else { return Err(ReadError::Malformed("bronze table missing".into())) };
+        let gzip = read::is_gzip(table, &key);
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+        let parse_table = table.clone();
+        let parse_lineage = lineage.clone();
+        let parser = if table.format == Format::Parquet {
+            let bytes = read::read_all(get, gzip).await?;
+            tokio::task::spawn_blocking(move || {
+                read::parse_parquet(bytes, &parse_table, &target, &parse_lineage, &mut |b| {
+                    tx.blocking_send(b).map_err(|_| Error::Task("bronze writer stopped".into()))
+                })
+            })
+        } else {
+            tokio::task::spawn_blocking(move || {
+                read::parse_text(read::blocking_reader(get, gzip), &parse_table, &target, &parse_lineage, &mut |b| {
+                    tx.blocking_send(b).map_err(|_| Error::Task("bronze writer stopped".into()))
+                })
+            })
+        };
+        let mut writer = new_writer(t, location, Some(self.config.target_file_size))?;
+        while let Some(batch) = rx.recv().await {
+            writer.write(batch).await.map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
+        }
+        let outcome = parser.await.map_err(|e| ReadError::Sink(Error::Task(format!("parser for {key}: {e}"))))??;
+        let adds = writer.flush().await.map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
+        Ok((adds, outcome))
+    }
+}
+
+fn new_writer(table: &DeltaTable, location: &Location, target_file_size: Option<u64>) -> Result<RecordBatchWriter> {
+    let writer = RecordBatchWriter::for_table(table).map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
+    Ok(match target_file_size {
+        Some(size) => writer.with_target_file_size(size),
+        None => writer,
+    })
+}
+
+/// Writes `batches` as new files of `table` (not committed).
+async fn write_batches(
+    table: &DeltaTable,
+    location: &Location,
+    batches: impl IntoIterator<Item = RecordBatch>,
+    target_file_size: Option<u64>,
+) -> Result<Vec<Add>> {
+    let mut writer = new_writer(table, location, target_file_size)?;
+    for b in batches {
+        writer.write(b).await.map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
+    }
+    writer.flush().await.map_err(|e| Error::delta(location.url.to_string(), "write", e))
+}

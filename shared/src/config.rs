@@ -1,0 +1,573 @@
+//! The declarative pipeline file: where landing objects arrive, where the lake lives, and per table how to
+//! read, type and key its data. Every function loads the same file (`LAKEHOUSE_CONFIG`: a path or `s3://` URI).
+//! Invalid config fails at load with the table and field named, never later on a data path.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use serde::Deserialize;
+use url::Url;
+
+use crate::error::{Error, Result};
+
+/// Environment variable naming the pipeline file (path, `file://` or `s3://` URI).
+pub const CONFIG_ENV: &str = "LAKEHOUSE_CONFIG";
+
+/// A storage location: a URI plus object_store options (endpoint, keys, allow_http...). Values may reference
+/// environment variables as `${NAME}`, so one file serves LocalStack, MinIO and real AWS.
+#[derive(Debug, Clone)]
+pub struct Location {
+    pub url: Url,
+    pub storage_options: HashMap<String, String>,
+}
+
+impl Location {
+    /// Bucket (s3) or empty (file).
+    pub fn bucket(&self) -> &str {
+        self.url.host_str().unwrap_or("")
+    }
+
+    /// Key prefix inside the bucket (s3) or absolute directory (file), without leading or trailing `/`.
+    pub fn prefix(&self) -> String {
+        self.url.path().trim_matches('/').to_string()
+    }
+
+    /// A child location `<self>/<a>/<b>`.
+    pub fn join(&self, parts: &[&str]) -> Location {
+        let mut url = self.url.clone();
+        let base = url.path().trim_end_matches('/').to_string();
+        url.set_path(&format!("{base}/{}", parts.join("/")));
+        Location { url, storage_options: self.storage_options.clone() }
+    }
+}
+
+/// Source file format. Compression is separate: `.gz` objects are detected by suffix (or forced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Jsonl,
+    Csv,
+    Parquet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// `.gz` suffix means gzip, anything else is plain.
+    #[default]
+    Auto,
+    None,
+    Gzip,
+}
+
+/// How change records are encoded (used by the silver layer; parsed and validated now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CdcFormat {
+    #[default]
+    Upsert,
+    Debezium,
+    Dms,
+}
+
+/// What to do with source fields that the table schema does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownFields {
+    /// The row goes to quarantine with the field named: nothing is silently dropped.
+    #[default]
+    Quarantine,
+    /// The field is dropped (the raw object stays in landing).
+    Ignore,
+}
+
+/// Column types a pipeline file can declare. `json` keeps nested values as JSON text (e.g. Debezium
+/// `before`/`after`), so bronze stays raw and silver decides how to parse them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ColumnType {
+    String,
+    Json,
+    Int,
+    Long,
+    Double,
+    Boolean,
+    Date,
+    Timestamp,
+    Decimal(u8, i8),
+}
+
+impl ColumnType {
+    pub fn parse(s: &str) -> Option<ColumnType> {
+        let s = s.trim().to_ascii_lowercase();
+        Some(match s.as_str() {
+            "string" | "str" | "text" | "varchar" => ColumnType::String,
+            "json" => ColumnType::Json,
+            "int" | "integer" | "int32" => ColumnType::Int,
+            "long" | "bigint" | "int64" => ColumnType::Long,
+            "double" | "float64" | "float" => ColumnType::Double,
+            "boolean" | "bool" => ColumnType::Boolean,
+            "date" => ColumnType::Date,
+            "timestamp" => ColumnType::Timestamp,
+            other => {
+                let inner = other.strip_prefix("decimal(")?.strip_suffix(')')?;
+                let (p, s) = inner.split_once(',')?;
+                let (p, s): (u8, i8) = (p.trim().parse().ok()?, s.trim().parse().ok()?);
+                if p == 0 || p > 38 || s < 0 || s as u8 > p {
+                    return None;
+                }
+                ColumnType::Decimal(p, s)
+            }
+        })
+    }
+
+    pub fn arrow_type(&self) -> DataType {
+        match self {
+            ColumnType::String | ColumnType::Json => DataType::Utf8,
+            ColumnType::Int => DataType::Int32,
+            ColumnType::Long => DataType::Int64,
+            ColumnType::Double => DataType::Float64,
+            ColumnType::Boolean => DataType::Boolean,
+            ColumnType::Date => DataType::Date32,
+            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            ColumnType::Decimal(p, s) => DataType::Decimal128(*p, *s),
+        }
+    }
+}
+
+/// One declared column: `"name type"` or `"name type not null"` in the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Column {
+    pub name: String,
+    pub data_type: ColumnType,
+    pub nullable: bool,
+}
+
+impl Column {
+    pub fn arrow_field(&self) -> Field {
+        Field::new(&self.name, self.data_type.arrow_type(), self.nullable)
+    }
+}
+
+/// Everything the pipeline knows about one table.
+#[derive(Debug, Clone)]
+pub struct TableConfig {
+    pub name: String,
+    /// Key prefix under the landing location (e.g. `orders/`).
+    pub prefix: String,
+    pub format: Format,
+    pub compression: Compression,
+    /// Declared schema; `None` means inferred from the first file and then enforced (stored in bronze).
+    pub columns: Option<Vec<Column>>,
+    pub keys: Vec<String>,
+    pub sequence_by: Option<String>,
+    pub cdc: CdcFormat,
+    pub op_column: Option<String>,
+    pub delete_column: Option<String>,
+    pub partition_by: Vec<String>,
+    pub scd_type: u8,
+    pub unknown_fields: UnknownFields,
+    pub csv_delimiter: u8,
+    pub csv_header: bool,
+}
+
+impl TableConfig {
+    /// The declared data schema (without lineage columns), if any.
+    pub fn declared_schema(&self) -> Option<SchemaRef> {
+        self.columns
+            .as_ref()
+            .map(|cols| Arc::new(Schema::new(cols.iter().map(Column::arrow_field).collect::<Vec<_>>())))
+    }
+}
+
+/// The whole pipeline file, validated.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub landing: Location,
+    pub lake: Location,
+    pub tables: Vec<TableConfig>,
+    /// Bronze ingests at most this many bytes per parquet file before rolling to a new one.
+    pub target_file_size: u64,
+}
+
+impl PipelineConfig {
+    /// Parse and validate TOML text. `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<PipelineConfig> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| Error::ConfigLoad { location: origin.to_string(), reason: e.to_string() })?;
+        raw.validate()
+    }
+
+    /// Load from a local path, `file://` URI or `s3://` URI.
+    pub async fn load(location: &str) -> Result<PipelineConfig> {
+        let text = if location.starts_with("s3://") {
+            crate::storage::read_to_string(location).await?
+        } else {
+            let path = location.strip_prefix("file://").unwrap_or(location);
+            std::fs::read_to_string(path).map_err(|e| Error::ConfigLoad {
+                location: location.to_string(),
+                reason: e.to_string(),
+            })?
+        };
+        PipelineConfig::from_toml(&text, location)
+    }
+
+    /// Load from the `LAKEHOUSE_CONFIG` environment variable.
+    pub async fn from_env() -> Result<PipelineConfig> {
+        let location = std::env::var(CONFIG_ENV).map_err(|_| Error::ConfigLoad {
+            location: format!("${CONFIG_ENV}"),
+            reason: "environment variable is not set".into(),
+        })?;
+        PipelineConfig::load(&location).await
+    }
+
+    pub fn table(&self, name: &str) -> Option<&TableConfig> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    /// Which table a landing object belongs to: the object must be in the landing bucket, under the landing
+    /// prefix and under exactly one table prefix (prefixes cannot overlap, checked at load).
+    pub fn route(&self, bucket: &str, key: &str) -> Option<&TableConfig> {
+        if bucket != self.landing.bucket() {
+            return None;
+        }
+        let rel = relative_key(&self.landing, key)?;
+        self.tables.iter().find(|t| rel.starts_with(&t.prefix))
+    }
+
+    pub fn bronze_location(&self, table: &str) -> Location {
+        self.lake.join(&["bronze", table])
+    }
+
+    pub fn quarantine_location(&self, table: &str) -> Location {
+        self.lake.join(&["quarantine", table])
+    }
+}
+
+/// The part of `key` below the landing prefix, if it is below it.
+pub(crate) fn relative_key<'a>(landing: &Location, key: &'a str) -> Option<&'a str> {
+    let prefix = landing.prefix();
+    if prefix.is_empty() {
+        return Some(key);
+    }
+    key.strip_prefix(prefix.as_str())?.strip_prefix('/')
+}
+
+// ---- raw (serde) form, validated into the types above ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocation {
+    uri: String,
+    #[serde(default)]
+    storage: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    landing: RawLocation,
+    lake: RawLocation,
+    #[serde(default)]
+    target_file_size_mb: Option<u64>,
+    #[serde(default, rename = "table")]
+    tables: Vec<RawTable>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    name: String,
+    prefix: Option<String>,
+    format: Option<String>,
+    #[serde(default)]
+    compression: Compression,
+    columns: Option<Vec<String>>,
+    #[serde(default)]
+    keys: Vec<String>,
+    sequence_by: Option<String>,
+    #[serde(default)]
+    cdc: Option<String>,
+    op_column: Option<String>,
+    delete_column: Option<String>,
+    #[serde(default)]
+    partition_by: Vec<String>,
+    scd_type: Option<u8>,
+    #[serde(default)]
+    unknown_fields: UnknownFields,
+    csv_delimiter: Option<String>,
+    csv_header: Option<bool>,
+}
+
+/// Expand `${NAME}` references from the environment; an unset variable is a config error naming the field.
+fn expand_env(value: &str, table: &str, field: &str) -> Result<String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| Error::config(table, field, format!("unterminated `${{` in `{value}`")))?;
+        let name = &after[..end];
+        let v = std::env::var(name)
+            .map_err(|_| Error::config(table, field, format!("environment variable `{name}` is not set")))?;
+        out.push_str(&v);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+impl RawLocation {
+    fn validate(self, field: &str) -> Result<Location> {
+        let uri = expand_env(&self.uri, "-", &format!("{field}.uri"))?;
+        let url = Url::parse(&uri)
+            .map_err(|e| Error::config("-", &format!("{field}.uri"), format!("`{uri}` is not a URI: {e}")))?;
+        match url.scheme() {
+            "s3" | "s3a" if url.host_str().is_some_and(|h| !h.is_empty()) => {}
+            "file" => {}
+            _ => {
+                return Err(Error::config(
+                    "-",
+                    &format!("{field}.uri"),
+                    format!("`{uri}` must be s3://bucket[/prefix] or file:///absolute/path"),
+                ))
+            }
+        }
+        let mut storage_options = HashMap::new();
+        for (k, v) in self.storage {
+            let v = expand_env(&v, "-", &format!("{field}.storage.{k}"))?;
+            storage_options.insert(k.to_ascii_lowercase(), v);
+        }
+        Ok(Location { url, storage_options })
+    }
+}
+
+fn parse_column(spec: &str, table: &str) -> Result<Column> {
+    let words: Vec<&str> = spec.split_whitespace().collect();
+    let bad = || Error::config(table, "columns", format!("`{spec}`: expected `name type` or `name type not null`"));
+    let (name, ty, nullable) = match words.as_slice() {
+        [name, ty] => (*name, *ty, true),
+        [name, ty, not, null] if not.eq_ignore_ascii_case("not") && null.eq_ignore_ascii_case("null") => {
+            (*name, *ty, false)
+        }
+        _ => return Err(bad()),
+    };
+    let data_type = ColumnType::parse(ty).ok_or_else(|| {
+        Error::config(
+            table,
+            "columns",
+            format!(
+                "`{spec}`: unknown type `{ty}` (string, json, int, long, double, boolean, date, timestamp, decimal(p,s))"
+            ),
+        )
+    })?;
+    if name.starts_with('_') {
+        return Err(Error::config(table, "columns", format!("`{name}`: names starting with `_` are reserved for lineage")));
+    }
+    Ok(Column { name: name.to_string(), data_type, nullable })
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+impl RawTable {
+    fn validate(self) -> Result<TableConfig> {
+        let t = self.name.clone();
+        if !valid_name(&t) {
+            return Err(Error::config(&t, "name", "must be lowercase letters, digits and `_`, not starting with a digit"));
+        }
+        let prefix = self.prefix.unwrap_or_else(|| format!("{t}/"));
+        let prefix = prefix.trim_start_matches('/').to_string();
+        if prefix.is_empty() {
+            return Err(Error::config(&t, "prefix", "must not be empty"));
+        }
+        let format = match self.format.as_deref() {
+            Some("jsonl") | Some("json") | Some("ndjson") => Format::Jsonl,
+            Some("csv") => Format::Csv,
+            Some("parquet") => Format::Parquet,
+            Some(other) => return Err(Error::config(&t, "format", format!("`{other}` is not one of jsonl, csv, parquet"))),
+            None => return Err(Error::config(&t, "format", "is required (jsonl, csv or parquet)")),
+        };
+        let columns = match self.columns {
+            Some(specs) => {
+                if specs.is_empty() {
+                    return Err(Error::config(&t, "columns", "must not be empty (omit it to infer the schema)"));
+                }
+                let cols = specs.iter().map(|s| parse_column(s, &t)).collect::<Result<Vec<_>>>()?;
+                let mut seen = BTreeSet::new();
+                for c in &cols {
+                    if !seen.insert(c.name.clone()) {
+                        return Err(Error::config(&t, "columns", format!("column `{}` declared twice", c.name)));
+                    }
+                }
+                Some(cols)
+            }
+            None => None,
+        };
+        let declared = |field: &str, col: &str| -> Result<()> {
+            match &columns {
+                Some(cols) if !cols.iter().any(|c| c.name == col) => {
+                    Err(Error::config(&t, field, format!("column `{col}` is not in `columns`")))
+                }
+                _ => Ok(()),
+            }
+        };
+        for k in &self.keys {
+            declared("keys", k)?;
+        }
+        if let Some(s) = &self.sequence_by {
+            declared("sequence_by", s)?;
+        }
+        for p in &self.partition_by {
+            declared("partition_by", p)?;
+        }
+        let cdc = match self.cdc.as_deref() {
+            None | Some("upsert") => CdcFormat::Upsert,
+            Some("debezium") => CdcFormat::Debezium,
+            Some("dms") => CdcFormat::Dms,
+            Some(other) => return Err(Error::config(&t, "cdc", format!("`{other}` is not one of upsert, debezium, dms"))),
+        };
+        if cdc != CdcFormat::Upsert && self.keys.is_empty() {
+            return Err(Error::config(&t, "keys", "a CDC table needs key columns"));
+        }
+        let scd_type = self.scd_type.unwrap_or(1);
+        if scd_type != 1 && scd_type != 2 {
+            return Err(Error::config(&t, "scd_type", format!("`{scd_type}` must be 1 or 2")));
+        }
+        if scd_type == 2 && self.sequence_by.is_none() {
+            return Err(Error::config(&t, "sequence_by", "SCD type 2 needs a sequence column"));
+        }
+        let csv_delimiter = match self.csv_delimiter.as_deref() {
+            None => b',',
+            Some("\\t") | Some("\t") => b'\t',
+            Some(d) if d.len() == 1 => d.as_bytes()[0],
+            Some(d) => return Err(Error::config(&t, "csv_delimiter", format!("`{d}` must be one ASCII character"))),
+        };
+        Ok(TableConfig {
+            name: t,
+            prefix,
+            format,
+            compression: self.compression,
+            columns,
+            keys: self.keys,
+            sequence_by: self.sequence_by,
+            cdc,
+            op_column: self.op_column,
+            delete_column: self.delete_column,
+            partition_by: self.partition_by,
+            scd_type,
+            unknown_fields: self.unknown_fields,
+            csv_delimiter,
+            csv_header: self.csv_header.unwrap_or(true),
+        })
+    }
+}
+
+impl RawConfig {
+    fn validate(self) -> Result<PipelineConfig> {
+        let landing = self.landing.validate("landing")?;
+        let lake = self.lake.validate("lake")?;
+        if self.tables.is_empty() {
+            return Err(Error::config("-", "table", "no tables declared"));
+        }
+        let tables = self.tables.into_iter().map(RawTable::validate).collect::<Result<Vec<_>>>()?;
+        for (i, a) in tables.iter().enumerate() {
+            for b in &tables[i + 1..] {
+                if a.name == b.name {
+                    return Err(Error::config(&a.name, "name", "declared twice"));
+                }
+                if a.prefix.starts_with(&b.prefix) || b.prefix.starts_with(&a.prefix) {
+                    return Err(Error::config(
+                        &b.name,
+                        "prefix",
+                        format!("`{}` overlaps `{}` of table `{}`", b.prefix, a.prefix, a.name),
+                    ));
+                }
+            }
+        }
+        let target_file_size = self.target_file_size_mb.unwrap_or(128) * 1024 * 1024;
+        Ok(PipelineConfig { landing, lake, tables, target_file_size })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        [landing]
+        uri = "s3://landing/incoming"
+        [lake]
+        uri = "file:///tmp/lake"
+
+        [[table]]
+        name = "orders"
+        format = "jsonl"
+        columns = ["order_id long not null", "amount decimal(10,2)", "placed_at timestamp"]
+        keys = ["order_id"]
+        sequence_by = "placed_at"
+
+        [[table]]
+        name = "customers"
+        prefix = "crm/customers/"
+        format = "csv"
+    "#;
+
+    #[test]
+    fn parses_a_valid_file() {
+        let cfg = PipelineConfig::from_toml(GOOD, "test").unwrap();
+        assert_eq!(cfg.tables.len(), 2);
+        let orders = cfg.table("orders").unwrap();
+        assert_eq!(orders.prefix, "orders/");
+        assert_eq!(orders.columns.as_ref().unwrap()[1].data_type, ColumnType::Decimal(10, 2));
+        assert!(!orders.columns.as_ref().unwrap()[0].nullable);
+        assert!(cfg.table("customers").unwrap().columns.is_none());
+        assert_eq!(cfg.bronze_location("orders").url.as_str(), "file:///tmp/lake/bronze/orders");
+    }
+
+    #[test]
+    fn routes_keys_by_bucket_and_prefix() {
+        let cfg = PipelineConfig::from_toml(GOOD, "test").unwrap();
+        assert_eq!(cfg.route("landing", "incoming/orders/a.jsonl").unwrap().name, "orders");
+        assert_eq!(cfg.route("landing", "incoming/crm/customers/x.csv").unwrap().name, "customers");
+        assert!(cfg.route("other", "incoming/orders/a.jsonl").is_none());
+        assert!(cfg.route("landing", "orders/a.jsonl").is_none());
+        assert!(cfg.route("landing", "incoming/unknown/a.jsonl").is_none());
+        assert!(cfg.route("landing", "incomingorders/a.jsonl").is_none());
+    }
+
+    fn err_of(text: &str) -> String {
+        PipelineConfig::from_toml(text, "test").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_table_and_field() {
+        let base = "[landing]\nuri = \"s3://l\"\n[lake]\nuri = \"s3://k\"\n";
+        let e = err_of(&format!("{base}[[table]]\nname = \"t1\"\nformat = \"xml\"\n"));
+        assert!(e.contains("`t1`") && e.contains("`format`") && e.contains("xml"), "{e}");
+        let e = err_of(&format!("{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\ncolumns = [\"a long\"]\nkeys = [\"b\"]\n"));
+        assert!(e.contains("`keys`") && e.contains("`b`"), "{e}");
+        let e = err_of(&format!("{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\ncolumns = [\"a lng\"]\n"));
+        assert!(e.contains("`columns`") && e.contains("lng"), "{e}");
+        let e = err_of(&format!(
+            "{base}[[table]]\nname = \"a\"\nformat = \"csv\"\n[[table]]\nname = \"b\"\nprefix = \"a/x/\"\nformat = \"csv\"\n"
+        ));
+        assert!(e.contains("`b`") && e.contains("overlaps"), "{e}");
+        let e = err_of(&format!("{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\nscd_type = 3\n"));
+        assert!(e.contains("scd_type"), "{e}");
+        let e = err_of(&format!("{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\ncdc = \"debezium\"\n"));
+        assert!(e.contains("`keys`"), "{e}");
+        let e = err_of(&format!("{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\nkeyz = []\n"));
+        assert!(e.contains("keyz"), "{e}");
+        let e = err_of("[landing]\nuri = \"http://x\"\n[lake]\nuri = \"s3://k\"\n[[table]]\nname=\"a\"\nformat=\"csv\"\n");
+        assert!(e.contains("landing.uri"), "{e}");
+        let e = err_of("[landing]\nuri = \"s3://${LAKEHOUSE_TEST_UNSET_VAR}\"\n[lake]\nuri = \"s3://k\"\n[[table]]\nname=\"a\"\nformat=\"csv\"\n");
+        assert!(e.contains("LAKEHOUSE_TEST_UNSET_VAR"), "{e}");
+    }
+}

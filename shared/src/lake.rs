@@ -1,0 +1,142 @@
+//! Delta tables in the lake: open, create (safe against a concurrent creator), append-commit with
+//! application transactions, and the reload-and-re-run loop for commit conflicts.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
+use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
+use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::{DeltaTable, DeltaTableError, TableProperty};
+use deltalake::arrow::datatypes::Schema;
+use rand::Rng;
+
+use crate::config::Location;
+use crate::error::{Error, Result};
+
+/// How long application-transaction markers (idempotency state) are kept. Longer than SQS's maximum
+/// message retention (14 days), so any redelivery still finds its marker.
+pub const TXN_RETENTION: &str = "interval 30 days";
+
+/// Bounded, jittered retry for steps that lose a commit race.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy { max_attempts: 8, base_delay: Duration::from_millis(50), max_delay: Duration::from_secs(2) }
+    }
+}
+
+impl RetryPolicy {
+    /// Sleep before attempt `attempt` (1-based; attempt 1 does not sleep): full jitter on an exponential cap.
+    pub async fn backoff(&self, attempt: u32) {
+        if attempt <= 1 {
+            return;
+        }
+        let cap = self.base_delay.saturating_mul(1 << (attempt - 1).min(16)).min(self.max_delay);
+        let ms = rand::thread_rng().gen_range(0..=cap.as_millis() as u64);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+/// True when the error means another writer committed first: reload and re-run the step.
+pub fn is_conflict(e: &DeltaTableError) -> bool {
+    match e {
+        DeltaTableError::VersionAlreadyExists(_) => true,
+        DeltaTableError::Transaction { source } => {
+            matches!(source, TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_) | TransactionError::VersionAlreadyExists(_))
+        }
+        // Two creators racing on version 0.
+        DeltaTableError::Generic(msg) => msg.contains("already exists"),
+        _ => false,
+    }
+}
+
+fn table_name(location: &Location) -> String {
+    location.url.to_string()
+}
+
+/// Opens the table at `location`; `None` when no table exists there yet.
+pub async fn open(location: &Location) -> Result<Option<DeltaTable>> {
+    if location.url.scheme() == "file" {
+        let path = location.url.path();
+        std::fs::create_dir_all(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
+    }
+    let table = DeltaTable::try_from_url_with_storage_options(location.url.clone(), location.storage_options.clone())
+        .await
+        .map_err(|e| Error::delta(table_name(location), "open", e))?;
+    Ok(table.version().is_some().then_some(table))
+}
+
+/// Opens the table, creating it with `schema` when absent. If another writer creates it first, theirs wins
+/// and is returned (its schema is the table's schema from then on).
+pub async fn open_or_create(location: &Location, name: &str, schema: &Schema, partition_by: &[String]) -> Result<DeltaTable> {
+    if let Some(t) = open(location).await? {
+        return Ok(t);
+    }
+    let fields = StructType::try_from_arrow(schema).map_err(|e| Error::delta(table_name(location), "create", e.into()))?;
+    let uninit = DeltaTable::try_from_url_with_storage_options(location.url.clone(), location.storage_options.clone())
+        .await
+        .map_err(|e| Error::delta(table_name(location), "create", e))?;
+    let created = uninit
+        .create()
+        .with_table_name(name)
+        .with_columns(fields.fields().cloned())
+        .with_partition_columns(partition_by.to_vec())
+        .with_configuration_property(TableProperty::SetTransactionRetentionDuration, Some(TXN_RETENTION))
+        .with_save_mode(SaveMode::Ignore)
+        .await;
+    match created {
+        Ok(t) if t.version().is_some() => Ok(t),
+        Ok(_) => open(location).await?.ok_or_else(|| Error::delta(table_name(location), "create", DeltaTableError::Generic("table vanished after create".into()))),
+        Err(e) if is_conflict(&e) => {
+            open(location).await?.ok_or_else(|| Error::delta(table_name(location), "create", e))
+        }
+        Err(e) => Err(Error::delta(table_name(location), "create", e)),
+    }
+}
+
+/// Version of the application transaction `app_id` recorded in the table, if any.
+pub async fn txn_version(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
+    let snapshot = table.snapshot().map_err(|e| Error::delta(table.table_url().to_string(), "read txn", e))?;
+    snapshot
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| Error::delta(table.table_url().to_string(), "read txn", e))
+}
+
+/// An application transaction stamped now (so `delta.setTransactionRetentionDuration` can expire it).
+pub fn txn(app_id: impl ToString, version: i64) -> Transaction {
+    Transaction::new_with_last_update(app_id, version, Some(chrono::Utc::now().timestamp_millis()))
+}
+
+/// Commits `adds` as one blind append carrying `txns` and commitInfo `metadata`. A concurrent commit that
+/// set one of the same `txns` makes this fail with a conflict (see [`is_conflict`]).
+pub async fn commit_append(
+    table: &mut DeltaTable,
+    adds: Vec<Add>,
+    txns: Vec<Transaction>,
+    metadata: HashMap<String, serde_json::Value>,
+) -> std::result::Result<i64, DeltaTableError> {
+    let snapshot = table.snapshot()?;
+    let partition_cols: Vec<String> = snapshot.metadata().partition_columns().to_vec();
+    let operation = DeltaOperation::Write {
+        mode: SaveMode::Append,
+        partition_by: (!partition_cols.is_empty()).then_some(partition_cols),
+        predicate: None,
+    };
+    let props = CommitProperties::default().with_application_transactions(txns).with_metadata(metadata);
+    let finalized = CommitBuilder::from(props)
+        .with_actions(adds.into_iter().map(Action::Add).collect())
+        .build(Some(snapshot), table.log_store(), operation)
+        .await?;
+    let version = finalized.version();
+    table.update_state().await?;
+    Ok(version as i64)
+}

@@ -1,0 +1,20 @@
+//! Shared library of the serverless delta-architecture lakehouse. Modules follow the data's path:
+//! [`events`] (what arrived) → [`read`] (parse and conform) → [`bronze`] (append with lineage, exactly
+//! once) → [`lake`] (Delta commits) → [`quarantine`] (what did not fit). [`handler`] is what the Lambda
+//! functions call; [`demo`] is the embedded, nothing-installed run.
+
+pub mod bronze;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod events;
+pub mod handler;
+pub mod lake;
+pub mod quarantine;
+pub mod read;
+pub mod schema;
+pub mod storage;
+pub mod telemetry;
+
+pub use config::PipelineConfig;
+pub use error::{Error, Result};
