@@ -140,3 +140,40 @@ pub async fn commit_append(
     table.update_state().await?;
     Ok(version as i64)
 }
+
+/// All rows of the table at `location` (current version). For tests, the CLI and the demo: small tables.
+pub async fn read_table(location: &Location) -> Result<Vec<deltalake::arrow::array::RecordBatch>> {
+    let Some(table) = open(location).await? else { return Ok(Vec::new()) };
+    let (_, stream) = table.scan_table().await.map_err(|e| Error::delta(table_name(location), "scan", e))?;
+    use futures::TryStreamExt;
+    let batches: Vec<deltalake::arrow::array::RecordBatch> = stream
+        .try_collect()
+        .await
+        .map_err(|e| Error::delta(table_name(location), "scan", DeltaTableError::Generic(e.to_string())))?;
+    batches.iter().map(plain_strings).collect()
+}
+
+/// The scan may return string views or dictionaries; callers get plain `Utf8` columns.
+fn plain_strings(batch: &deltalake::arrow::array::RecordBatch) -> Result<deltalake::arrow::array::RecordBatch> {
+    use deltalake::arrow::datatypes::{DataType, Field};
+    let needs = |dt: &DataType| matches!(dt, DataType::Utf8View | DataType::LargeUtf8 | DataType::Dictionary(_, _));
+    let fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| if needs(f.data_type()) { f.as_ref().clone().with_data_type(DataType::Utf8) } else { f.as_ref().clone() })
+        .collect();
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|c| if needs(c.data_type()) { deltalake::arrow::compute::cast(c, &DataType::Utf8) } else { Ok(c.clone()) })
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::arrow("normalising scanned strings", e))?;
+    deltalake::arrow::array::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
+        .map_err(|e| Error::arrow("normalising scanned strings", e))
+}
+
+/// Current version of the table at `location`, if it exists.
+pub async fn version(location: &Location) -> Result<Option<i64>> {
+    Ok(open(location).await?.and_then(|t| t.version()).map(|v| v as i64))
+}
