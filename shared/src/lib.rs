@@ -18,3 +18,7 @@ pub mod telemetry;
 
 pub use config::PipelineConfig;
 pub use error::{Error, Result};
+
+/// Arrow and Parquet as delta-rs re-exports them (one version across the workspace).
+pub use deltalake::arrow as deltalake_arrow;
+pub use deltalake::parquet as deltalake_parquet;

@@ -72,7 +72,10 @@ pub fn is_gzip(table: &TableConfig, key: &str) -> bool {
 
 /// Opens `key` in `store`, returning the response (its metadata carries the etag actually read).
 pub async fn open(store: &StoreRef, key: &str) -> Result<GetResult, ReadError> {
-    store.get(&deltalake::Path::from(key)).await.map_err(|e| ReadError::Unavailable(e.to_string()))
+    // `Path::parse` keeps the key as-is (`Path::from` would percent-encode non-ASCII and `%`, naming
+    // another object). It only refuses keys with empty, `.` or `..` segments, which we cannot address.
+    let path = deltalake::Path::parse(key).map_err(|e| ReadError::Unavailable(format!("unaddressable key `{key}`: {e}")))?;
+    store.get(&path).await.map_err(|e| ReadError::Unavailable(e.to_string()))
 }
 
 /// A blocking `Read` over the object's byte stream (for use inside `spawn_blocking`), decompressed when

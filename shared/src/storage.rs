@@ -30,8 +30,9 @@ pub async fn read_to_string(uri: &str) -> Result<String> {
     let location = Location { url: url.clone(), storage_options: Default::default() };
     let store = bucket_store(&location)?;
     let key = url.path().trim_start_matches('/');
+    let path = Path::parse(key).map_err(|e| Error::ConfigLoad { location: uri.into(), reason: e.to_string() })?;
     let bytes = store
-        .get(&Path::from(key))
+        .get(&path)
         .await
         .map_err(|e| Error::ConfigLoad { location: uri.into(), reason: e.to_string() })?
         .bytes()

@@ -1,1 +1,22 @@
-fn main() {}
+//! Bronze Lambda: S3 object-created events (direct, or via SQS/SNS/EventBridge) → `bronze/<table>`.
+//! Thin by design: parse, call the shared crate, answer with SQS partial batch failures.
+
+use std::sync::Arc;
+
+use lakehouse::bronze::BronzeWriter;
+use lakehouse::{handler, telemetry, PipelineConfig};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    // Loaded once per cold start; a bad config fails the init phase with the table and field named.
+    let config = Arc::new(PipelineConfig::from_env().await?);
+    let writer = Arc::new(BronzeWriter::new(config)?);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let writer = writer.clone();
+        async move { handler::handle_payload(&writer, &event.payload).await.map_err(Error::from) }
+    }))
+    .await
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Start LocalStack (S3 + SQS, host mode, no Docker) and MinIO on 127.0.0.1, with PID files and logs under
+# $LAKEHOUSE_STATE, then create the buckets, queues (with DLQ + redrive) and the S3 → SQS notification.
+# Idempotent: a service that is already healthy is left running. Fails loudly (with the log tail) when a
+# service does not come up. Usage: up.sh [localstack|minio|all]
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+source "$here/env.sh"
+mkdir -p "$LAKEHOUSE_STATE/logs" "$LAKEHOUSE_STATE/run"
+
+log() { echo "[up] $*" >&2; }
+
+alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+wait_http() { # url name logfile seconds
+  local url=$1 name=$2 logf=$3 secs=$4
+  for _ in $(seq 1 $((secs * 5))); do
+    if curl -fsS -o /dev/null "$url" 2>/dev/null; then return 0; fi
+    sleep 0.2
+  done
+  echo "[up] ERROR: $name did not become healthy at $url within ${secs}s. Last log lines ($logf):" >&2
+  tail -n 40 "$logf" >&2 || true
+  exit 1
+}
+
+start_localstack() {
+  local pidf="$LAKEHOUSE_STATE/run/localstack.pid" logf="$LAKEHOUSE_STATE/logs/localstack.log"
+  [[ -x "$LOCALSTACK_VENV/bin/python" ]] || { echo "[up] ERROR: LocalStack is not installed; run infra/local/install.sh" >&2; exit 1; }
+  if alive "$pidf" && curl -fsS -o /dev/null "$LOCALSTACK_ENDPOINT/_localstack/health"; then log "localstack already running"; return; fi
+  mkdir -p "$LAKEHOUSE_STATE/localstack/tmp"
+  log "starting localstack on $LOCALSTACK_ENDPOINT (log: $logf)"
+  # Settings measured on these machines (DESIGN.md §6): loopback only, no DNS or resolv.conf changes.
+  GATEWAY_LISTEN=127.0.0.1:4566 GATEWAY_SERVER=hypercorn OVERRIDE_IN_DOCKER=0 DNS_ADDRESS=0 \
+  SERVICES="${LOCALSTACK_SERVICES:-s3,sqs}" LOCALSTACK_HOST=127.0.0.1:4566 SQS_ENDPOINT_STRATEGY=path \
+  LOCALSTACK_VOLUME_DIR="$LAKEHOUSE_STATE/localstack" TMPDIR="$LAKEHOUSE_STATE/localstack/tmp" \
+  DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 \
+    nohup "$LOCALSTACK_VENV/bin/python" -m localstack.runtime.main >"$logf" 2>&1 &
+  echo $! >"$pidf"
+  wait_http "$LOCALSTACK_ENDPOINT/_localstack/health" localstack "$logf" 90
+  log "localstack healthy"
+}
+
+start_minio() {
+  local pidf="$LAKEHOUSE_STATE/run/minio.pid" logf="$LAKEHOUSE_STATE/logs/minio.log"
+  [[ -x "$LAKEHOUSE_BIN/minio" ]] || { echo "[up] ERROR: MinIO is not installed; run infra/local/install.sh" >&2; exit 1; }
+  if alive "$pidf" && curl -fsS -o /dev/null "$MINIO_ENDPOINT/minio/health/live"; then log "minio already running"; return; fi
+  mkdir -p "$LAKEHOUSE_STATE/minio-data"
+  log "starting minio on $MINIO_ENDPOINT (log: $logf)"
+  MINIO_ROOT_USER="$MINIO_ROOT_USER" MINIO_ROOT_PASSWORD="$MINIO_ROOT_PASSWORD" MINIO_BROWSER=off \
+    nohup "$LAKEHOUSE_BIN/minio" server "$LAKEHOUSE_STATE/minio-data" \
+      --address 127.0.0.1:9000 --console-address 127.0.0.1:9001 >"$logf" 2>&1 &
+  echo $! >"$pidf"
+  wait_http "$MINIO_ENDPOINT/minio/health/live" minio "$logf" 60
+  log "minio healthy"
+}
+
+case "${1:-all}" in
+  localstack) start_localstack ;;
+  minio) start_minio ;;
+  all) start_localstack; start_minio ;;
+  *) echo "usage: $0 [localstack|minio|all]" >&2; exit 2 ;;
+esac
+"$LOCALSTACK_VENV/bin/python" "$here/provision.py"
