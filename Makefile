@@ -1,0 +1,52 @@
+# Two commands: `make demo` (nothing installed beyond Rust) and `make test` (installs and starts
+# LocalStack + MinIO itself, runs every test, stops them). The Rust build cache lives outside the clone.
+SHELL := /bin/bash
+export CARGO_TARGET_DIR ?= $(HOME)/.cache/lakehouse-target
+LOCAL := infra/local
+TOOLS_BIN := $(HOME)/.cache/lakehouse/venv-tools/bin
+# Loads the local endpoints/credentials and puts cargo-lambda and the Python reader on PATH.
+WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
+
+.PHONY: demo test install up down unit-test integration-test bench-bronze lambda-zip release fmt lint
+
+demo:
+	cargo run --quiet -p lakehouse --bin lakehouse -- demo --dir .state/demo
+
+install:
+	$(LOCAL)/install.sh all
+
+## Unit tests (shared crate), then integration tests against LocalStack + MinIO started for the run.
+test: install
+	cargo build --workspace --tests --bins
+	cargo test -p lakehouse -p bronze
+	$(WITH_ENV) && $(LOCAL)/up.sh && trap '$(LOCAL)/down.sh' EXIT && \
+	  cargo test -p integration-tests -- --test-threads=2
+
+unit-test:
+	cargo test -p lakehouse -p bronze
+
+up: install
+	$(LOCAL)/up.sh
+
+down:
+	$(LOCAL)/down.sh
+
+## 100 MB JSONL object → bronze on MinIO, side by side with Python deltalake; writes bench/results/.
+bench-bronze: install
+	cargo build --release -p lakehouse --bin lakehouse
+	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && bench/bench_bronze.sh
+
+## Lambda artifact (zip) for arm64 Graviton, built with zig for Lambda's glibc.
+lambda-zip: install
+	$(WITH_ENV) && cd functions/bronze && cargo lambda build --release --arm64 --output-format zip
+	ls -l $(CARGO_TARGET_DIR)/lambda/bronze/bootstrap.zip
+
+release:
+	cargo build --release --workspace --bins
+
+fmt:
+	cargo fmt --all
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
