@@ -36,20 +36,35 @@ columns = ["payment_id long not null", "amount double"]
 type Row = (String, i64, String);
 
 fn column_text(batch: &arrow::array::RecordBatch, name: &str) -> Vec<String> {
-    let col = batch.column_by_name(name).unwrap_or_else(|| panic!("column {name} missing"));
-    let fmt = arrow::util::display::ArrayFormatter::try_new(col.as_ref(), &Default::default()).expect("formatter");
-    (0..batch.num_rows()).map(|i| fmt.value(i).to_string()).collect()
+    let col = batch
+        .column_by_name(name)
+        .unwrap_or_else(|| panic!("column {name} missing"));
+    let fmt = arrow::util::display::ArrayFormatter::try_new(col.as_ref(), &Default::default())
+        .expect("formatter");
+    (0..batch.num_rows())
+        .map(|i| fmt.value(i).to_string())
+        .collect()
 }
 
 async fn bronze_rows(config: &PipelineConfig, table: &str, id_col: &str) -> BTreeSet<Row> {
-    let batches = lake::read_table(&config.bronze_location(table)).await.expect("scan bronze");
+    let batches = lake::read_table(&config.bronze_location(table))
+        .await
+        .expect("scan bronze");
     let mut rows = BTreeSet::new();
     for b in &batches {
         let keys = column_text(b, "_source_key");
         let nums = column_text(b, "_source_row");
         let ids = column_text(b, id_col);
         for i in 0..b.num_rows() {
-            assert!(rows.insert((keys[i].clone(), nums[i].parse().expect("row number"), ids[i].clone())), "duplicate bronze row {:?}", (&keys[i], &nums[i]));
+            assert!(
+                rows.insert((
+                    keys[i].clone(),
+                    nums[i].parse().expect("row number"),
+                    ids[i].clone()
+                )),
+                "duplicate bronze row {:?}",
+                (&keys[i], &nums[i])
+            );
         }
     }
     rows
@@ -57,8 +72,15 @@ async fn bronze_rows(config: &PipelineConfig, table: &str, id_col: &str) -> BTre
 
 async fn quarantine_rows(config: &PipelineConfig, table: &str) -> Vec<(String, String, String)> {
     let mut out = Vec::new();
-    for b in &lake::read_table(&config.quarantine_location(table)).await.expect("scan quarantine") {
-        let (k, r, reason) = (column_text(b, "_source_key"), column_text(b, "_source_row"), column_text(b, "reason"));
+    for b in &lake::read_table(&config.quarantine_location(table))
+        .await
+        .expect("scan quarantine")
+    {
+        let (k, r, reason) = (
+            column_text(b, "_source_key"),
+            column_text(b, "_source_row"),
+            column_text(b, "reason"),
+        );
         for i in 0..b.num_rows() {
             out.push((k[i].clone(), r[i].clone(), reason[i].clone()));
         }
@@ -70,7 +92,11 @@ async fn quarantine_rows(config: &PipelineConfig, table: &str) -> Vec<(String, S
 async fn bronze_versions(config: &PipelineConfig) -> Vec<Option<i64>> {
     let mut out = Vec::new();
     for t in ["orders", "customers", "payments"] {
-        out.push(lake::version(&config.bronze_location(t)).await.expect("version"));
+        out.push(
+            lake::version(&config.bronze_location(t))
+                .await
+                .expect("version"),
+        );
     }
     out
 }
@@ -91,7 +117,10 @@ async fn s3_notifications_to_bronze_on_minio_exactly_once() {
     let landing = Landing::create(&id, 2, 1).await;
     let lake_bucket = lake_bucket().await;
     let lake_uri = format!("s3://{lake_bucket}/{id}");
-    let config = Arc::new(PipelineConfig::from_toml(&pipeline_toml(&landing.bucket, &lake_uri, TABLES), "test").expect("config"));
+    let config = Arc::new(
+        PipelineConfig::from_toml(&pipeline_toml(&landing.bucket, &lake_uri, TABLES), "test")
+            .expect("config"),
+    );
 
     // ---- generate the landing files and, independently, the rows bronze must hold
     let mut oracle_orders = BTreeSet::new();
@@ -102,7 +131,11 @@ async fn s3_notifications_to_bronze_on_minio_exactly_once() {
             100 => jsonl.push_str("{broken\n"),
             200 => jsonl.push_str("{\"id\": \"x\", \"amount\": 1}\n"),
             _ => {
-                jsonl.push_str(&format!("{{\"id\": {}, \"amount\": {}}}\n", line * 10, line as f64 / 4.0));
+                jsonl.push_str(&format!(
+                    "{{\"id\": {}, \"amount\": {}}}\n",
+                    line * 10,
+                    line as f64 / 4.0
+                ));
                 oracle_orders.insert((orders_key.to_string(), line, (line * 10).to_string()));
             }
         }
@@ -121,9 +154,14 @@ async fn s3_notifications_to_bronze_on_minio_exactly_once() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     gz.write_all(csv.as_bytes()).expect("gzip");
     let payments_key = "payments/p.parquet";
-    let ids: Vec<Option<i64>> = (1..=400).map(|i| if i == 7 { None } else { Some(i) }).collect();
-    let oracle_payments: BTreeSet<Row> =
-        ids.iter().enumerate().filter_map(|(i, v)| v.map(|v| (payments_key.to_string(), i as i64 + 1, v.to_string()))).collect();
+    let ids: Vec<Option<i64>> = (1..=400)
+        .map(|i| if i == 7 { None } else { Some(i) })
+        .collect();
+    let oracle_payments: BTreeSet<Row> = ids
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| v.map(|v| (payments_key.to_string(), i as i64 + 1, v.to_string())))
+        .collect();
     let schema = Arc::new(arrow::datatypes::Schema::new(vec![
         arrow::datatypes::Field::new("payment_id", arrow::datatypes::DataType::Int64, true),
         arrow::datatypes::Field::new("amount", arrow::datatypes::DataType::Float64, true),
@@ -132,12 +170,16 @@ async fn s3_notifications_to_bronze_on_minio_exactly_once() {
         schema.clone(),
         vec![
             Arc::new(arrow::array::Int64Array::from(ids)),
-            Arc::new(arrow::array::Float64Array::from((1..=400).map(|i| i as f64).collect::<Vec<_>>())),
+            Arc::new(arrow::array::Float64Array::from(
+                (1..=400).map(|i| i as f64).collect::<Vec<_>>(),
+            )),
         ],
     )
     .expect("batch");
     let mut parquet = Vec::new();
-    let mut w = lakehouse::deltalake_parquet::arrow::ArrowWriter::try_new(&mut parquet, schema, None).expect("writer");
+    let mut w =
+        lakehouse::deltalake_parquet::arrow::ArrowWriter::try_new(&mut parquet, schema, None)
+            .expect("writer");
     w.write(&batch).expect("write");
     w.close().expect("close");
 
@@ -147,10 +189,19 @@ async fn s3_notifications_to_bronze_on_minio_exactly_once() {
     // A notification for an object that does not exist: storage cannot serve it, so it must fail and retry.
     let ghost = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put", "eventSource": "aws:s3",
         "s3": {"bucket": {"name": landing.bucket}, "object": {"key": "orders/ghost.jsonl"}}}]});
-    landing.sqs.send_message().queue_url(&landing.queue_url).message_body(ghost.to_string()).send().await.expect("send ghost");
+    landing
+        .sqs
+        .send_message()
+        .queue_url(&landing.queue_url)
+        .message_body(ghost.to_string())
+        .send()
+        .await
+        .expect("send ghost");
 
     // ---- the real notifications, received from the real queue
-    let messages = landing.receive(&landing.queue_url, 4, Duration::from_secs(30)).await;
+    let messages = landing
+        .receive(&landing.queue_url, 4, Duration::from_secs(30))
+        .await;
     let event = landing.lambda_event(&messages);
     let ghost_id = messages
         .iter()
@@ -159,64 +210,144 @@ async fn s3_notifications_to_bronze_on_minio_exactly_once() {
         .expect("ghost message")
         .to_string();
     assert!(
-        messages.iter().any(|m| m.body().is_some_and(|b| b.contains("batch%201%2Ba%20%C3%BC.jsonl"))),
+        messages.iter().any(|m| m
+            .body()
+            .is_some_and(|b| b.contains("batch%201%2Ba%20%C3%BC.jsonl"))),
         "LocalStack should percent-encode the key in the notification: {:?}",
         messages.iter().map(|m| m.body()).collect::<Vec<_>>()
     );
 
     let writer = BronzeWriter::new(config.clone()).expect("writer");
-    let response = handler::handle_payload(&writer, &event).await.expect("handler");
-    assert_eq!(failures(&response), vec![ghost_id.clone()], "only the missing object fails");
-    let ok: Vec<_> = messages.iter().filter(|m| m.message_id() != Some(ghost_id.as_str())).cloned().collect();
+    let response = handler::handle_payload(&writer, &event)
+        .await
+        .expect("handler");
+    assert_eq!(
+        failures(&response),
+        vec![ghost_id.clone()],
+        "only the missing object fails"
+    );
+    let ok: Vec<_> = messages
+        .iter()
+        .filter(|m| m.message_id() != Some(ghost_id.as_str()))
+        .cloned()
+        .collect();
     landing.delete(&landing.queue_url, &ok).await;
 
     let check = |config: Arc<PipelineConfig>| {
-        let (o, c, p) = (oracle_orders.clone(), oracle_customers.clone(), oracle_payments.clone());
+        let (o, c, p) = (
+            oracle_orders.clone(),
+            oracle_customers.clone(),
+            oracle_payments.clone(),
+        );
         async move {
-            assert_eq!(bronze_rows(&config, "orders", "id").await, o, "orders differ from the oracle");
-            assert_eq!(bronze_rows(&config, "customers", "customer_id").await, c, "customers differ from the oracle");
-            assert_eq!(bronze_rows(&config, "payments", "payment_id").await, p, "payments differ from the oracle");
+            assert_eq!(
+                bronze_rows(&config, "orders", "id").await,
+                o,
+                "orders differ from the oracle"
+            );
+            assert_eq!(
+                bronze_rows(&config, "customers", "customer_id").await,
+                c,
+                "customers differ from the oracle"
+            );
+            assert_eq!(
+                bronze_rows(&config, "payments", "payment_id").await,
+                p,
+                "payments differ from the oracle"
+            );
         }
     };
     check(config.clone()).await;
     let q = quarantine_rows(&config, "orders").await;
-    assert_eq!(q.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(), vec!["100", "200"], "{q:?}");
-    assert!(q[0].2.contains("invalid JSON") && q[1].2.contains("`x` is not a valid long"), "{q:?}");
+    assert_eq!(
+        q.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
+        vec!["100", "200"],
+        "{q:?}"
+    );
+    assert!(
+        q[0].2.contains("invalid JSON") && q[1].2.contains("`x` is not a valid long"),
+        "{q:?}"
+    );
     let q = quarantine_rows(&config, "customers").await;
     assert_eq!(q.len(), 1);
-    assert!(q[0].1 == "51" && q[0].2.contains("expected 3 fields, found 2"), "{q:?}");
+    assert!(
+        q[0].1 == "51" && q[0].2.contains("expected 3 fields, found 2"),
+        "{q:?}"
+    );
     let q = quarantine_rows(&config, "payments").await;
-    assert!(q.len() == 1 && q[0].1 == "7" && q[0].2.contains("`payment_id` is required"), "{q:?}");
+    assert!(
+        q.len() == 1 && q[0].1 == "7" && q[0].2.contains("`payment_id` is required"),
+        "{q:?}"
+    );
     let versions = bronze_versions(&config).await;
 
     // ---- redelivery, then four concurrent handlers on the same batch: nothing changes
-    let again = handler::handle_payload(&writer, &event).await.expect("redelivery");
+    let again = handler::handle_payload(&writer, &event)
+        .await
+        .expect("redelivery");
     assert_eq!(failures(&again), vec![ghost_id.clone()]);
-    let writers: Vec<BronzeWriter> = (0..4).map(|_| BronzeWriter::new(config.clone()).expect("writer")).collect();
-    let responses = futures::future::join_all(writers.iter().map(|w| handler::handle_payload(w, &event))).await;
+    let writers: Vec<BronzeWriter> = (0..4)
+        .map(|_| BronzeWriter::new(config.clone()).expect("writer"))
+        .collect();
+    let responses =
+        futures::future::join_all(writers.iter().map(|w| handler::handle_payload(w, &event))).await;
     for r in responses {
-        assert_eq!(failures(&r.expect("concurrent handler")), vec![ghost_id.clone()]);
+        assert_eq!(
+            failures(&r.expect("concurrent handler")),
+            vec![ghost_id.clone()]
+        );
     }
     check(config.clone()).await;
     let after = bronze_versions(&config).await;
     assert_eq!(after, versions, "a redelivered batch must not commit");
 
     // ---- an independent reader sees the same table
-    assert_eq!(python_row_count(&format!("{lake_uri}/bronze/orders")), oracle_orders.len());
+    assert_eq!(
+        python_row_count(&format!("{lake_uri}/bronze/orders")),
+        oracle_orders.len()
+    );
 
     // ---- the failed message returns to the queue and, after maxReceiveCount receives, reaches the DLQ
     let deadline = std::time::Instant::now() + Duration::from_secs(45);
     loop {
-        let dlq = landing.sqs.receive_message().queue_url(&landing.dlq_url).wait_time_seconds(1).send().await.expect("receive dlq");
-        if dlq.messages.unwrap_or_default().iter().any(|m| m.body().is_some_and(|b| b.contains("ghost.jsonl"))) {
+        let dlq = landing
+            .sqs
+            .receive_message()
+            .queue_url(&landing.dlq_url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive dlq");
+        if dlq
+            .messages
+            .unwrap_or_default()
+            .iter()
+            .any(|m| m.body().is_some_and(|b| b.contains("ghost.jsonl")))
+        {
             break;
         }
-        assert!(std::time::Instant::now() < deadline, "the failing message never reached the DLQ");
-        let redelivered = landing.sqs.receive_message().queue_url(&landing.queue_url).wait_time_seconds(1).send().await.expect("receive");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failing message never reached the DLQ"
+        );
+        let redelivered = landing
+            .sqs
+            .receive_message()
+            .queue_url(&landing.queue_url)
+            .wait_time_seconds(1)
+            .send()
+            .await
+            .expect("receive");
         let msgs = redelivered.messages.unwrap_or_default();
         if !msgs.is_empty() {
-            let r = handler::handle_payload(&writer, &landing.lambda_event(&msgs)).await.expect("handler");
-            assert_eq!(failures(&r).len(), msgs.len(), "ghost keeps failing; it is not acknowledged");
+            let r = handler::handle_payload(&writer, &landing.lambda_event(&msgs))
+                .await
+                .expect("handler");
+            assert_eq!(
+                failures(&r).len(),
+                msgs.len(),
+                "ghost keeps failing; it is not acknowledged"
+            );
         }
     }
 }
@@ -227,21 +358,54 @@ async fn keys_outside_tables_or_bucket_are_rejected_and_never_written() {
     let landing = Landing::create(&id, 3, 30).await;
     let lake_bucket = lake_bucket().await;
     let lake_uri = format!("s3://{lake_bucket}/{id}");
-    let config = Arc::new(PipelineConfig::from_toml(&pipeline_toml(&landing.bucket, &lake_uri, TABLES), "test").expect("config"));
-    landing.put("unrouted/x.jsonl", b"{\"id\": 1}\n".to_vec()).await;
-    let messages = landing.receive(&landing.queue_url, 1, Duration::from_secs(30)).await;
+    let config = Arc::new(
+        PipelineConfig::from_toml(&pipeline_toml(&landing.bucket, &lake_uri, TABLES), "test")
+            .expect("config"),
+    );
+    landing
+        .put("unrouted/x.jsonl", b"{\"id\": 1}\n".to_vec())
+        .await;
+    let messages = landing
+        .receive(&landing.queue_url, 1, Duration::from_secs(30))
+        .await;
     let mut event = landing.lambda_event(&messages);
     // The same object claimed from another bucket.
     let mut foreign = event["Records"][messages.len() - 1].clone();
     foreign["messageId"] = Value::from("foreign");
-    foreign["body"] = Value::from(foreign["body"].as_str().unwrap_or_default().replace(&landing.bucket, "someone-elses-bucket").replace("unrouted/", "orders/"));
-    event["Records"].as_array_mut().expect("records").push(foreign);
+    foreign["body"] = Value::from(
+        foreign["body"]
+            .as_str()
+            .unwrap_or_default()
+            .replace(&landing.bucket, "someone-elses-bucket")
+            .replace("unrouted/", "orders/"),
+    );
+    event["Records"]
+        .as_array_mut()
+        .expect("records")
+        .push(foreign);
     let writer = BronzeWriter::new(config.clone()).expect("writer");
-    let response = handler::handle_payload(&writer, &event).await.expect("handler");
-    assert!(failures(&response).is_empty(), "rejected keys are acknowledged, not retried: {response}");
+    let response = handler::handle_payload(&writer, &event)
+        .await
+        .expect("handler");
+    assert!(
+        failures(&response).is_empty(),
+        "rejected keys are acknowledged, not retried: {response}"
+    );
     for t in ["orders", "customers", "payments"] {
-        assert_eq!(lake::version(&config.bronze_location(t)).await.expect("version"), None, "{t} must not exist");
-        assert_eq!(lake::version(&config.quarantine_location(t)).await.expect("version"), None, "{t} quarantine must not exist");
+        assert_eq!(
+            lake::version(&config.bronze_location(t))
+                .await
+                .expect("version"),
+            None,
+            "{t} must not exist"
+        );
+        assert_eq!(
+            lake::version(&config.quarantine_location(t))
+                .await
+                .expect("version"),
+            None,
+            "{t} quarantine must not exist"
+        );
     }
     landing.delete(&landing.queue_url, &messages).await;
 }

@@ -16,7 +16,9 @@ const PORT: &str = "9311";
 struct Watch(u32);
 impl Drop for Watch {
     fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-TERM", "--", &format!("-{}", self.0)]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", "--", &format!("-{}", self.0)])
+            .status();
     }
 }
 
@@ -26,7 +28,17 @@ impl Drop for Watch {
 fn cargo_lambda(args: &[&str]) -> Command {
     let mut c = Command::new("cargo");
     c.env_clear();
-    for var in ["PATH", "HOME", "USER", "LANG", "TMPDIR", "CARGO_HOME", "CARGO_TARGET_DIR", "RUSTUP_HOME", "RUSTUP_TOOLCHAIN"] {
+    for var in [
+        "PATH",
+        "HOME",
+        "USER",
+        "LANG",
+        "TMPDIR",
+        "CARGO_HOME",
+        "CARGO_TARGET_DIR",
+        "RUSTUP_HOME",
+        "RUSTUP_TOOLCHAIN",
+    ] {
         if let Ok(v) = std::env::var(var) {
             c.env(var, v);
         }
@@ -47,15 +59,23 @@ async fn bronze_lambda_binary_under_cargo_lambda_watch() {
     let lake_uri = format!("s3://{}/{id}", lake_bucket().await);
     let dir = std::env::temp_dir().join(&id);
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let config_text = pipeline_toml(&landing.bucket, &lake_uri, "[[table]]\nname = \"orders\"\nformat = \"jsonl\"\n");
+    let config_text = pipeline_toml(
+        &landing.bucket,
+        &lake_uri,
+        "[[table]]\nname = \"orders\"\nformat = \"jsonl\"\n",
+    );
     let config_path = dir.join("pipeline.toml");
     std::fs::write(&config_path, &config_text).expect("write config");
 
     let key = "orders/from lambda.jsonl";
     let oracle: BTreeSet<String> = (1..=25).map(|i| (i * 3).to_string()).collect();
-    let body: String = (1..=25).map(|i| format!("{{\"order_id\": {}, \"sku\": \"s-{i}\"}}\n", i * 3)).collect();
+    let body: String = (1..=25)
+        .map(|i| format!("{{\"order_id\": {}, \"sku\": \"s-{i}\"}}\n", i * 3))
+        .collect();
     landing.put(key, body.into_bytes()).await;
-    let messages = landing.receive(&landing.queue_url, 1, Duration::from_secs(30)).await;
+    let messages = landing
+        .receive(&landing.queue_url, 1, Duration::from_secs(30))
+        .await;
     let event_path = dir.join("sqs-event.json");
     std::fs::write(&event_path, landing.lambda_event(&messages).to_string()).expect("write event");
 
@@ -77,10 +97,20 @@ async fn bronze_lambda_binary_under_cargo_lambda_watch() {
     // The first invoke may wait for watch to build the function (incremental: seconds).
     let deadline = std::time::Instant::now() + Duration::from_secs(600);
     let response = loop {
-        let out = cargo_lambda(&["invoke", "bronze", "-A", "127.0.0.1", "-P", PORT, "--output-format", "json", "--data-file"])
-            .arg(&event_path)
-            .output()
-            .expect("run cargo lambda invoke");
+        let out = cargo_lambda(&[
+            "invoke",
+            "bronze",
+            "-A",
+            "127.0.0.1",
+            "-P",
+            PORT,
+            "--output-format",
+            "json",
+            "--data-file",
+        ])
+        .arg(&event_path)
+        .output()
+        .expect("run cargo lambda invoke");
         if out.status.success() {
             break String::from_utf8_lossy(&out.stdout).to_string();
         }
@@ -92,16 +122,31 @@ async fn bronze_lambda_binary_under_cargo_lambda_watch() {
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
-    let response: serde_json::Value = serde_json::from_str(&response).unwrap_or_else(|e| panic!("response {response:?}: {e}"));
-    assert_eq!(response["batchItemFailures"], serde_json::json!([]), "{response}");
+    let response: serde_json::Value =
+        serde_json::from_str(&response).unwrap_or_else(|e| panic!("response {response:?}: {e}"));
+    assert_eq!(
+        response["batchItemFailures"],
+        serde_json::json!([]),
+        "{response}"
+    );
 
     let config = Arc::new(PipelineConfig::from_toml(&config_text, "test").expect("config"));
     let mut got = BTreeSet::new();
-    for b in lake::read_table(&config.bronze_location("orders")).await.expect("scan") {
+    for b in lake::read_table(&config.bronze_location("orders"))
+        .await
+        .expect("scan")
+    {
         let col = b.column_by_name("order_id").expect("order_id");
-        let fmt = lakehouse::deltalake_arrow::util::display::ArrayFormatter::try_new(col.as_ref(), &Default::default()).expect("fmt");
+        let fmt = lakehouse::deltalake_arrow::util::display::ArrayFormatter::try_new(
+            col.as_ref(),
+            &Default::default(),
+        )
+        .expect("fmt");
         got.extend((0..b.num_rows()).map(|i| fmt.value(i).to_string()));
     }
-    assert_eq!(got, oracle, "bronze written by the Lambda binary differs from the uploaded file");
+    assert_eq!(
+        got, oracle,
+        "bronze written by the Lambda binary differs from the uploaded file"
+    );
     landing.delete(&landing.queue_url, &messages).await;
 }

@@ -28,7 +28,10 @@ pub fn minio_password() -> String {
 
 /// A short unique id for bucket, queue and prefix names.
 pub fn run_id(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
     format!("{tag}-{:x}-{:x}", nanos % 0xffff_ffff, std::process::id())
 }
 
@@ -36,7 +39,12 @@ pub fn run_id(tag: &str) -> String {
 pub async fn require_service(name: &str, url: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let host = url.trim_start_matches("http://").split('/').next().unwrap_or_default().to_string();
+        let host = url
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         if tokio::net::TcpStream::connect(&host).await.is_ok() {
             return;
         }
@@ -58,7 +66,11 @@ async fn sdk_config(endpoint: &str, key: &str, secret: &str) -> aws_config::SdkC
 
 pub async fn s3_client(endpoint: &str, key: &str, secret: &str) -> aws_sdk_s3::Client {
     let conf = sdk_config(endpoint, key, secret).await;
-    aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build())
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&conf)
+            .force_path_style(true)
+            .build(),
+    )
 }
 
 /// Isolated landing infrastructure in LocalStack: bucket, queue with DLQ + redrive, notification.
@@ -75,11 +87,26 @@ impl Landing {
     pub async fn create(id: &str, max_receive_count: u32, visibility_timeout_s: u32) -> Landing {
         require_service("LocalStack", &localstack_endpoint()).await;
         let conf = sdk_config(&localstack_endpoint(), "test", "test").await;
-        let s3 = aws_sdk_s3::Client::from_conf(aws_sdk_s3::config::Builder::from(&conf).force_path_style(true).build());
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&conf)
+                .force_path_style(true)
+                .build(),
+        );
         let sqs = aws_sdk_sqs::Client::new(&conf);
         let bucket = format!("landing-{id}");
-        s3.create_bucket().bucket(&bucket).send().await.expect("create landing bucket in LocalStack");
-        let dlq_url = sqs.create_queue().queue_name(format!("{id}-dlq")).send().await.expect("create DLQ").queue_url.unwrap_or_default();
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("create landing bucket in LocalStack");
+        let dlq_url = sqs
+            .create_queue()
+            .queue_name(format!("{id}-dlq"))
+            .send()
+            .await
+            .expect("create DLQ")
+            .queue_url
+            .unwrap_or_default();
         let dlq_arn = queue_arn(&sqs, &dlq_url).await;
         let queue_url = sqs
             .create_queue()
@@ -111,20 +138,42 @@ impl Landing {
             .send()
             .await
             .expect("put bucket notification");
-        Landing { bucket, queue_url, dlq_url, queue_arn: arn, s3, sqs }
+        Landing {
+            bucket,
+            queue_url,
+            dlq_url,
+            queue_arn: arn,
+            s3,
+            sqs,
+        }
     }
 
     pub async fn put(&self, key: &str, bytes: Vec<u8>) {
-        self.s3.put_object().bucket(&self.bucket).key(key).body(bytes.into()).send().await.expect("upload to LocalStack");
+        self.s3
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .body(bytes.into())
+            .send()
+            .await
+            .expect("upload to LocalStack");
     }
 
     /// Receives raw SQS messages until `want` object-created messages arrived (test events are kept too).
-    pub async fn receive(&self, queue_url: &str, want: usize, timeout: Duration) -> Vec<aws_sdk_sqs::types::Message> {
+    pub async fn receive(
+        &self,
+        queue_url: &str,
+        want: usize,
+        timeout: Duration,
+    ) -> Vec<aws_sdk_sqs::types::Message> {
         let deadline = Instant::now() + timeout;
         let mut got = Vec::new();
         let mut objects = 0;
         while objects < want {
-            assert!(Instant::now() < deadline, "only {objects} of {want} S3 notifications arrived on {queue_url} in {timeout:?}");
+            assert!(
+                Instant::now() < deadline,
+                "only {objects} of {want} S3 notifications arrived on {queue_url} in {timeout:?}"
+            );
             let out = self
                 .sqs
                 .receive_message()
@@ -148,7 +197,13 @@ impl Landing {
     pub async fn delete(&self, queue_url: &str, messages: &[aws_sdk_sqs::types::Message]) {
         for m in messages {
             if let Some(h) = m.receipt_handle() {
-                let _ = self.sqs.delete_message().queue_url(queue_url).receipt_handle(h).send().await;
+                let _ = self
+                    .sqs
+                    .delete_message()
+                    .queue_url(queue_url)
+                    .receipt_handle(h)
+                    .send()
+                    .await;
             }
         }
     }
@@ -158,8 +213,14 @@ impl Landing {
         let records: Vec<Value> = messages
             .iter()
             .map(|m| {
-                let attrs: HashMap<String, String> =
-                    m.attributes().map(|a| a.iter().map(|(k, v)| (k.as_str().to_string(), v.clone())).collect()).unwrap_or_default();
+                let attrs: HashMap<String, String> = m
+                    .attributes()
+                    .map(|a| {
+                        a.iter()
+                            .map(|(k, v)| (k.as_str().to_string(), v.clone()))
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 json!({
                     "messageId": m.message_id(),
                     "receiptHandle": m.receipt_handle(),
@@ -195,7 +256,11 @@ pub async fn lake_bucket() -> String {
     let s3 = s3_client(&minio_endpoint(), &minio_user(), &minio_password()).await;
     let bucket = env_or("LAKE_BUCKET", "lake");
     if s3.head_bucket().bucket(&bucket).send().await.is_err() {
-        s3.create_bucket().bucket(&bucket).send().await.expect("create lake bucket in MinIO");
+        s3.create_bucket()
+            .bucket(&bucket)
+            .send()
+            .await
+            .expect("create lake bucket in MinIO");
     }
     bucket
 }
@@ -235,7 +300,10 @@ aws_allow_http = "true"
 pub fn python_row_count(table_uri: &str) -> usize {
     let python = env_or(
         "LAKEHOUSE_TOOLS_PYTHON",
-        &format!("{}/.cache/lakehouse/venv-tools/bin/python", std::env::var("HOME").unwrap_or_default()),
+        &format!(
+            "{}/.cache/lakehouse/venv-tools/bin/python",
+            std::env::var("HOME").unwrap_or_default()
+        ),
     );
     let script = r#"
 import sys, deltalake
@@ -245,9 +313,25 @@ opts = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCE
 print(deltalake.DeltaTable(uri, storage_options=opts).to_pyarrow_table().num_rows)
 "#;
     let out = std::process::Command::new(&python)
-        .args(["-c", script, table_uri, &minio_endpoint(), &minio_user(), &minio_password()])
+        .args([
+            "-c",
+            script,
+            table_uri,
+            &minio_endpoint(),
+            &minio_user(),
+            &minio_password(),
+        ])
         .output()
-        .unwrap_or_else(|e| panic!("cannot run {python} (install with infra/local/install.sh tools): {e}"));
-    assert!(out.status.success(), "python deltalake failed on {table_uri}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().parse().expect("row count from python")
+        .unwrap_or_else(|e| {
+            panic!("cannot run {python} (install with infra/local/install.sh tools): {e}")
+        });
+    assert!(
+        out.status.success(),
+        "python deltalake failed on {table_uri}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("row count from python")
 }

@@ -67,7 +67,16 @@ pub struct BronzeCommit {
 
 impl BronzeCommit {
     pub fn rows(&self) -> u64 {
-        self.objects.iter().map(|o| if let ObjectStatus::Ingested { rows, .. } = o.status { rows } else { 0 }).sum()
+        self.objects
+            .iter()
+            .map(|o| {
+                if let ObjectStatus::Ingested { rows, .. } = o.status {
+                    rows
+                } else {
+                    0
+                }
+            })
+            .sum()
     }
     pub fn quarantined_rows(&self) -> u64 {
         self.objects
@@ -80,7 +89,9 @@ impl BronzeCommit {
             .sum()
     }
     pub fn failed(&self) -> impl Iterator<Item = &ObjectReport> {
-        self.objects.iter().filter(|o| matches!(o.status, ObjectStatus::Failed { .. }))
+        self.objects
+            .iter()
+            .filter(|o| matches!(o.status, ObjectStatus::Failed { .. }))
     }
 }
 
@@ -113,7 +124,12 @@ impl BronzeWriter {
         let function_version = std::env::var("AWS_LAMBDA_FUNCTION_VERSION")
             .map(|v| format!("{}:{v}", env!("CARGO_PKG_VERSION")))
             .unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_string());
-        Ok(BronzeWriter { config, landing, retry: RetryPolicy::default(), function_version })
+        Ok(BronzeWriter {
+            config,
+            landing,
+            retry: RetryPolicy::default(),
+            function_version,
+        })
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -127,15 +143,27 @@ impl BronzeWriter {
 
     /// Ingests `objects` (all routed to `table`) in one bronze commit, re-running the whole step when a
     /// concurrent writer wins the commit race.
-    pub async fn ingest(&self, table: &TableConfig, objects: &[SourceObject]) -> Result<BronzeCommit> {
+    pub async fn ingest(
+        &self,
+        table: &TableConfig,
+        objects: &[SourceObject],
+    ) -> Result<BronzeCommit> {
         let mut seen = HashSet::new();
-        let objects: Vec<&SourceObject> = objects.iter().filter(|o| seen.insert((&o.key, &o.etag))).collect();
+        let objects: Vec<&SourceObject> = objects
+            .iter()
+            .filter(|o| seen.insert((&o.key, &o.etag)))
+            .collect();
         let mut last = String::new();
         for attempt in 1..=self.retry.max_attempts {
             self.retry.backoff(attempt).await;
             match self.attempt(table, &objects).await {
                 Ok((version, reports)) => {
-                    return Ok(BronzeCommit { table: table.name.clone(), version, objects: reports, attempts: attempt })
+                    return Ok(BronzeCommit {
+                        table: table.name.clone(),
+                        version,
+                        objects: reports,
+                        attempts: attempt,
+                    })
                 }
                 Err(Error::Delta { source, .. }) if lake::is_conflict(&source) => {
                     warn!(table = %table.name, attempt, error = %source, "lost a commit race; reloading and re-running");
@@ -144,10 +172,18 @@ impl BronzeWriter {
                 Err(e) => return Err(e),
             }
         }
-        Err(Error::ConflictRetriesExhausted { table: format!("bronze/{}", table.name), attempts: self.retry.max_attempts, last })
+        Err(Error::ConflictRetriesExhausted {
+            table: format!("bronze/{}", table.name),
+            attempts: self.retry.max_attempts,
+            last,
+        })
     }
 
-    async fn attempt(&self, table: &TableConfig, objects: &[&SourceObject]) -> Result<(Option<i64>, Vec<ObjectReport>)> {
+    async fn attempt(
+        &self,
+        table: &TableConfig,
+        objects: &[&SourceObject],
+    ) -> Result<(Option<i64>, Vec<ObjectReport>)> {
         let bronze_loc = self.config.bronze_location(&table.name);
         let quarantine_loc = self.config.quarantine_location(&table.name);
         let mut bronze = lake::open(&bronze_loc).await?;
@@ -156,19 +192,38 @@ impl BronzeWriter {
         let mut work = Attempt::default();
 
         for obj in objects {
-            let report = |etag: Option<&str>, status| ObjectReport { key: obj.key.clone(), etag: etag.map(str::to_string), status };
+            let report = |etag: Option<&str>, status| ObjectReport {
+                key: obj.key.clone(),
+                etag: etag.map(str::to_string),
+                status,
+            };
             let get = match read::open(&self.landing, &obj.key).await {
                 Ok(g) => g,
                 Err(e) => {
                     warn!(table = %table.name, key = %obj.key, error = %e, "cannot read landing object");
-                    work.reports.push(report(obj.etag.as_deref(), ObjectStatus::Failed { reason: e.to_string() }));
+                    work.reports.push(report(
+                        obj.etag.as_deref(),
+                        ObjectStatus::Failed {
+                            reason: e.to_string(),
+                        },
+                    ));
                     continue;
                 }
             };
-            let etag = get.meta.e_tag.as_deref().map(clean_etag).or_else(|| obj.etag.clone()).unwrap_or_else(|| {
-                // No etag from the store: size and mtime identify the version instead.
-                format!("{}-{}", get.meta.size, get.meta.last_modified.timestamp_millis())
-            });
+            let etag = get
+                .meta
+                .e_tag
+                .as_deref()
+                .map(clean_etag)
+                .or_else(|| obj.etag.clone())
+                .unwrap_or_else(|| {
+                    // No etag from the store: size and mtime identify the version instead.
+                    format!(
+                        "{}-{}",
+                        get.meta.size,
+                        get.meta.last_modified.timestamp_millis()
+                    )
+                });
             let id = app_id(&obj.key, &etag);
             let bronze_done = match &bronze {
                 Some(t) => lake::txn_version(t, &id).await?.is_some(),
@@ -180,35 +235,58 @@ impl BronzeWriter {
             };
             if bronze_done || quarantine_marker == Some(TXN_WHOLE_OBJECT) {
                 info!(table = %table.name, key = %obj.key, %etag, "already ingested; skipping");
-                work.reports.push(report(Some(&etag), ObjectStatus::AlreadyIngested));
+                work.reports
+                    .push(report(Some(&etag), ObjectStatus::AlreadyIngested));
                 continue;
             }
-            let lineage = Lineage { key: obj.key.clone(), etag: etag.clone(), ingested_at_us };
-            let outcome = self.read_into_bronze(table, &bronze_loc, &mut bronze, get, &lineage).await;
+            let lineage = Lineage {
+                key: obj.key.clone(),
+                etag: etag.clone(),
+                ingested_at_us,
+            };
+            let outcome = self
+                .read_into_bronze(table, &bronze_loc, &mut bronze, get, &lineage)
+                .await;
             match outcome {
                 Ok((adds, out)) => {
                     let quarantined = out.bad.len() as u64;
                     work.adds.extend(adds);
                     work.txns.push(lake::txn(&id, TXN_INGESTED));
                     if !out.bad.is_empty() && quarantine_marker.is_none() {
-                        work.quarantine.push(QuarantinedObject { key: obj.key.clone(), etag: etag.clone(), rows: out.bad });
+                        work.quarantine.push(QuarantinedObject {
+                            key: obj.key.clone(),
+                            etag: etag.clone(),
+                            rows: out.bad,
+                        });
                         work.quarantine_txns.push(lake::txn(&id, TXN_BAD_ROWS));
                     }
-                    work.reports.push(report(Some(&etag), ObjectStatus::Ingested { rows: out.rows_ok, quarantined }));
+                    work.reports.push(report(
+                        Some(&etag),
+                        ObjectStatus::Ingested {
+                            rows: out.rows_ok,
+                            quarantined,
+                        },
+                    ));
                 }
                 Err(ReadError::Unavailable(reason)) => {
                     warn!(table = %table.name, key = %obj.key, %reason, "landing object became unreadable");
-                    work.reports.push(report(Some(&etag), ObjectStatus::Failed { reason }));
+                    work.reports
+                        .push(report(Some(&etag), ObjectStatus::Failed { reason }));
                 }
                 Err(ReadError::Malformed(reason)) => {
                     warn!(table = %table.name, key = %obj.key, %reason, "quarantining whole object");
                     work.quarantine.push(QuarantinedObject {
                         key: obj.key.clone(),
                         etag: etag.clone(),
-                        rows: vec![BadRow { row: None, raw: None, reason: reason.clone() }],
+                        rows: vec![BadRow {
+                            row: None,
+                            raw: None,
+                            reason: reason.clone(),
+                        }],
                     });
                     work.quarantine_txns.push(lake::txn(&id, TXN_WHOLE_OBJECT));
-                    work.reports.push(report(Some(&etag), ObjectStatus::Quarantined { reason }));
+                    work.reports
+                        .push(report(Some(&etag), ObjectStatus::Quarantined { reason }));
                 }
                 Err(ReadError::Sink(e)) => return Err(e),
             }
@@ -216,14 +294,20 @@ impl BronzeWriter {
 
         // Quarantine first: if bronze then loses a race, the re-run finds the quarantine markers.
         if !work.quarantine.is_empty() {
-            self.commit_quarantine(table, &quarantine_loc, quarantine, &work, ingested_at_us).await?;
+            self.commit_quarantine(table, &quarantine_loc, quarantine, &work, ingested_at_us)
+                .await?;
         }
         let version = match (&mut bronze, work.txns.is_empty()) {
             (Some(t), false) => {
                 let metadata = self.commit_metadata(table, &work);
-                let v = lake::commit_append(t, std::mem::take(&mut work.adds), std::mem::take(&mut work.txns), metadata)
-                    .await
-                    .map_err(|e| Error::delta(bronze_loc.url.to_string(), "commit", e))?;
+                let v = lake::commit_append(
+                    t,
+                    std::mem::take(&mut work.adds),
+                    std::mem::take(&mut work.txns),
+                    metadata,
+                )
+                .await
+                .map_err(|e| Error::delta(bronze_loc.url.to_string(), "commit", e))?;
                 info!(table = %table.name, version = v, rows = work.reports.iter().map(|r| if let ObjectStatus::Ingested { rows, .. } = r.status { rows } else { 0 }).sum::<u64>(), "bronze commit");
                 Some(v)
             }
@@ -232,20 +316,37 @@ impl BronzeWriter {
         Ok((version, work.reports))
     }
 
-    fn commit_metadata(&self, table: &TableConfig, work: &Attempt) -> HashMap<String, serde_json::Value> {
+    fn commit_metadata(
+        &self,
+        table: &TableConfig,
+        work: &Attempt,
+    ) -> HashMap<String, serde_json::Value> {
         let keys: Vec<&str> = work
             .reports
             .iter()
             .filter(|r| matches!(r.status, ObjectStatus::Ingested { .. }))
             .map(|r| r.key.as_str())
             .collect();
-        let rows: u64 = work.reports.iter().map(|r| if let ObjectStatus::Ingested { rows, .. } = r.status { rows } else { 0 }).sum();
+        let rows: u64 = work
+            .reports
+            .iter()
+            .map(|r| {
+                if let ObjectStatus::Ingested { rows, .. } = r.status {
+                    rows
+                } else {
+                    0
+                }
+            })
+            .sum();
         HashMap::from([
             ("lakehouse.layer".to_string(), json!("bronze")),
             ("lakehouse.table".to_string(), json!(table.name)),
             ("lakehouse.sourceKeys".to_string(), json!(keys)),
             ("lakehouse.rows".to_string(), json!(rows)),
-            ("lakehouse.functionVersion".to_string(), json!(self.function_version)),
+            (
+                "lakehouse.functionVersion".to_string(),
+                json!(self.function_version),
+            ),
         ])
     }
 
@@ -259,7 +360,15 @@ impl BronzeWriter {
     ) -> Result<()> {
         let mut q = match existing {
             Some(t) => t,
-            None => lake::open_or_create(location, &format!("quarantine_{}", table.name), &quarantine::quarantine_schema(), &[]).await?,
+            None => {
+                lake::open_or_create(
+                    location,
+                    &format!("quarantine_{}", table.name),
+                    &quarantine::quarantine_schema(),
+                    &[],
+                )
+                .await?
+            }
         };
         let batch = quarantine::to_batch(&work.quarantine, ingested_at_us)?;
         let rows = batch.num_rows();
@@ -270,7 +379,10 @@ impl BronzeWriter {
             ("lakehouse.table".to_string(), json!(table.name)),
             ("lakehouse.sourceKeys".to_string(), json!(keys)),
             ("lakehouse.rows".to_string(), json!(rows)),
-            ("lakehouse.functionVersion".to_string(), json!(self.function_version)),
+            (
+                "lakehouse.functionVersion".to_string(),
+                json!(self.function_version),
+            ),
         ]);
         let v = lake::commit_append(&mut q, adds, work.quarantine_txns.clone(), metadata)
             .await
@@ -296,16 +408,22 @@ impl BronzeWriter {
                     None => return Ok(None),
                 },
             };
-            let created = lake::open_or_create(location, &format!("bronze_{}", table.name), &schema::bronze_schema(&data), &[]).await?;
+            let created = lake::open_or_create(
+                location,
+                &format!("bronze_{}", table.name),
+                &schema::bronze_schema(&data),
+                &[],
+            )
+            .await?;
             *bronze = Some(created);
         }
-        let Some(t) = bronze.as_ref() else { return Ok(None) };
-        let snapshot = t.snapshot().map_err(|e| Error::delta(location.url.to_string(), "read schema", e))?;
-        let arrow: Schema = snapshot
+        let Some(t) = bronze.as_ref() else {
+            return Ok(None);
+        };
+        let snapshot = t
             .snapshot()
-            .arrow_schema()
-            .as_ref()
-            .clone();
+            .map_err(|e| Error::delta(location.url.to_string(), "read schema", e))?;
+        let arrow: Schema = snapshot.snapshot().arrow_schema().as_ref().clone();
         Ok(Some(schema::data_schema(&arrow)))
     }
 
@@ -316,9 +434,11 @@ impl BronzeWriter {
             return read::infer_parquet(read::read_all(get, gzip).await?);
         }
         let table = table.clone();
-        tokio::task::spawn_blocking(move || read::infer_text(read::blocking_reader(get, gzip), &table))
-            .await
-            .map_err(|e| ReadError::Sink(Error::Task(e.to_string())))?
+        tokio::task::spawn_blocking(move || {
+            read::infer_text(read::blocking_reader(get, gzip), &table)
+        })
+        .await
+        .map_err(|e| ReadError::Sink(Error::Task(e.to_string())))?
     }
 
     /// Streams one object into new parquet files of the bronze table; returns their adds (not committed).
@@ -332,9 +452,13 @@ impl BronzeWriter {
     ) -> Result<(Vec<Add>, ReadOutcome), ReadError> {
         let key = lineage.key.clone();
         let Some(target) = self.ensure_table(table, location, bronze, &key).await? else {
-            return Err(ReadError::Malformed("no valid row to infer the table schema from".into()));
+            return Err(ReadError::Malformed(
+                "no valid row to infer the table schema from".into(),
+            ));
         };
-        let Some(t) = bronze.as_ref() else { return Err(ReadError::Malformed("bronze table missing".into())) };
+        let Some(t) = bronze.as_ref() else {
+            return Err(ReadError::Malformed("bronze table missing".into()));
+        };
         let gzip = read::is_gzip(table, &key);
         let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
         let parse_table = table.clone();
@@ -343,28 +467,49 @@ impl BronzeWriter {
             let bytes = read::read_all(get, gzip).await?;
             tokio::task::spawn_blocking(move || {
                 read::parse_parquet(bytes, &parse_table, &target, &parse_lineage, &mut |b| {
-                    tx.blocking_send(b).map_err(|_| Error::Task("bronze writer stopped".into()))
+                    tx.blocking_send(b)
+                        .map_err(|_| Error::Task("bronze writer stopped".into()))
                 })
             })
         } else {
             tokio::task::spawn_blocking(move || {
-                read::parse_text(read::blocking_reader(get, gzip), &parse_table, &target, &parse_lineage, &mut |b| {
-                    tx.blocking_send(b).map_err(|_| Error::Task("bronze writer stopped".into()))
-                })
+                read::parse_text(
+                    read::blocking_reader(get, gzip),
+                    &parse_table,
+                    &target,
+                    &parse_lineage,
+                    &mut |b| {
+                        tx.blocking_send(b)
+                            .map_err(|_| Error::Task("bronze writer stopped".into()))
+                    },
+                )
             })
         };
         let mut writer = new_writer(t, location, Some(self.config.target_file_size))?;
         while let Some(batch) = rx.recv().await {
-            writer.write(batch).await.map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
+            writer
+                .write(batch)
+                .await
+                .map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
         }
-        let outcome = parser.await.map_err(|e| ReadError::Sink(Error::Task(format!("parser for {key}: {e}"))))??;
-        let adds = writer.flush().await.map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
+        let outcome = parser
+            .await
+            .map_err(|e| ReadError::Sink(Error::Task(format!("parser for {key}: {e}"))))??;
+        let adds = writer
+            .flush()
+            .await
+            .map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
         Ok((adds, outcome))
     }
 }
 
-fn new_writer(table: &DeltaTable, location: &Location, target_file_size: Option<u64>) -> Result<RecordBatchWriter> {
-    let writer = RecordBatchWriter::for_table(table).map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
+fn new_writer(
+    table: &DeltaTable,
+    location: &Location,
+    target_file_size: Option<u64>,
+) -> Result<RecordBatchWriter> {
+    let writer = RecordBatchWriter::for_table(table)
+        .map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
     Ok(match target_file_size {
         Some(size) => writer.with_target_file_size(size),
         None => writer,
@@ -380,9 +525,15 @@ async fn write_batches(
 ) -> Result<Vec<Add>> {
     let mut writer = new_writer(table, location, target_file_size)?;
     for b in batches {
-        writer.write(b).await.map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
+        writer
+            .write(b)
+            .await
+            .map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
     }
-    writer.flush().await.map_err(|e| Error::delta(location.url.to_string(), "write", e))
+    writer
+        .flush()
+        .await
+        .map_err(|e| Error::delta(location.url.to_string(), "write", e))
 }
 
 #[cfg(test)]
@@ -426,26 +577,47 @@ mod tests {
             lake = dir.path().join("lake").display()
         );
         let config = Arc::new(PipelineConfig::from_toml(&text, "test").unwrap());
-        Fixture { _dir: dir, landing_dir, config }
+        Fixture {
+            _dir: dir,
+            landing_dir,
+            config,
+        }
     }
 
     impl Fixture {
         fn put(&self, rel: &str, bytes: &[u8]) -> SourceObject {
             let path = self.landing_dir.join(rel);
             std::fs::write(&path, bytes).unwrap();
-            SourceObject { bucket: String::new(), key: path.to_str().unwrap().trim_start_matches('/').to_string(), etag: None }
+            SourceObject {
+                bucket: String::new(),
+                key: path.to_str().unwrap().trim_start_matches('/').to_string(),
+                etag: None,
+            }
         }
         fn writer(&self) -> BronzeWriter {
             BronzeWriter::new(self.config.clone()).unwrap()
         }
         async fn ids(&self, table: &str) -> Vec<(i64, String, i64)> {
             let mut out = Vec::new();
-            for b in read_table(&self.config.bronze_location(table)).await.unwrap() {
+            for b in read_table(&self.config.bronze_location(table))
+                .await
+                .unwrap()
+            {
                 let id = b.column_by_name("id").unwrap().as_primitive::<Int64Type>();
-                let key = b.column_by_name(schema::SOURCE_KEY).unwrap().as_string::<i32>();
-                let row = b.column_by_name(schema::SOURCE_ROW).unwrap().as_primitive::<Int64Type>();
+                let key = b
+                    .column_by_name(schema::SOURCE_KEY)
+                    .unwrap()
+                    .as_string::<i32>();
+                let row = b
+                    .column_by_name(schema::SOURCE_ROW)
+                    .unwrap()
+                    .as_primitive::<Int64Type>();
                 for i in 0..b.num_rows() {
-                    out.push((id.value(i), key.value(i).rsplit('/').next().unwrap().to_string(), row.value(i)));
+                    out.push((
+                        id.value(i),
+                        key.value(i).rsplit('/').next().unwrap().to_string(),
+                        row.value(i),
+                    ));
                 }
             }
             out.sort();
@@ -453,11 +625,23 @@ mod tests {
         }
         async fn quarantine_rows(&self, table: &str) -> Vec<(Option<i64>, String)> {
             let mut out = Vec::new();
-            for b in read_table(&self.config.quarantine_location(table)).await.unwrap() {
-                let row = b.column_by_name(schema::SOURCE_ROW).unwrap().as_primitive::<Int64Type>();
-                let reason = b.column_by_name(quarantine::REASON).unwrap().as_string::<i32>();
+            for b in read_table(&self.config.quarantine_location(table))
+                .await
+                .unwrap()
+            {
+                let row = b
+                    .column_by_name(schema::SOURCE_ROW)
+                    .unwrap()
+                    .as_primitive::<Int64Type>();
+                let reason = b
+                    .column_by_name(quarantine::REASON)
+                    .unwrap()
+                    .as_string::<i32>();
                 for i in 0..b.num_rows() {
-                    out.push((row.is_valid(i).then(|| row.value(i)), reason.value(i).to_string()));
+                    out.push((
+                        row.is_valid(i).then(|| row.value(i)),
+                        reason.value(i).to_string(),
+                    ));
                 }
             }
             out.sort();
@@ -466,7 +650,9 @@ mod tests {
     }
 
     fn jsonl(ids: std::ops::Range<i64>) -> Vec<u8> {
-        ids.map(|i| format!("{{\"id\": {i}, \"amount\": {}.5}}\n", i)).collect::<String>().into_bytes()
+        ids.map(|i| format!("{{\"id\": {i}, \"amount\": {}.5}}\n", i))
+            .collect::<String>()
+            .into_bytes()
     }
 
     #[tokio::test]
@@ -478,19 +664,36 @@ mod tests {
         let b = f.put("orders/b.jsonl", &b_bytes);
         let w = f.writer();
         let table = f.config.table("orders").unwrap();
-        let first = w.ingest(table, &[a.clone(), b.clone(), a.clone()]).await.unwrap();
-        assert_eq!(first.version, Some(1), "create is v0, one commit for the batch");
+        let first = w
+            .ingest(table, &[a.clone(), b.clone(), a.clone()])
+            .await
+            .unwrap();
+        assert_eq!(
+            first.version,
+            Some(1),
+            "create is v0, one commit for the batch"
+        );
         assert_eq!(first.rows(), 150);
         let expected: Vec<(i64, String, i64)> = (0..100)
             .map(|i| (i, "a.jsonl".to_string(), i + 1))
             .chain((100..150).map(|i| (i, "b.jsonl".to_string(), i - 99)))
             .collect();
         assert_eq!(f.ids("orders").await, expected);
-        assert_eq!(f.quarantine_rows("orders").await.iter().map(|r| r.0).collect::<Vec<_>>(), vec![Some(51), Some(52)]);
+        assert_eq!(
+            f.quarantine_rows("orders")
+                .await
+                .iter()
+                .map(|r| r.0)
+                .collect::<Vec<_>>(),
+            vec![Some(51), Some(52)]
+        );
 
         let again = w.ingest(table, &[b.clone(), a.clone()]).await.unwrap();
         assert_eq!(again.version, None);
-        assert!(again.objects.iter().all(|o| o.status == ObjectStatus::AlreadyIngested));
+        assert!(again
+            .objects
+            .iter()
+            .all(|o| o.status == ObjectStatus::AlreadyIngested));
         assert_eq!(f.ids("orders").await, expected);
         assert_eq!(f.quarantine_rows("orders").await.len(), 2);
 
@@ -505,7 +708,9 @@ mod tests {
     #[tokio::test]
     async fn concurrent_invocations_ingest_each_object_once() {
         let f = fixture();
-        let objs: Vec<SourceObject> = (0..4).map(|i| f.put(&format!("orders/p{i}.jsonl"), &jsonl(i * 10..i * 10 + 10))).collect();
+        let objs: Vec<SourceObject> = (0..4)
+            .map(|i| f.put(&format!("orders/p{i}.jsonl"), &jsonl(i * 10..i * 10 + 10)))
+            .collect();
         let table = f.config.table("orders").unwrap();
         let writers: Vec<BronzeWriter> = (0..4).map(|_| f.writer()).collect();
         let runs = writers.iter().enumerate().map(|(i, w)| {
@@ -533,17 +738,37 @@ mod tests {
         missing.key = missing.key.replace("good", "missing");
         let table = f.config.table("orders").unwrap();
         let w = f.writer();
-        let out = w.ingest(table, &[good, corrupt.clone(), missing]).await.unwrap();
-        let statuses: Vec<_> = out.objects.iter().map(|o| std::mem::discriminant(&o.status)).collect();
-        assert_eq!(statuses[0], std::mem::discriminant(&ObjectStatus::Ingested { rows: 0, quarantined: 0 }));
-        assert!(matches!(&out.objects[1].status, ObjectStatus::Quarantined { reason } if reason.contains("gzip") || reason.contains("reading")), "{:?}", out.objects[1]);
+        let out = w
+            .ingest(table, &[good, corrupt.clone(), missing])
+            .await
+            .unwrap();
+        let statuses: Vec<_> = out
+            .objects
+            .iter()
+            .map(|o| std::mem::discriminant(&o.status))
+            .collect();
+        assert_eq!(
+            statuses[0],
+            std::mem::discriminant(&ObjectStatus::Ingested {
+                rows: 0,
+                quarantined: 0
+            })
+        );
+        assert!(
+            matches!(&out.objects[1].status, ObjectStatus::Quarantined { reason } if reason.contains("gzip") || reason.contains("reading")),
+            "{:?}",
+            out.objects[1]
+        );
         assert!(matches!(out.objects[2].status, ObjectStatus::Failed { .. }));
         assert_eq!(f.ids("orders").await.len(), 50);
         assert_eq!(f.quarantine_rows("orders").await.len(), 1);
         // The corrupt object is not retried forever: its redelivery is recognised.
         let again = w.ingest(table, &[corrupt.clone()]).await.unwrap();
         assert_eq!(again.objects[0].status, ObjectStatus::AlreadyIngested);
-        assert!(std::path::Path::new(&format!("/{}", corrupt.key)).exists(), "landing object untouched");
+        assert!(
+            std::path::Path::new(&format!("/{}", corrupt.key)).exists(),
+            "landing object untouched"
+        );
     }
 
     #[tokio::test]

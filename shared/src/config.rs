@@ -38,7 +38,10 @@ impl Location {
         let mut url = self.url.clone();
         let base = url.path().trim_end_matches('/').to_string();
         url.set_path(&format!("{base}/{}", parts.join("/")));
-        Location { url, storage_options: self.storage_options.clone() }
+        Location {
+            url,
+            storage_options: self.storage_options.clone(),
+        }
     }
 }
 
@@ -174,9 +177,11 @@ pub struct TableConfig {
 impl TableConfig {
     /// The declared data schema (without lineage columns), if any.
     pub fn declared_schema(&self) -> Option<SchemaRef> {
-        self.columns
-            .as_ref()
-            .map(|cols| Arc::new(Schema::new(cols.iter().map(Column::arrow_field).collect::<Vec<_>>())))
+        self.columns.as_ref().map(|cols| {
+            Arc::new(Schema::new(
+                cols.iter().map(Column::arrow_field).collect::<Vec<_>>(),
+            ))
+        })
     }
 }
 
@@ -193,8 +198,10 @@ pub struct PipelineConfig {
 impl PipelineConfig {
     /// Parse and validate TOML text. `origin` names the file in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<PipelineConfig> {
-        let raw: RawConfig = toml::from_str(text)
-            .map_err(|e| Error::ConfigLoad { location: origin.to_string(), reason: e.to_string() })?;
+        let raw: RawConfig = toml::from_str(text).map_err(|e| Error::ConfigLoad {
+            location: origin.to_string(),
+            reason: e.to_string(),
+        })?;
         raw.validate()
     }
 
@@ -306,12 +313,17 @@ fn expand_env(value: &str, table: &str, field: &str) -> Result<String> {
     while let Some(start) = rest.find("${") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after
-            .find('}')
-            .ok_or_else(|| Error::config(table, field, format!("unterminated `${{` in `{value}`")))?;
+        let end = after.find('}').ok_or_else(|| {
+            Error::config(table, field, format!("unterminated `${{` in `{value}`"))
+        })?;
         let name = &after[..end];
-        let v = std::env::var(name)
-            .map_err(|_| Error::config(table, field, format!("environment variable `{name}` is not set")))?;
+        let v = std::env::var(name).map_err(|_| {
+            Error::config(
+                table,
+                field,
+                format!("environment variable `{name}` is not set"),
+            )
+        })?;
         out.push_str(&v);
         rest = &after[end + 1..];
     }
@@ -322,8 +334,13 @@ fn expand_env(value: &str, table: &str, field: &str) -> Result<String> {
 impl RawLocation {
     fn validate(self, field: &str) -> Result<Location> {
         let uri = expand_env(&self.uri, "-", &format!("{field}.uri"))?;
-        let url = Url::parse(&uri)
-            .map_err(|e| Error::config("-", &format!("{field}.uri"), format!("`{uri}` is not a URI: {e}")))?;
+        let url = Url::parse(&uri).map_err(|e| {
+            Error::config(
+                "-",
+                &format!("{field}.uri"),
+                format!("`{uri}` is not a URI: {e}"),
+            )
+        })?;
         match url.scheme() {
             "s3" | "s3a" if url.host_str().is_some_and(|h| !h.is_empty()) => {}
             "file" => {}
@@ -340,16 +357,27 @@ impl RawLocation {
             let v = expand_env(&v, "-", &format!("{field}.storage.{k}"))?;
             storage_options.insert(k.to_ascii_lowercase(), v);
         }
-        Ok(Location { url, storage_options })
+        Ok(Location {
+            url,
+            storage_options,
+        })
     }
 }
 
 fn parse_column(spec: &str, table: &str) -> Result<Column> {
     let words: Vec<&str> = spec.split_whitespace().collect();
-    let bad = || Error::config(table, "columns", format!("`{spec}`: expected `name type` or `name type not null`"));
+    let bad = || {
+        Error::config(
+            table,
+            "columns",
+            format!("`{spec}`: expected `name type` or `name type not null`"),
+        )
+    };
     let (name, ty, nullable) = match words.as_slice() {
         [name, ty] => (*name, *ty, true),
-        [name, ty, not, null] if not.eq_ignore_ascii_case("not") && null.eq_ignore_ascii_case("null") => {
+        [name, ty, not, null]
+            if not.eq_ignore_ascii_case("not") && null.eq_ignore_ascii_case("null") =>
+        {
             (*name, *ty, false)
         }
         _ => return Err(bad()),
@@ -364,15 +392,25 @@ fn parse_column(spec: &str, table: &str) -> Result<Column> {
         )
     })?;
     if name.starts_with('_') {
-        return Err(Error::config(table, "columns", format!("`{name}`: names starting with `_` are reserved for lineage")));
+        return Err(Error::config(
+            table,
+            "columns",
+            format!("`{name}`: names starting with `_` are reserved for lineage"),
+        ));
     }
-    Ok(Column { name: name.to_string(), data_type, nullable })
+    Ok(Column {
+        name: name.to_string(),
+        data_type,
+        nullable,
+    })
 }
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
@@ -380,7 +418,11 @@ impl RawTable {
     fn validate(self) -> Result<TableConfig> {
         let t = self.name.clone();
         if !valid_name(&t) {
-            return Err(Error::config(&t, "name", "must be lowercase letters, digits and `_`, not starting with a digit"));
+            return Err(Error::config(
+                &t,
+                "name",
+                "must be lowercase letters, digits and `_`, not starting with a digit",
+            ));
         }
         let prefix = self.prefix.unwrap_or_else(|| format!("{t}/"));
         let prefix = prefix.trim_start_matches('/').to_string();
@@ -391,19 +433,42 @@ impl RawTable {
             Some("jsonl") | Some("json") | Some("ndjson") => Format::Jsonl,
             Some("csv") => Format::Csv,
             Some("parquet") => Format::Parquet,
-            Some(other) => return Err(Error::config(&t, "format", format!("`{other}` is not one of jsonl, csv, parquet"))),
-            None => return Err(Error::config(&t, "format", "is required (jsonl, csv or parquet)")),
+            Some(other) => {
+                return Err(Error::config(
+                    &t,
+                    "format",
+                    format!("`{other}` is not one of jsonl, csv, parquet"),
+                ))
+            }
+            None => {
+                return Err(Error::config(
+                    &t,
+                    "format",
+                    "is required (jsonl, csv or parquet)",
+                ))
+            }
         };
         let columns = match self.columns {
             Some(specs) => {
                 if specs.is_empty() {
-                    return Err(Error::config(&t, "columns", "must not be empty (omit it to infer the schema)"));
+                    return Err(Error::config(
+                        &t,
+                        "columns",
+                        "must not be empty (omit it to infer the schema)",
+                    ));
                 }
-                let cols = specs.iter().map(|s| parse_column(s, &t)).collect::<Result<Vec<_>>>()?;
+                let cols = specs
+                    .iter()
+                    .map(|s| parse_column(s, &t))
+                    .collect::<Result<Vec<_>>>()?;
                 let mut seen = BTreeSet::new();
                 for c in &cols {
                     if !seen.insert(c.name.clone()) {
-                        return Err(Error::config(&t, "columns", format!("column `{}` declared twice", c.name)));
+                        return Err(Error::config(
+                            &t,
+                            "columns",
+                            format!("column `{}` declared twice", c.name),
+                        ));
                     }
                 }
                 Some(cols)
@@ -412,9 +477,11 @@ impl RawTable {
         };
         let declared = |field: &str, col: &str| -> Result<()> {
             match &columns {
-                Some(cols) if !cols.iter().any(|c| c.name == col) => {
-                    Err(Error::config(&t, field, format!("column `{col}` is not in `columns`")))
-                }
+                Some(cols) if !cols.iter().any(|c| c.name == col) => Err(Error::config(
+                    &t,
+                    field,
+                    format!("column `{col}` is not in `columns`"),
+                )),
                 _ => Ok(()),
             }
         };
@@ -431,23 +498,43 @@ impl RawTable {
             None | Some("upsert") => CdcFormat::Upsert,
             Some("debezium") => CdcFormat::Debezium,
             Some("dms") => CdcFormat::Dms,
-            Some(other) => return Err(Error::config(&t, "cdc", format!("`{other}` is not one of upsert, debezium, dms"))),
+            Some(other) => {
+                return Err(Error::config(
+                    &t,
+                    "cdc",
+                    format!("`{other}` is not one of upsert, debezium, dms"),
+                ))
+            }
         };
         if cdc != CdcFormat::Upsert && self.keys.is_empty() {
             return Err(Error::config(&t, "keys", "a CDC table needs key columns"));
         }
         let scd_type = self.scd_type.unwrap_or(1);
         if scd_type != 1 && scd_type != 2 {
-            return Err(Error::config(&t, "scd_type", format!("`{scd_type}` must be 1 or 2")));
+            return Err(Error::config(
+                &t,
+                "scd_type",
+                format!("`{scd_type}` must be 1 or 2"),
+            ));
         }
         if scd_type == 2 && self.sequence_by.is_none() {
-            return Err(Error::config(&t, "sequence_by", "SCD type 2 needs a sequence column"));
+            return Err(Error::config(
+                &t,
+                "sequence_by",
+                "SCD type 2 needs a sequence column",
+            ));
         }
         let csv_delimiter = match self.csv_delimiter.as_deref() {
             None => b',',
             Some("\\t") | Some("\t") => b'\t',
             Some(d) if d.len() == 1 => d.as_bytes()[0],
-            Some(d) => return Err(Error::config(&t, "csv_delimiter", format!("`{d}` must be one ASCII character"))),
+            Some(d) => {
+                return Err(Error::config(
+                    &t,
+                    "csv_delimiter",
+                    format!("`{d}` must be one ASCII character"),
+                ))
+            }
         };
         Ok(TableConfig {
             name: t,
@@ -476,7 +563,11 @@ impl RawConfig {
         if self.tables.is_empty() {
             return Err(Error::config("-", "table", "no tables declared"));
         }
-        let tables = self.tables.into_iter().map(RawTable::validate).collect::<Result<Vec<_>>>()?;
+        let tables = self
+            .tables
+            .into_iter()
+            .map(RawTable::validate)
+            .collect::<Result<Vec<_>>>()?;
         for (i, a) in tables.iter().enumerate() {
             for b in &tables[i + 1..] {
                 if a.name == b.name {
@@ -486,13 +577,21 @@ impl RawConfig {
                     return Err(Error::config(
                         &b.name,
                         "prefix",
-                        format!("`{}` overlaps `{}` of table `{}`", b.prefix, a.prefix, a.name),
+                        format!(
+                            "`{}` overlaps `{}` of table `{}`",
+                            b.prefix, a.prefix, a.name
+                        ),
                     ));
                 }
             }
         }
         let target_file_size = self.target_file_size_mb.unwrap_or(128) * 1024 * 1024;
-        Ok(PipelineConfig { landing, lake, tables, target_file_size })
+        Ok(PipelineConfig {
+            landing,
+            lake,
+            tables,
+            target_file_size,
+        })
     }
 }
 
@@ -525,17 +624,33 @@ mod tests {
         assert_eq!(cfg.tables.len(), 2);
         let orders = cfg.table("orders").unwrap();
         assert_eq!(orders.prefix, "orders/");
-        assert_eq!(orders.columns.as_ref().unwrap()[1].data_type, ColumnType::Decimal(10, 2));
+        assert_eq!(
+            orders.columns.as_ref().unwrap()[1].data_type,
+            ColumnType::Decimal(10, 2)
+        );
         assert!(!orders.columns.as_ref().unwrap()[0].nullable);
         assert!(cfg.table("customers").unwrap().columns.is_none());
-        assert_eq!(cfg.bronze_location("orders").url.as_str(), "file:///tmp/lake/bronze/orders");
+        assert_eq!(
+            cfg.bronze_location("orders").url.as_str(),
+            "file:///tmp/lake/bronze/orders"
+        );
     }
 
     #[test]
     fn routes_keys_by_bucket_and_prefix() {
         let cfg = PipelineConfig::from_toml(GOOD, "test").unwrap();
-        assert_eq!(cfg.route("landing", "incoming/orders/a.jsonl").unwrap().name, "orders");
-        assert_eq!(cfg.route("landing", "incoming/crm/customers/x.csv").unwrap().name, "customers");
+        assert_eq!(
+            cfg.route("landing", "incoming/orders/a.jsonl")
+                .unwrap()
+                .name,
+            "orders"
+        );
+        assert_eq!(
+            cfg.route("landing", "incoming/crm/customers/x.csv")
+                .unwrap()
+                .name,
+            "customers"
+        );
         assert!(cfg.route("other", "incoming/orders/a.jsonl").is_none());
         assert!(cfg.route("landing", "orders/a.jsonl").is_none());
         assert!(cfg.route("landing", "incoming/unknown/a.jsonl").is_none());
@@ -543,27 +658,42 @@ mod tests {
     }
 
     fn err_of(text: &str) -> String {
-        PipelineConfig::from_toml(text, "test").unwrap_err().to_string()
+        PipelineConfig::from_toml(text, "test")
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
     fn errors_name_table_and_field() {
         let base = "[landing]\nuri = \"s3://l\"\n[lake]\nuri = \"s3://k\"\n";
-        let e = err_of(&format!("{base}[[table]]\nname = \"t1\"\nformat = \"xml\"\n"));
-        assert!(e.contains("`t1`") && e.contains("`format`") && e.contains("xml"), "{e}");
+        let e = err_of(&format!(
+            "{base}[[table]]\nname = \"t1\"\nformat = \"xml\"\n"
+        ));
+        assert!(
+            e.contains("`t1`") && e.contains("`format`") && e.contains("xml"),
+            "{e}"
+        );
         let e = err_of(&format!("{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\ncolumns = [\"a long\"]\nkeys = [\"b\"]\n"));
         assert!(e.contains("`keys`") && e.contains("`b`"), "{e}");
-        let e = err_of(&format!("{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\ncolumns = [\"a lng\"]\n"));
+        let e = err_of(&format!(
+            "{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\ncolumns = [\"a lng\"]\n"
+        ));
         assert!(e.contains("`columns`") && e.contains("lng"), "{e}");
         let e = err_of(&format!(
             "{base}[[table]]\nname = \"a\"\nformat = \"csv\"\n[[table]]\nname = \"b\"\nprefix = \"a/x/\"\nformat = \"csv\"\n"
         ));
         assert!(e.contains("`b`") && e.contains("overlaps"), "{e}");
-        let e = err_of(&format!("{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\nscd_type = 3\n"));
+        let e = err_of(&format!(
+            "{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\nscd_type = 3\n"
+        ));
         assert!(e.contains("scd_type"), "{e}");
-        let e = err_of(&format!("{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\ncdc = \"debezium\"\n"));
+        let e = err_of(&format!(
+            "{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\ncdc = \"debezium\"\n"
+        ));
         assert!(e.contains("`keys`"), "{e}");
-        let e = err_of(&format!("{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\nkeyz = []\n"));
+        let e = err_of(&format!(
+            "{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\nkeyz = []\n"
+        ));
         assert!(e.contains("keyz"), "{e}");
         let e = err_of("[landing]\nuri = \"http://x\"\n[lake]\nuri = \"s3://k\"\n[[table]]\nname=\"a\"\nformat=\"csv\"\n");
         assert!(e.contains("landing.uri"), "{e}");

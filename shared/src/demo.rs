@@ -28,7 +28,10 @@ struct Expected {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |e| Error::Io { path: path.display().to_string(), source: e }
+    move |e| Error::Io {
+        path: path.display().to_string(),
+        source: e,
+    }
 }
 
 fn write(path: &Path, bytes: &[u8]) -> Result<()> {
@@ -40,8 +43,14 @@ fn write(path: &Path, bytes: &[u8]) -> Result<()> {
 
 fn gzip(bytes: &[u8]) -> Result<Vec<u8>> {
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    enc.write_all(bytes).map_err(|e| Error::Io { path: "gzip".into(), source: e })?;
-    enc.finish().map_err(|e| Error::Io { path: "gzip".into(), source: e })
+    enc.write_all(bytes).map_err(|e| Error::Io {
+        path: "gzip".into(),
+        source: e,
+    })?;
+    enc.finish().map_err(|e| Error::Io {
+        path: "gzip".into(),
+        source: e,
+    })
 }
 
 /// The demo's pipeline file, pointing at `dir`.
@@ -83,7 +92,12 @@ fn generate(dir: &Path) -> Result<(Vec<String>, Vec<Expected>)> {
     let mut keys = Vec::new();
     let mut add = |path: PathBuf, bytes: Vec<u8>| -> Result<()> {
         write(&path, &bytes)?;
-        keys.push(path.display().to_string().trim_start_matches('/').to_string());
+        keys.push(
+            path.display()
+                .to_string()
+                .trim_start_matches('/')
+                .to_string(),
+        );
         Ok(())
     };
     // orders: 2 JSONL files (one gzip), 3 bad rows.
@@ -95,33 +109,61 @@ fn generate(dir: &Path) -> Result<(Vec<String>, Vec<Expected>)> {
     }
     day1.push_str("{\"order_id\": \"A-17\", \"customer_id\": 3}\n"); // not a long
     day1.push_str("{\"order_id\": 601, \"customer_id\": 3, \"amount\": 5.00\n"); // truncated JSON
-    add(landing.join("orders/2026-11-24/orders-0001.jsonl"), day1.into_bytes())?;
+    add(
+        landing.join("orders/2026-11-24/orders-0001.jsonl"),
+        day1.into_bytes(),
+    )?;
     let mut day2 = String::new();
     for i in 601..=1000 {
-        day2.push_str(&json!({"order_id": i, "customer_id": 1 + i % 120, "amount": (i % 500) as f64 + 0.25,
-            "status": "shipped", "updated_at": format!("2026-11-25 {:02}:00:00", i % 24)}).to_string());
+        day2.push_str(
+            &json!({"order_id": i, "customer_id": 1 + i % 120, "amount": (i % 500) as f64 + 0.25,
+            "status": "shipped", "updated_at": format!("2026-11-25 {:02}:00:00", i % 24)})
+            .to_string(),
+        );
         day2.push('\n');
     }
     day2.push_str("{\"customer_id\": 9, \"amount\": 1.0}\n"); // missing required order_id
-    add(landing.join("orders/2026-11-25/orders 0002+late.jsonl.gz"), gzip(day2.as_bytes())?)?;
+    add(
+        landing.join("orders/2026-11-25/orders 0002+late.jsonl.gz"),
+        gzip(day2.as_bytes())?,
+    )?;
 
     // customers: CSV, schema inferred; 2 bad rows (wrong field count, bad number).
     let mut csv = String::from("customer_id,name,country,signup_date,score\n");
     for i in 1..=120 {
-        csv.push_str(&format!("{i},\"Customer {i}, Ltd\",{},2025-{:02}-{:02},{}.5\n", ["DE", "FR", "US", "BR"][i % 4], 1 + i % 12, 1 + i % 28, i % 10));
+        csv.push_str(&format!(
+            "{i},\"Customer {i}, Ltd\",{},2025-{:02}-{:02},{}.5\n",
+            ["DE", "FR", "US", "BR"][i % 4],
+            1 + i % 12,
+            1 + i % 28,
+            i % 10
+        ));
     }
     csv.push_str("121,Broken Row,DE\n");
     add(landing.join("customers/customers.csv"), csv.into_bytes())?;
     // A later extract, checked against the schema inferred from the first one.
     let later = "customer_id,name,country,signup_date,score\n122,Late Customer,FR,2026-11-25,3.5\nx123,Bad Id,FR,2025-01-01,1.5\n";
-    add(landing.join("customers/customers-update.csv"), later.as_bytes().to_vec())?;
+    add(
+        landing.join("customers/customers-update.csv"),
+        later.as_bytes().to_vec(),
+    )?;
 
     // payments: Parquet with amount as text, one not a number.
     let n = 800;
     let ids: Vec<i64> = (1..=n).collect();
     let orders: Vec<i64> = (1..=n).map(|i| 1 + (i * 7) % 1000).collect();
-    let amounts: Vec<String> = (1..=n).map(|i| if i == 400 { "n/a".to_string() } else { format!("{}.{}", i % 300, i % 10) }).collect();
-    let methods: Vec<&str> = (1..=n).map(|i| ["card", "sepa", "paypal"][(i % 3) as usize]).collect();
+    let amounts: Vec<String> = (1..=n)
+        .map(|i| {
+            if i == 400 {
+                "n/a".to_string()
+            } else {
+                format!("{}.{}", i % 300, i % 10)
+            }
+        })
+        .collect();
+    let methods: Vec<&str> = (1..=n)
+        .map(|i| ["card", "sepa", "paypal"][(i % 3) as usize])
+        .collect();
     let schema = Arc::new(Schema::new(vec![
         Field::new("payment_id", DataType::Int64, false),
         Field::new("order_id", DataType::Int64, false),
@@ -140,23 +182,47 @@ fn generate(dir: &Path) -> Result<(Vec<String>, Vec<Expected>)> {
     .map_err(|e| Error::arrow("demo parquet", e))?;
     let mut buf = Vec::new();
     {
-        let mut w = ArrowWriter::try_new(&mut buf, schema, None).map_err(|e| Error::Task(e.to_string()))?;
+        let mut w =
+            ArrowWriter::try_new(&mut buf, schema, None).map_err(|e| Error::Task(e.to_string()))?;
         w.write(&batch).map_err(|e| Error::Task(e.to_string()))?;
         w.close().map_err(|e| Error::Task(e.to_string()))?;
     }
     add(landing.join("payments/2026/11/25/payments.parquet"), buf)?;
 
     let expected = vec![
-        Expected { table: "orders", objects: 2, rows: 1000, quarantined: 3 },
-        Expected { table: "customers", objects: 2, rows: 121, quarantined: 2 },
-        Expected { table: "payments", objects: 1, rows: 799, quarantined: 1 },
+        Expected {
+            table: "orders",
+            objects: 2,
+            rows: 1000,
+            quarantined: 3,
+        },
+        Expected {
+            table: "customers",
+            objects: 2,
+            rows: 121,
+            quarantined: 2,
+        },
+        Expected {
+            table: "payments",
+            objects: 1,
+            rows: 799,
+            quarantined: 1,
+        },
     ];
     Ok((keys, expected))
 }
 
 /// An SQS record whose body is an S3 notification for `key`, shaped as S3 sends it (key URL-encoded).
 fn sqs_record(id: &str, bucket: &str, key: &str) -> serde_json::Value {
-    let encoded: String = key.split('/').map(|p| utf8_percent_encode(p, NON_ALPHANUMERIC).to_string().replace("%20", "+")).collect::<Vec<_>>().join("/");
+    let encoded: String = key
+        .split('/')
+        .map(|p| {
+            utf8_percent_encode(p, NON_ALPHANUMERIC)
+                .to_string()
+                .replace("%20", "+")
+        })
+        .collect::<Vec<_>>()
+        .join("/");
     let body = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
         "eventTime": "2026-11-25T00:00:00.000Z", "s3": {"bucket": {"name": bucket}, "object": {"key": encoded}}}]});
     json!({"messageId": id, "eventSource": "aws:sqs", "body": body.to_string()})
@@ -176,10 +242,16 @@ pub async fn run(dir: &Path) -> Result<()> {
     let writer = BronzeWriter::new(config.clone())?;
 
     // Batch 1: every object, plus S3's test event and a key outside any table (rejected, never written).
-    let mut records: Vec<serde_json::Value> = keys.iter().enumerate().map(|(i, k)| sqs_record(&format!("m{i}"), "", k)).collect();
+    let mut records: Vec<serde_json::Value> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| sqs_record(&format!("m{i}"), "", k))
+        .collect();
     records.push(json!({"messageId": "test", "eventSource": "aws:sqs",
         "body": json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "landing"}).to_string()}));
-    let stray = format!("{}/elsewhere/x.jsonl", dir.join("landing").display()).trim_start_matches('/').to_string();
+    let stray = format!("{}/elsewhere/x.jsonl", dir.join("landing").display())
+        .trim_start_matches('/')
+        .to_string();
     records.push(sqs_record("stray", "", &stray));
     // Batch 2: the first two messages again (S3 and SQS deliver at least once).
     let duplicate: Vec<serde_json::Value> = records[..2].to_vec();
@@ -190,38 +262,83 @@ pub async fn run(dir: &Path) -> Result<()> {
             return Err(Error::Event("demo batch is not SQS".into()));
         };
         let outcome = handler::ingest_envelopes(&writer, &envelopes as &[Envelope]).await;
-        println!("delivery {}: {} messages, {} failed, {} rejected", n + 1, envelopes.len(), outcome.failed_messages.len(), outcome.rejected.len());
+        println!(
+            "delivery {}: {} messages, {} failed, {} rejected",
+            n + 1,
+            envelopes.len(),
+            outcome.failed_messages.len(),
+            outcome.rejected.len()
+        );
         for c in &outcome.commits {
             let e = totals.entry(c.table.clone()).or_default();
-            e.0 += c.objects.iter().filter(|o| matches!(o.status, crate::bronze::ObjectStatus::Ingested { .. })).count();
+            e.0 += c
+                .objects
+                .iter()
+                .filter(|o| matches!(o.status, crate::bronze::ObjectStatus::Ingested { .. }))
+                .count();
             e.1 += c.rows();
             e.2 += c.quarantined_rows();
-            let skipped = c.objects.iter().filter(|o| o.status == crate::bronze::ObjectStatus::AlreadyIngested).count();
-            println!("  {:<10} version {:>4}  +{} rows, {} quarantined, {} already ingested", c.table,
-                c.version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()), c.rows(), c.quarantined_rows(), skipped);
+            let skipped = c
+                .objects
+                .iter()
+                .filter(|o| o.status == crate::bronze::ObjectStatus::AlreadyIngested)
+                .count();
+            println!(
+                "  {:<10} version {:>4}  +{} rows, {} quarantined, {} already ingested",
+                c.table,
+                c.version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "-".into()),
+                c.rows(),
+                c.quarantined_rows(),
+                skipped
+            );
         }
     }
 
-    println!("\n{:<10} {:>7} {:>8} {:>9} {:>12} {:>8}  location", "table", "objects", "rows", "expected", "quarantined", "version");
+    println!(
+        "\n{:<10} {:>7} {:>8} {:>9} {:>12} {:>8}  location",
+        "table", "objects", "rows", "expected", "quarantined", "version"
+    );
     let mut ok = true;
     for e in &expected {
         let location = config.bronze_location(e.table);
-        let rows: usize = crate::lake::read_table(&location).await?.iter().map(RecordBatch::num_rows).sum();
-        let quarantined: usize = crate::lake::read_table(&config.quarantine_location(e.table)).await?.iter().map(RecordBatch::num_rows).sum();
+        let rows: usize = crate::lake::read_table(&location)
+            .await?
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum();
+        let quarantined: usize = crate::lake::read_table(&config.quarantine_location(e.table))
+            .await?
+            .iter()
+            .map(RecordBatch::num_rows)
+            .sum();
         let version = crate::lake::version(&location).await?.unwrap_or(-1);
         let t = totals.get(e.table).copied().unwrap_or_default();
         let good = rows as u64 == e.rows && quarantined as u64 == e.quarantined && t.0 == e.objects;
         ok &= good;
         println!(
             "{:<10} {:>7} {:>8} {:>9} {:>12} {:>8}  {}{}",
-            e.table, t.0, rows, e.rows, format!("{quarantined}/{}", e.quarantined), version, location.url.path(),
+            e.table,
+            t.0,
+            rows,
+            e.rows,
+            format!("{quarantined}/{}", e.quarantined),
+            version,
+            location.url.path(),
             if good { "" } else { "   <-- MISMATCH" }
         );
     }
-    println!("\nconfig: {}\nquarantine tables: {}/quarantine/<table>", config_path.display(), dir.join("lake").display());
+    println!(
+        "\nconfig: {}\nquarantine tables: {}/quarantine/<table>",
+        config_path.display(),
+        dir.join("lake").display()
+    );
     println!("read them with any Delta reader, e.g. python -c \"import deltalake; print(deltalake.DeltaTable('{}').to_pyarrow_table().num_rows)\"", config.bronze_location("orders").url.path());
     if !ok {
-        return Err(Error::Task("demo tables differ from the expected counts".into()));
+        return Err(Error::Task(
+            "demo tables differ from the expected counts".into(),
+        ));
     }
     Ok(())
 }

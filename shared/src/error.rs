@@ -10,7 +10,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Error {
     /// The pipeline file is invalid; `table` and `field` say where.
     #[error("invalid pipeline config: table `{table}`, field `{field}`: {reason}")]
-    Config { table: String, field: String, reason: String },
+    Config {
+        table: String,
+        field: String,
+        reason: String,
+    },
 
     /// The pipeline file could not be read or parsed at all.
     #[error("cannot load pipeline config from {location}: {reason}")]
@@ -39,8 +43,14 @@ pub enum Error {
     },
 
     /// Concurrent writers kept winning; the step was re-run `attempts` times and gave up.
-    #[error("delta table {table}: gave up after {attempts} attempts lost to concurrent commits: {last}")]
-    ConflictRetriesExhausted { table: String, attempts: u32, last: String },
+    #[error(
+        "delta table {table}: gave up after {attempts} attempts lost to concurrent commits: {last}"
+    )]
+    ConflictRetriesExhausted {
+        table: String,
+        attempts: u32,
+        last: String,
+    },
 
     /// Arrow conversion failed on data the crate itself built (a bug, not bad input).
     #[error("arrow error while {context}: {source}")]
@@ -64,15 +74,33 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn delta(table: impl Into<String>, operation: &'static str, source: DeltaTableError) -> Self {
-        Error::Delta { table: table.into(), operation, source }
+    pub(crate) fn delta(
+        table: impl Into<String>,
+        operation: &'static str,
+        source: DeltaTableError,
+    ) -> Self {
+        Error::Delta {
+            table: table.into(),
+            operation,
+            source,
+        }
     }
 
-    pub(crate) fn arrow(context: impl Into<String>, source: deltalake::arrow::error::ArrowError) -> Self {
-        Error::Arrow { context: context.into(), source }
+    pub(crate) fn arrow(
+        context: impl Into<String>,
+        source: deltalake::arrow::error::ArrowError,
+    ) -> Self {
+        Error::Arrow {
+            context: context.into(),
+            source,
+        }
     }
 
     pub(crate) fn config(table: &str, field: &str, reason: impl Into<String>) -> Self {
-        Error::Config { table: table.to_string(), field: field.to_string(), reason: reason.into() }
+        Error::Config {
+            table: table.to_string(),
+            field: field.to_string(),
+            reason: reason.into(),
+        }
     }
 }

@@ -75,12 +75,16 @@ pub fn decode_s3_key(raw: &str) -> Result<String> {
     percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
         .map(|s| s.into_owned())
-        .map_err(|e| Error::Event(format!("object key `{raw}` is not valid percent-encoded UTF-8: {e}")))
+        .map_err(|e| {
+            Error::Event(format!(
+                "object key `{raw}` is not valid percent-encoded UTF-8: {e}"
+            ))
+        })
 }
 
 fn from_s3_records(records: &Value) -> Result<Vec<SourceObject>> {
-    let records: Vec<S3Record> =
-        serde_json::from_value(records.clone()).map_err(|e| Error::Event(format!("bad S3 notification record: {e}")))?;
+    let records: Vec<S3Record> = serde_json::from_value(records.clone())
+        .map_err(|e| Error::Event(format!("bad S3 notification record: {e}")))?;
     let mut out = Vec::new();
     for r in records {
         let name = r.event_name.unwrap_or_default();
@@ -99,12 +103,20 @@ fn from_s3_records(records: &Value) -> Result<Vec<SourceObject>> {
 }
 
 fn from_eventbridge(v: &Value) -> Result<Vec<SourceObject>> {
-    let detail_type = v.get("detail-type").and_then(Value::as_str).unwrap_or_default();
+    let detail_type = v
+        .get("detail-type")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     if detail_type != "Object Created" {
-        tracing::info!(detail_type, "ignoring EventBridge event that is not Object Created");
+        tracing::info!(
+            detail_type,
+            "ignoring EventBridge event that is not Object Created"
+        );
         return Ok(Vec::new());
     }
-    let detail = v.get("detail").ok_or_else(|| Error::Event("EventBridge event without detail".into()))?;
+    let detail = v
+        .get("detail")
+        .ok_or_else(|| Error::Event("EventBridge event without detail".into()))?;
     let bucket = detail.pointer("/bucket/name").and_then(Value::as_str);
     let key = detail.pointer("/object/key").and_then(Value::as_str);
     match (bucket, key) {
@@ -112,9 +124,14 @@ fn from_eventbridge(v: &Value) -> Result<Vec<SourceObject>> {
         (Some(bucket), Some(key)) => Ok(vec![SourceObject {
             bucket: bucket.to_string(),
             key: key.to_string(),
-            etag: detail.pointer("/object/etag").and_then(Value::as_str).map(clean_etag),
+            etag: detail
+                .pointer("/object/etag")
+                .and_then(Value::as_str)
+                .map(clean_etag),
         }]),
-        _ => Err(Error::Event("EventBridge Object Created event without bucket.name or object.key".into())),
+        _ => Err(Error::Event(
+            "EventBridge Object Created event without bucket.name or object.key".into(),
+        )),
     }
 }
 
@@ -128,18 +145,24 @@ pub fn objects_in(v: &Value) -> Result<Vec<SourceObject>> {
         return Ok(Vec::new());
     }
     if v.get("Type").and_then(Value::as_str) == Some("Notification") {
-        let msg = v.get("Message").and_then(Value::as_str).ok_or_else(|| Error::Event("SNS notification without Message".into()))?;
+        let msg = v
+            .get("Message")
+            .and_then(Value::as_str)
+            .ok_or_else(|| Error::Event("SNS notification without Message".into()))?;
         return objects_in_text(msg);
     }
     if v.get("source").and_then(Value::as_str) == Some("aws.s3") && v.get("detail").is_some() {
         return from_eventbridge(v);
     }
-    Err(Error::Event("not an S3, SNS or EventBridge object event".into()))
+    Err(Error::Event(
+        "not an S3, SNS or EventBridge object event".into(),
+    ))
 }
 
 /// Like [`objects_in`] for a JSON text (an SQS body or SNS message).
 pub fn objects_in_text(text: &str) -> Result<Vec<SourceObject>> {
-    let v: Value = serde_json::from_str(text).map_err(|e| Error::Event(format!("message body is not JSON: {e}")))?;
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| Error::Event(format!("message body is not JSON: {e}")))?;
     objects_in(&v)
 }
 
@@ -147,12 +170,19 @@ pub fn objects_in_text(text: &str) -> Result<Vec<SourceObject>> {
 /// message is reported in its own envelope so the rest of the batch proceeds.
 pub fn parse_invocation(payload: &Value) -> Result<Invocation> {
     if let Some(records) = payload.get("Records").and_then(Value::as_array) {
-        let is_sqs = records.first().and_then(|r| r.get("eventSource")).and_then(Value::as_str) == Some("aws:sqs");
+        let is_sqs = records
+            .first()
+            .and_then(|r| r.get("eventSource"))
+            .and_then(Value::as_str)
+            == Some("aws:sqs");
         if is_sqs {
             let envelopes = records
                 .iter()
                 .map(|r| Envelope {
-                    message_id: r.get("messageId").and_then(Value::as_str).map(str::to_string),
+                    message_id: r
+                        .get("messageId")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                     objects: match r.get("body").and_then(Value::as_str) {
                         Some(body) => objects_in_text(body).map_err(|e| e.to_string()),
                         None => Err("SQS record without body".to_string()),
@@ -162,7 +192,10 @@ pub fn parse_invocation(payload: &Value) -> Result<Invocation> {
             return Ok(Invocation::Sqs(envelopes));
         }
     }
-    Ok(Invocation::Direct(Envelope { message_id: None, objects: Ok(objects_in(payload)?) }))
+    Ok(Invocation::Direct(Envelope {
+        message_id: None,
+        objects: Ok(objects_in(payload)?),
+    }))
 }
 
 #[cfg(test)]
@@ -203,7 +236,9 @@ mod tests {
             {"messageId": "m1", "eventSource": "aws:sqs", "body": LOCALSTACK_BODY},
             {"messageId": "m2", "eventSource": "aws:sqs", "body": "not json"},
         ]});
-        let Invocation::Sqs(envs) = parse_invocation(&payload).unwrap() else { panic!("not sqs") };
+        let Invocation::Sqs(envs) = parse_invocation(&payload).unwrap() else {
+            panic!("not sqs")
+        };
         assert_eq!(envs[0].message_id.as_deref(), Some("m1"));
         assert_eq!(envs[0].objects.as_ref().unwrap().len(), 1);
         assert!(envs[1].objects.as_ref().unwrap_err().contains("not JSON"));
@@ -212,13 +247,21 @@ mod tests {
     #[test]
     fn sns_wrapped_and_eventbridge_and_direct() {
         let sns = serde_json::json!({"Type": "Notification", "MessageId": "x", "TopicArn": "arn:aws:sns:us-east-1:1:t", "Message": LOCALSTACK_BODY});
-        assert_eq!(objects_in(&sns).unwrap()[0].key, "orders/dir a/file+1 ü.jsonl");
+        assert_eq!(
+            objects_in(&sns).unwrap()[0].key,
+            "orders/dir a/file+1 ü.jsonl"
+        );
         let eb = serde_json::json!({"version": "0", "detail-type": "Object Created", "source": "aws.s3",
             "detail": {"bucket": {"name": "landing"}, "object": {"key": "orders/a b.jsonl", "size": 3, "etag": "abc"}}});
         let objs = objects_in(&eb).unwrap();
-        assert_eq!((objs[0].key.as_str(), objs[0].etag.as_deref()), ("orders/a b.jsonl", Some("abc")));
+        assert_eq!(
+            (objs[0].key.as_str(), objs[0].etag.as_deref()),
+            ("orders/a b.jsonl", Some("abc"))
+        );
         let direct: Value = serde_json::from_str(LOCALSTACK_BODY).unwrap();
-        let Invocation::Direct(env) = parse_invocation(&direct).unwrap() else { panic!("not direct") };
+        let Invocation::Direct(env) = parse_invocation(&direct).unwrap() else {
+            panic!("not direct")
+        };
         assert_eq!(env.objects.unwrap().len(), 1);
         let removed = LOCALSTACK_BODY.replace("ObjectCreated:Put", "ObjectRemoved:Delete");
         assert!(objects_in_text(&removed).unwrap().is_empty());

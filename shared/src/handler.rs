@@ -59,7 +59,10 @@ pub async fn ingest_envelopes(writer: &BronzeWriter, envelopes: &[Envelope]) -> 
             Ok(objects) => {
                 for obj in objects {
                     match writer.config().route(&obj.bucket, &obj.key) {
-                        Some(t) => by_table.entry(t.name.clone()).or_default().push(obj.clone()),
+                        Some(t) => by_table
+                            .entry(t.name.clone())
+                            .or_default()
+                            .push(obj.clone()),
                         None => {
                             warn!(bucket = %obj.bucket, key = %obj.key, "rejected: not under the landing location or any table prefix; nothing written");
                             outcome.rejected.push(obj.clone());
@@ -100,7 +103,10 @@ pub async fn ingest_envelopes(writer: &BronzeWriter, envelopes: &[Envelope]) -> 
         let Ok(objects) = &env.objects else { continue };
         let failed = objects.iter().any(|o| {
             failed_keys.contains(&o.key)
-                || writer.config().route(&o.bucket, &o.key).is_some_and(|t| failed_tables.contains(&t.name))
+                || writer
+                    .config()
+                    .route(&o.bucket, &o.key)
+                    .is_some_and(|t| failed_tables.contains(&t.name))
         });
         if failed {
             outcome.failed_messages.extend(env.message_id.clone());
@@ -124,10 +130,18 @@ pub async fn handle_payload(writer: &BronzeWriter, payload: &Value) -> Result<Va
                 .commits
                 .iter()
                 .flat_map(|c| c.failed().map(|o| o.key.clone()))
-                .chain(outcome.table_errors.iter().map(|(t, e)| format!("{t}: {e}")))
+                .chain(
+                    outcome
+                        .table_errors
+                        .iter()
+                        .map(|(t, e)| format!("{t}: {e}")),
+                )
                 .collect();
             if !failed.is_empty() {
-                return Err(Error::Event(format!("bronze ingest failed for: {}", failed.join(", "))));
+                return Err(Error::Event(format!(
+                    "bronze ingest failed for: {}",
+                    failed.join(", ")
+                )));
             }
             Ok(serde_json::json!({
                 "tables": outcome.commits.iter().map(|c| serde_json::json!({

@@ -4,12 +4,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use deltalake::arrow::datatypes::Schema;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
-use deltalake::arrow::datatypes::Schema;
 use rand::Rng;
 
 use crate::config::Location;
@@ -29,7 +29,11 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        RetryPolicy { max_attempts: 8, base_delay: Duration::from_millis(50), max_delay: Duration::from_secs(2) }
+        RetryPolicy {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(50),
+            max_delay: Duration::from_secs(2),
+        }
     }
 }
 
@@ -39,7 +43,10 @@ impl RetryPolicy {
         if attempt <= 1 {
             return;
         }
-        let cap = self.base_delay.saturating_mul(1 << (attempt - 1).min(16)).min(self.max_delay);
+        let cap = self
+            .base_delay
+            .saturating_mul(1 << (attempt - 1).min(16))
+            .min(self.max_delay);
         let ms = rand::thread_rng().gen_range(0..=cap.as_millis() as u64);
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
@@ -50,7 +57,12 @@ pub fn is_conflict(e: &DeltaTableError) -> bool {
     match e {
         DeltaTableError::VersionAlreadyExists(_) => true,
         DeltaTableError::Transaction { source } => {
-            matches!(source, TransactionError::CommitConflict(_) | TransactionError::MaxCommitAttempts(_) | TransactionError::VersionAlreadyExists(_))
+            matches!(
+                source,
+                TransactionError::CommitConflict(_)
+                    | TransactionError::MaxCommitAttempts(_)
+                    | TransactionError::VersionAlreadyExists(_)
+            )
         }
         // Two creators racing on version 0.
         DeltaTableError::Generic(msg) => msg.contains("already exists"),
@@ -66,45 +78,71 @@ fn table_name(location: &Location) -> String {
 pub async fn open(location: &Location) -> Result<Option<DeltaTable>> {
     if location.url.scheme() == "file" {
         let path = location.url.path();
-        std::fs::create_dir_all(path).map_err(|e| Error::Io { path: path.into(), source: e })?;
+        std::fs::create_dir_all(path).map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
     }
-    let table = DeltaTable::try_from_url_with_storage_options(location.url.clone(), location.storage_options.clone())
-        .await
-        .map_err(|e| Error::delta(table_name(location), "open", e))?;
+    let table = DeltaTable::try_from_url_with_storage_options(
+        location.url.clone(),
+        location.storage_options.clone(),
+    )
+    .await
+    .map_err(|e| Error::delta(table_name(location), "open", e))?;
     Ok(table.version().is_some().then_some(table))
 }
 
 /// Opens the table, creating it with `schema` when absent. If another writer creates it first, theirs wins
 /// and is returned (its schema is the table's schema from then on).
-pub async fn open_or_create(location: &Location, name: &str, schema: &Schema, partition_by: &[String]) -> Result<DeltaTable> {
+pub async fn open_or_create(
+    location: &Location,
+    name: &str,
+    schema: &Schema,
+    partition_by: &[String],
+) -> Result<DeltaTable> {
     if let Some(t) = open(location).await? {
         return Ok(t);
     }
-    let fields = StructType::try_from_arrow(schema).map_err(|e| Error::delta(table_name(location), "create", e.into()))?;
-    let uninit = DeltaTable::try_from_url_with_storage_options(location.url.clone(), location.storage_options.clone())
-        .await
-        .map_err(|e| Error::delta(table_name(location), "create", e))?;
+    let fields = StructType::try_from_arrow(schema)
+        .map_err(|e| Error::delta(table_name(location), "create", e.into()))?;
+    let uninit = DeltaTable::try_from_url_with_storage_options(
+        location.url.clone(),
+        location.storage_options.clone(),
+    )
+    .await
+    .map_err(|e| Error::delta(table_name(location), "create", e))?;
     let created = uninit
         .create()
         .with_table_name(name)
         .with_columns(fields.fields().cloned())
         .with_partition_columns(partition_by.to_vec())
-        .with_configuration_property(TableProperty::SetTransactionRetentionDuration, Some(TXN_RETENTION))
+        .with_configuration_property(
+            TableProperty::SetTransactionRetentionDuration,
+            Some(TXN_RETENTION),
+        )
         .with_save_mode(SaveMode::Ignore)
         .await;
     match created {
         Ok(t) if t.version().is_some() => Ok(t),
-        Ok(_) => open(location).await?.ok_or_else(|| Error::delta(table_name(location), "create", DeltaTableError::Generic("table vanished after create".into()))),
-        Err(e) if is_conflict(&e) => {
-            open(location).await?.ok_or_else(|| Error::delta(table_name(location), "create", e))
-        }
+        Ok(_) => open(location).await?.ok_or_else(|| {
+            Error::delta(
+                table_name(location),
+                "create",
+                DeltaTableError::Generic("table vanished after create".into()),
+            )
+        }),
+        Err(e) if is_conflict(&e) => open(location)
+            .await?
+            .ok_or_else(|| Error::delta(table_name(location), "create", e)),
         Err(e) => Err(Error::delta(table_name(location), "create", e)),
     }
 }
 
 /// Version of the application transaction `app_id` recorded in the table, if any.
 pub async fn txn_version(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
-    let snapshot = table.snapshot().map_err(|e| Error::delta(table.table_url().to_string(), "read txn", e))?;
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| Error::delta(table.table_url().to_string(), "read txn", e))?;
     snapshot
         .transaction_version(table.log_store().as_ref(), app_id)
         .await
@@ -131,7 +169,9 @@ pub async fn commit_append(
         partition_by: (!partition_cols.is_empty()).then_some(partition_cols),
         predicate: None,
     };
-    let props = CommitProperties::default().with_application_transactions(txns).with_metadata(metadata);
+    let props = CommitProperties::default()
+        .with_application_transactions(txns)
+        .with_metadata(metadata);
     let finalized = CommitBuilder::from(props)
         .with_actions(adds.into_iter().map(Action::Add).collect())
         .build(Some(snapshot), table.log_store(), operation)
@@ -143,30 +183,58 @@ pub async fn commit_append(
 
 /// All rows of the table at `location` (current version). For tests, the CLI and the demo: small tables.
 pub async fn read_table(location: &Location) -> Result<Vec<deltalake::arrow::array::RecordBatch>> {
-    let Some(table) = open(location).await? else { return Ok(Vec::new()) };
-    let (_, stream) = table.scan_table().await.map_err(|e| Error::delta(table_name(location), "scan", e))?;
-    use futures::TryStreamExt;
-    let batches: Vec<deltalake::arrow::array::RecordBatch> = stream
-        .try_collect()
+    let Some(table) = open(location).await? else {
+        return Ok(Vec::new());
+    };
+    let (_, stream) = table
+        .scan_table()
         .await
-        .map_err(|e| Error::delta(table_name(location), "scan", DeltaTableError::Generic(e.to_string())))?;
+        .map_err(|e| Error::delta(table_name(location), "scan", e))?;
+    use futures::TryStreamExt;
+    let batches: Vec<deltalake::arrow::array::RecordBatch> =
+        stream.try_collect().await.map_err(|e| {
+            Error::delta(
+                table_name(location),
+                "scan",
+                DeltaTableError::Generic(e.to_string()),
+            )
+        })?;
     batches.iter().map(plain_strings).collect()
 }
 
 /// The scan may return string views or dictionaries; callers get plain `Utf8` columns.
-fn plain_strings(batch: &deltalake::arrow::array::RecordBatch) -> Result<deltalake::arrow::array::RecordBatch> {
+fn plain_strings(
+    batch: &deltalake::arrow::array::RecordBatch,
+) -> Result<deltalake::arrow::array::RecordBatch> {
     use deltalake::arrow::datatypes::{DataType, Field};
-    let needs = |dt: &DataType| matches!(dt, DataType::Utf8View | DataType::LargeUtf8 | DataType::Dictionary(_, _));
+    let needs = |dt: &DataType| {
+        matches!(
+            dt,
+            DataType::Utf8View | DataType::LargeUtf8 | DataType::Dictionary(_, _)
+        )
+    };
     let fields: Vec<Field> = batch
         .schema()
         .fields()
         .iter()
-        .map(|f| if needs(f.data_type()) { f.as_ref().clone().with_data_type(DataType::Utf8) } else { f.as_ref().clone() })
+        .map(|f| {
+            if needs(f.data_type()) {
+                f.as_ref().clone().with_data_type(DataType::Utf8)
+            } else {
+                f.as_ref().clone()
+            }
+        })
         .collect();
     let columns = batch
         .columns()
         .iter()
-        .map(|c| if needs(c.data_type()) { deltalake::arrow::compute::cast(c, &DataType::Utf8) } else { Ok(c.clone()) })
+        .map(|c| {
+            if needs(c.data_type()) {
+                deltalake::arrow::compute::cast(c, &DataType::Utf8)
+            } else {
+                Ok(c.clone())
+            }
+        })
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|e| Error::arrow("normalising scanned strings", e))?;
     deltalake::arrow::array::RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), columns)
@@ -175,5 +243,8 @@ fn plain_strings(batch: &deltalake::arrow::array::RecordBatch) -> Result<deltala
 
 /// Current version of the table at `location`, if it exists.
 pub async fn version(location: &Location) -> Result<Option<i64>> {
-    Ok(open(location).await?.and_then(|t| t.version()).map(|v| v as i64))
+    Ok(open(location)
+        .await?
+        .and_then(|t| t.version())
+        .map(|v| v as i64))
 }

@@ -36,17 +36,30 @@ pub struct QuarantinedObject {
 
 /// One record batch holding the bad rows of `objects`.
 pub fn to_batch(objects: &[QuarantinedObject], ingested_at_us: i64) -> Result<RecordBatch> {
-    let flat: Vec<(&QuarantinedObject, &BadRow)> = objects.iter().flat_map(|o| o.rows.iter().map(move |r| (o, r))).collect();
+    let flat: Vec<(&QuarantinedObject, &BadRow)> = objects
+        .iter()
+        .flat_map(|o| o.rows.iter().map(move |r| (o, r)))
+        .collect();
     let rows = || flat.iter().copied();
     let n = flat.len();
     let batch = RecordBatch::try_new(
         Arc::new(quarantine_schema()),
         vec![
-            Arc::new(StringArray::from_iter_values(rows().map(|(o, _)| o.key.as_str()))),
-            Arc::new(StringArray::from_iter_values(rows().map(|(o, _)| o.etag.as_str()))),
-            Arc::new(Int64Array::from_iter(rows().map(|(_, r)| r.row.map(|x| x as i64)))),
-            Arc::new(StringArray::from_iter(rows().map(|(_, r)| r.raw.as_deref()))),
-            Arc::new(StringArray::from_iter_values(rows().map(|(_, r)| r.reason.as_str()))),
+            Arc::new(StringArray::from_iter_values(
+                rows().map(|(o, _)| o.key.as_str()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows().map(|(o, _)| o.etag.as_str()),
+            )),
+            Arc::new(Int64Array::from_iter(
+                rows().map(|(_, r)| r.row.map(|x| x as i64)),
+            )),
+            Arc::new(StringArray::from_iter(
+                rows().map(|(_, r)| r.raw.as_deref()),
+            )),
+            Arc::new(StringArray::from_iter_values(
+                rows().map(|(_, r)| r.reason.as_str()),
+            )),
             Arc::new(TimestampMicrosecondArray::from(vec![ingested_at_us; n]).with_timezone("UTC")),
         ],
     )
@@ -65,20 +78,35 @@ mod tests {
                 key: "a".into(),
                 etag: "1".into(),
                 rows: vec![
-                    BadRow { row: Some(3), raw: Some("x".into()), reason: "bad".into() },
-                    BadRow { row: Some(7), raw: Some("y".into()), reason: "worse".into() },
+                    BadRow {
+                        row: Some(3),
+                        raw: Some("x".into()),
+                        reason: "bad".into(),
+                    },
+                    BadRow {
+                        row: Some(7),
+                        raw: Some("y".into()),
+                        reason: "worse".into(),
+                    },
                 ],
             },
             QuarantinedObject {
                 key: "b".into(),
                 etag: "2".into(),
-                rows: vec![BadRow { row: None, raw: None, reason: "corrupt gzip".into() }],
+                rows: vec![BadRow {
+                    row: None,
+                    raw: None,
+                    reason: "corrupt gzip".into(),
+                }],
             },
         ];
         let b = to_batch(&objs, 5).unwrap();
         assert_eq!(b.num_rows(), 3);
         let rows = b.column(2).as_any().downcast_ref::<Int64Array>().unwrap();
-        assert_eq!(rows.iter().collect::<Vec<_>>(), vec![Some(3), Some(7), None]);
+        assert_eq!(
+            rows.iter().collect::<Vec<_>>(),
+            vec![Some(3), Some(7), None]
+        );
         let keys = b.column(0).as_any().downcast_ref::<StringArray>().unwrap();
         assert_eq!(keys.value(2), "b");
     }

@@ -56,7 +56,10 @@ impl std::fmt::Display for StorageFault {
 impl std::error::Error for StorageFault {}
 
 fn classify(e: std::io::Error, what: &str) -> ReadError {
-    if let Some(fault) = e.get_ref().and_then(|inner| inner.downcast_ref::<StorageFault>()) {
+    if let Some(fault) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<StorageFault>())
+    {
         return ReadError::Unavailable(fault.0.clone());
     }
     ReadError::Malformed(format!("{what}: {e}"))
@@ -74,17 +77,26 @@ pub fn is_gzip(table: &TableConfig, key: &str) -> bool {
 pub async fn open(store: &StoreRef, key: &str) -> Result<GetResult, ReadError> {
     // `Path::parse` keeps the key as-is (`Path::from` would percent-encode non-ASCII and `%`, naming
     // another object). It only refuses keys with empty, `.` or `..` segments, which we cannot address.
-    let path = deltalake::Path::parse(key).map_err(|e| ReadError::Unavailable(format!("unaddressable key `{key}`: {e}")))?;
-    store.get(&path).await.map_err(|e| ReadError::Unavailable(e.to_string()))
+    let path = deltalake::Path::parse(key)
+        .map_err(|e| ReadError::Unavailable(format!("unaddressable key `{key}`: {e}")))?;
+    store
+        .get(&path)
+        .await
+        .map_err(|e| ReadError::Unavailable(e.to_string()))
 }
 
 /// A blocking `Read` over the object's byte stream (for use inside `spawn_blocking`), decompressed when
 /// needed. Storage errors surface as [`StorageFault`] I/O errors so [`classify`] can tell them apart.
 pub fn blocking_reader(get: GetResult, gzip: bool) -> Box<dyn BufRead + Send> {
-    let stream = get.into_stream().map_err(|e| std::io::Error::other(StorageFault(e.to_string())));
+    let stream = get
+        .into_stream()
+        .map_err(|e| std::io::Error::other(StorageFault(e.to_string())));
     let bridge = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
     if gzip {
-        Box::new(BufReader::with_capacity(1 << 20, MultiGzDecoder::new(bridge)))
+        Box::new(BufReader::with_capacity(
+            1 << 20,
+            MultiGzDecoder::new(bridge),
+        ))
     } else {
         Box::new(BufReader::with_capacity(1 << 20, bridge))
     }
@@ -92,13 +104,18 @@ pub fn blocking_reader(get: GetResult, gzip: bool) -> Box<dyn BufRead + Send> {
 
 /// Whole object as bytes (Parquet needs random access to its footer), decompressed when needed.
 pub async fn read_all(get: GetResult, gzip: bool) -> Result<Bytes, ReadError> {
-    let bytes = get.bytes().await.map_err(|e| ReadError::Unavailable(e.to_string()))?;
+    let bytes = get
+        .bytes()
+        .await
+        .map_err(|e| ReadError::Unavailable(e.to_string()))?;
     if !gzip {
         return Ok(bytes);
     }
     tokio::task::spawn_blocking(move || {
         let mut out = Vec::new();
-        MultiGzDecoder::new(bytes.as_ref()).read_to_end(&mut out).map_err(|e| classify(e, "gzip"))?;
+        MultiGzDecoder::new(bytes.as_ref())
+            .read_to_end(&mut out)
+            .map_err(|e| classify(e, "gzip"))?;
         Ok(Bytes::from(out))
     })
     .await
@@ -121,7 +138,11 @@ impl<'a> TextChunk<'a> {
         TextChunk {
             target,
             lineage,
-            builders: target.fields().iter().map(|_| StringBuilder::new()).collect(),
+            builders: target
+                .fields()
+                .iter()
+                .map(|_| StringBuilder::new())
+                .collect(),
             rows: Vec::with_capacity(CHUNK_ROWS),
             raws: Vec::with_capacity(CHUNK_ROWS),
         }
@@ -139,14 +160,26 @@ impl<'a> TextChunk<'a> {
         self.raws.push(raw);
     }
 
-    fn flush(&mut self, out: &mut ReadOutcome, sink: &mut dyn FnMut(RecordBatch) -> Result<(), Error>) -> Result<(), ReadError> {
+    fn flush(
+        &mut self,
+        out: &mut ReadOutcome,
+        sink: &mut dyn FnMut(RecordBatch) -> Result<(), Error>,
+    ) -> Result<(), ReadError> {
         if self.rows.is_empty() {
             return Ok(());
         }
-        let cols: Vec<ArrayRef> = self.builders.iter_mut().map(|b| Arc::new(b.finish()) as ArrayRef).collect();
+        let cols: Vec<ArrayRef> = self
+            .builders
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
         let conformed = schema::conform(self.target, cols, &self.rows, &[], self.lineage)?;
         for (i, reason) in conformed.rejected {
-            out.bad.push(BadRow { row: Some(self.rows[i]), raw: Some(std::mem::take(&mut self.raws[i])), reason });
+            out.bad.push(BadRow {
+                row: Some(self.rows[i]),
+                raw: Some(std::mem::take(&mut self.raws[i])),
+                reason,
+            });
         }
         out.rows_ok += conformed.batch.num_rows() as u64;
         if conformed.batch.num_rows() > 0 {
@@ -169,13 +202,20 @@ struct Lines<R> {
 
 impl<R: BufRead> Lines<R> {
     fn new(reader: R) -> Self {
-        Lines { reader, line: 0, buf: Vec::with_capacity(4096) }
+        Lines {
+            reader,
+            line: 0,
+            buf: Vec::with_capacity(4096),
+        }
     }
 
     fn next_line(&mut self) -> Result<Option<(u64, Result<String, String>)>, ReadError> {
         loop {
             self.buf.clear();
-            let n = self.reader.read_until(b'\n', &mut self.buf).map_err(|e| classify(e, "reading"))?;
+            let n = self
+                .reader
+                .read_until(b'\n', &mut self.buf)
+                .map_err(|e| classify(e, "reading"))?;
             if n == 0 {
                 return Ok(None);
             }
@@ -203,7 +243,10 @@ enum JsonLine {
 fn parse_json_line(text: &str) -> JsonLine {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => JsonLine::Object(map),
-        Ok(other) => JsonLine::Bad(format!("expected a JSON object, found {}", json_type(&other))),
+        Ok(other) => JsonLine::Bad(format!(
+            "expected a JSON object, found {}",
+            json_type(&other)
+        )),
         Err(e) => JsonLine::Bad(format!("invalid JSON: {e}")),
     }
 }
@@ -220,7 +263,11 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 /// Text cells of one JSON object for the target columns, or the reason it does not fit structurally.
-fn json_cells(map: &Map<String, Value>, target: &Schema, unknown: UnknownFields) -> Result<Vec<Option<String>>, String> {
+fn json_cells(
+    map: &Map<String, Value>,
+    target: &Schema,
+    unknown: UnknownFields,
+) -> Result<Vec<Option<String>>, String> {
     let mut cells = Vec::with_capacity(target.fields().len());
     let mut matched = 0;
     for f in target.fields() {
@@ -236,7 +283,11 @@ fn json_cells(map: &Map<String, Value>, target: &Schema, unknown: UnknownFields)
                     Value::Bool(b) => Some(b.to_string()),
                     Value::Array(_) | Value::Object(_) if json_column => Some(v.to_string()),
                     other => {
-                        return Err(format!("column `{}`: expected a scalar, found {}", f.name(), json_type(other)));
+                        return Err(format!(
+                            "column `{}`: expected a scalar, found {}",
+                            f.name(),
+                            json_type(other)
+                        ));
                     }
                 }
             }
@@ -250,7 +301,6 @@ fn json_cells(map: &Map<String, Value>, target: &Schema, unknown: UnknownFields)
     }
     Ok(cells)
 }
-
 
 fn parse_jsonl(
     reader: impl BufRead,
@@ -266,7 +316,11 @@ fn parse_jsonl(
         let text = match text {
             Ok(t) => t,
             Err(raw) => {
-                out.bad.push(BadRow { row: Some(row), raw: Some(raw), reason: "line is not valid UTF-8".into() });
+                out.bad.push(BadRow {
+                    row: Some(row),
+                    raw: Some(raw),
+                    reason: "line is not valid UTF-8".into(),
+                });
                 continue;
             }
         };
@@ -279,7 +333,11 @@ fn parse_jsonl(
                 let refs: Vec<Option<&str>> = cells.iter().map(|c| c.as_deref()).collect();
                 chunk.push(row, text, &refs);
             }
-            Err(reason) => out.bad.push(BadRow { row: Some(row), raw: Some(text), reason }),
+            Err(reason) => out.bad.push(BadRow {
+                row: Some(row),
+                raw: Some(text),
+                reason,
+            }),
         }
         if chunk.len() >= CHUNK_ROWS {
             chunk.flush(&mut out, sink)?;
@@ -299,9 +357,15 @@ fn csv_reader<R: Read>(reader: R, table: &TableConfig) -> csv::Reader<R> {
         .from_reader(reader)
 }
 
-fn csv_headers<R: Read>(rdr: &mut csv::Reader<R>, table: &TableConfig, width: usize) -> Result<Vec<String>, ReadError> {
+fn csv_headers<R: Read>(
+    rdr: &mut csv::Reader<R>,
+    table: &TableConfig,
+    width: usize,
+) -> Result<Vec<String>, ReadError> {
     if table.csv_header {
-        let h = rdr.headers().map_err(|e| ReadError::Malformed(format!("CSV header: {e}")))?;
+        let h = rdr
+            .headers()
+            .map_err(|e| ReadError::Malformed(format!("CSV header: {e}")))?;
         Ok(h.iter().map(|s| s.trim().to_string()).collect())
     } else {
         Ok((0..width).map(|i| format!("c{i}")).collect())
@@ -309,10 +373,14 @@ fn csv_headers<R: Read>(rdr: &mut csv::Reader<R>, table: &TableConfig, width: us
 }
 
 fn csv_raw(record: &csv::ByteRecord, delimiter: u8) -> String {
-    let mut w = csv::WriterBuilder::new().delimiter(delimiter).from_writer(Vec::new());
+    let mut w = csv::WriterBuilder::new()
+        .delimiter(delimiter)
+        .from_writer(Vec::new());
     let _ = w.write_byte_record(record);
     let bytes = w.into_inner().unwrap_or_default();
-    String::from_utf8_lossy(&bytes).trim_end_matches(['\n', '\r']).to_string()
+    String::from_utf8_lossy(&bytes)
+        .trim_end_matches(['\n', '\r'])
+        .to_string()
 }
 
 fn parse_csv(
@@ -331,7 +399,11 @@ fn parse_csv(
     };
     // Where each header column goes in the target (None: unknown column).
     let slots: Vec<Option<usize>> = headers.iter().map(|h| target.index_of(h).ok()).collect();
-    let unknown_header = headers.iter().zip(&slots).find(|(_, s)| s.is_none()).map(|(h, _)| h.clone());
+    let unknown_header = headers
+        .iter()
+        .zip(&slots)
+        .find(|(_, s)| s.is_none())
+        .map(|(h, _)| h.clone());
     let mut chunk = TextChunk::new(target, lineage);
     let mut record = csv::ByteRecord::new();
     let mut cells: Vec<Option<String>> = vec![None; target.fields().len()];
@@ -354,14 +426,23 @@ fn parse_csv(
             continue;
         }
         let reason = if record.len() != headers.len() {
-            Some(format!("expected {} fields, found {}", headers.len(), record.len()))
-        } else if let (Some(h), UnknownFields::Quarantine) = (&unknown_header, table.unknown_fields) {
+            Some(format!(
+                "expected {} fields, found {}",
+                headers.len(),
+                record.len()
+            ))
+        } else if let (Some(h), UnknownFields::Quarantine) = (&unknown_header, table.unknown_fields)
+        {
             Some(format!("unknown column `{h}` (not in the table schema)"))
         } else {
             None
         };
         if let Some(reason) = reason {
-            out.bad.push(BadRow { row: Some(row), raw: Some(raw), reason });
+            out.bad.push(BadRow {
+                row: Some(row),
+                raw: Some(raw),
+                reason,
+            });
             continue;
         }
         cells.iter_mut().for_each(|c| *c = None);
@@ -376,7 +457,11 @@ fn parse_csv(
             }
         }
         if utf8_error {
-            out.bad.push(BadRow { row: Some(row), raw: Some(raw), reason: "field is not valid UTF-8".into() });
+            out.bad.push(BadRow {
+                row: Some(row),
+                raw: Some(raw),
+                reason: "field is not valid UTF-8".into(),
+            });
             continue;
         }
         let refs: Vec<Option<&str>> = cells.iter().map(|c| c.as_deref()).collect();
@@ -408,7 +493,8 @@ fn row_as_json(batch: &RecordBatch, row: usize) -> String {
 }
 
 fn parquet_reader(bytes: Bytes) -> Result<ParquetRecordBatchReaderBuilder<Bytes>, ReadError> {
-    ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|e| ReadError::Malformed(format!("not a readable Parquet file: {e}")))
+    ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .map_err(|e| ReadError::Malformed(format!("not a readable Parquet file: {e}")))
 }
 
 /// Parses a whole Parquet file (already in memory).
@@ -430,9 +516,16 @@ pub fn parse_parquet(
         let n = batch.num_rows();
         let rows: Vec<u64> = (offset + 1..=offset + n as u64).collect();
         offset += n as u64;
-        let unknown = batch.schema().fields().iter().find(|f| target.field_with_name(f.name()).is_err()).map(|f| f.name().clone());
+        let unknown = batch
+            .schema()
+            .fields()
+            .iter()
+            .find(|f| target.field_with_name(f.name()).is_err())
+            .map(|f| f.name().clone());
         let pre: Vec<Option<String>> = match (unknown, table.unknown_fields) {
-            (Some(name), UnknownFields::Quarantine) => vec![Some(format!("unknown column `{name}` (not in the table schema)")); n],
+            (Some(name), UnknownFields::Quarantine) => {
+                vec![Some(format!("unknown column `{name}` (not in the table schema)")); n]
+            }
             _ => Vec::new(),
         };
         let sources: Vec<ArrayRef> = target
@@ -447,7 +540,11 @@ pub fn parse_parquet(
             .collect();
         let conformed = schema::conform(target, sources, &rows, &pre, lineage)?;
         for (i, reason) in conformed.rejected {
-            out.bad.push(BadRow { row: Some(rows[i]), raw: Some(row_as_json(&batch, i)), reason });
+            out.bad.push(BadRow {
+                row: Some(rows[i]),
+                raw: Some(row_as_json(&batch, i)),
+                reason,
+            });
         }
         out.rows_ok += conformed.batch.num_rows() as u64;
         if conformed.batch.num_rows() > 0 {
@@ -488,7 +585,9 @@ pub fn infer_text(reader: impl BufRead, table: &TableConfig) -> Result<Option<Sc
             let mut lines = Lines::new(reader);
             let mut samples = Vec::new();
             while samples.len() < schema::INFER_SAMPLE_ROWS {
-                let Some((_, text)) = lines.next_line()? else { break };
+                let Some((_, text)) = lines.next_line()? else {
+                    break;
+                };
                 if let Ok(text) = text {
                     if let JsonLine::Object(map) = parse_json_line(&text) {
                         samples.push(map);
@@ -500,15 +599,28 @@ pub fn infer_text(reader: impl BufRead, table: &TableConfig) -> Result<Option<Sc
         Format::Csv => {
             let mut rdr = csv_reader(reader, table);
             let mut rows: Vec<Vec<Option<String>>> = Vec::new();
-            let mut headers = if table.csv_header { Some(csv_headers(&mut rdr, table, 0)?) } else { None };
+            let mut headers = if table.csv_header {
+                Some(csv_headers(&mut rdr, table, 0)?)
+            } else {
+                None
+            };
             for record in rdr.records().take(schema::INFER_SAMPLE_ROWS) {
                 let Ok(record) = record else { continue };
-                let width = headers.get_or_insert_with(|| (0..record.len()).map(|i| format!("c{i}")).collect()).len();
+                let width = headers
+                    .get_or_insert_with(|| (0..record.len()).map(|i| format!("c{i}")).collect())
+                    .len();
                 if record.len() == width {
-                    rows.push(record.iter().map(|s| (!s.is_empty()).then(|| s.to_string())).collect());
+                    rows.push(
+                        record
+                            .iter()
+                            .map(|s| (!s.is_empty()).then(|| s.to_string()))
+                            .collect(),
+                    );
                 }
             }
-            Ok(headers.filter(|h| !h.is_empty() && !rows.is_empty()).map(|h| schema::infer_from_text(&h, &rows)))
+            Ok(headers
+                .filter(|h| !h.is_empty() && !rows.is_empty())
+                .map(|h| schema::infer_from_text(&h, &rows)))
         }
         Format::Parquet => Err(ReadError::Malformed("parquet is not a text format".into())),
     }
@@ -538,7 +650,10 @@ mod tests {
         let text = format!(
             "[landing]\nuri = \"s3://l\"\n[lake]\nuri = \"s3://k\"\n[[table]]\nname = \"t\"\nformat = \"{format}\"\n{extra}\n"
         );
-        PipelineConfig::from_toml(&text, "test").unwrap().tables.remove(0)
+        PipelineConfig::from_toml(&text, "test")
+            .unwrap()
+            .tables
+            .remove(0)
     }
 
     fn target() -> SchemaRef {
@@ -550,7 +665,11 @@ mod tests {
     }
 
     fn lineage() -> Lineage {
-        Lineage { key: "landing/t/a".into(), etag: "abc".into(), ingested_at_us: 1 }
+        Lineage {
+            key: "landing/t/a".into(),
+            etag: "abc".into(),
+            ingested_at_us: 1,
+        }
     }
 
     fn run(format: &str, extra: &str, input: &[u8]) -> (Vec<RecordBatch>, ReadOutcome) {
@@ -568,28 +687,57 @@ mod tests {
     fn jsonl_good_and_bad_rows_keep_line_numbers() {
         let input = b"{\"id\": 1, \"name\": \"a\", \"amount\": 1.5}\n\n{\"id\": \"x\"}\nnot json\n[1]\n{\"id\": 4, \"extra\": 1}\n{\"id\": 5, \"amount\": {\"n\": 1}}\n{\"name\": \"no id\"}\n{\"id\": 9}\r\n";
         let (batches, out) = run("jsonl", "", input);
-        let ids: Vec<i64> = batches.iter().flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec()).collect();
+        let ids: Vec<i64> = batches
+            .iter()
+            .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect();
         assert_eq!(ids, vec![1, 9]);
         let rows: Vec<i64> = batches
             .iter()
-            .flat_map(|b| b.column_by_name(schema::SOURCE_ROW).unwrap().as_primitive::<Int64Type>().values().to_vec())
+            .flat_map(|b| {
+                b.column_by_name(schema::SOURCE_ROW)
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            })
             .collect();
         assert_eq!(rows, vec![1, 9]);
-        let bad: Vec<(u64, &str)> = out.bad.iter().map(|b| (b.row.unwrap(), b.reason.as_str())).collect();
-        assert_eq!(bad.iter().map(|b| b.0).collect::<Vec<_>>(), vec![3, 4, 5, 6, 7, 8], "{bad:?}");
+        let bad: Vec<(u64, &str)> = out
+            .bad
+            .iter()
+            .map(|b| (b.row.unwrap(), b.reason.as_str()))
+            .collect();
+        assert_eq!(
+            bad.iter().map(|b| b.0).collect::<Vec<_>>(),
+            vec![3, 4, 5, 6, 7, 8],
+            "{bad:?}"
+        );
         assert!(bad[0].1.contains("`x` is not a valid long"), "{bad:?}");
         assert!(bad[1].1.starts_with("invalid JSON"), "{bad:?}");
         assert!(bad[2].1.contains("expected a JSON object, found an array"));
         assert!(bad[3].1.contains("unknown field `extra`"));
         assert!(bad[4].1.contains("`amount`: expected a scalar"), "{bad:?}");
         assert!(bad[5].1.contains("`id` is required"));
-        assert_eq!(out.bad.iter().find(|b| b.row == Some(4)).unwrap().raw.as_deref(), Some("not json"));
+        assert_eq!(
+            out.bad
+                .iter()
+                .find(|b| b.row == Some(4))
+                .unwrap()
+                .raw
+                .as_deref(),
+            Some("not json")
+        );
         assert_eq!(out.rows_ok, 2);
     }
 
     #[test]
     fn jsonl_ignore_policy_drops_unknown_fields() {
-        let (batches, out) = run("jsonl", "unknown_fields = \"ignore\"", b"{\"id\": 4, \"extra\": 1}\n");
+        let (batches, out) = run(
+            "jsonl",
+            "unknown_fields = \"ignore\"",
+            b"{\"id\": 4, \"extra\": 1}\n",
+        );
         assert_eq!(batches[0].num_rows(), 1);
         assert!(out.bad.is_empty());
     }
@@ -603,7 +751,12 @@ mod tests {
         assert_eq!(b.column(1).as_string::<i32>().value(0), "a, b");
         assert_eq!(b.column(1).as_string::<i32>().value(1), "multi\nline");
         assert!(b.column(2).is_null(1));
-        let rows: Vec<i64> = b.column_by_name(schema::SOURCE_ROW).unwrap().as_primitive::<Int64Type>().values().to_vec();
+        let rows: Vec<i64> = b
+            .column_by_name(schema::SOURCE_ROW)
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .values()
+            .to_vec();
         assert_eq!(rows, vec![2, 3]);
         assert_eq!(out.bad.len(), 2);
         assert_eq!(out.bad[0].row, Some(5));
@@ -639,7 +792,9 @@ mod tests {
         let s = infer_text(&b"a,b\n1,x\n2,y\n"[..], &t).unwrap().unwrap();
         assert_eq!(s.field(0).data_type(), &DataType::Int64);
         let t = table("jsonl", "");
-        let s = infer_text(&b"garbage\n{\"a\": 1.5}\n"[..], &t).unwrap().unwrap();
+        let s = infer_text(&b"garbage\n{\"a\": 1.5}\n"[..], &t)
+            .unwrap()
+            .unwrap();
         assert_eq!(s.field(0).data_type(), &DataType::Float64);
         assert!(infer_text(&b"garbage\n"[..], &t).unwrap().is_none());
     }
@@ -675,7 +830,14 @@ mod tests {
         assert_eq!(out.bad.len(), 2);
         assert_eq!(out.bad[0].row, Some(2));
         assert!(out.bad[1].raw.as_deref().unwrap().contains("zz"));
-        let err = parse_parquet(Bytes::from_static(b"nope"), &t, &target(), &lineage(), &mut |_| Ok(())).unwrap_err();
+        let err = parse_parquet(
+            Bytes::from_static(b"nope"),
+            &t,
+            &target(),
+            &lineage(),
+            &mut |_| Ok(()),
+        )
+        .unwrap_err();
         assert!(matches!(err, ReadError::Malformed(_)));
     }
 }

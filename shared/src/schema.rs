@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use deltalake::arrow::array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use deltalake::arrow::array::{
+    Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use deltalake::arrow::compute::{cast_with_options, filter, CastOptions};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
@@ -48,7 +50,12 @@ pub fn bronze_schema(data: &Schema) -> Schema {
 /// The data part of a bronze schema (lineage stripped).
 pub fn data_schema(bronze: &Schema) -> SchemaRef {
     Arc::new(Schema::new(
-        bronze.fields().iter().filter(|f| !is_lineage(f.name())).map(|f| f.as_ref().clone()).collect::<Vec<_>>(),
+        bronze
+            .fields()
+            .iter()
+            .filter(|f| !is_lineage(f.name()))
+            .map(|f| f.as_ref().clone())
+            .collect::<Vec<_>>(),
     ))
 }
 
@@ -116,7 +123,10 @@ pub fn conform(
     let n = rows.len();
     let mut reasons: Vec<Option<String>> = pre_rejected.to_vec();
     reasons.resize(n, None);
-    let safe = CastOptions { safe: true, ..Default::default() };
+    let safe = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
     let mut typed = Vec::with_capacity(target.fields().len());
     for (field, src) in target.fields().iter().zip(sources) {
         let cast = if src.data_type() == field.data_type() {
@@ -130,7 +140,12 @@ pub fn conform(
                 // The whole column has an unconvertible type (e.g. a struct where a long is declared).
                 for (i, r) in reasons.iter_mut().enumerate() {
                     if r.is_none() && src.is_valid(i) {
-                        *r = Some(format!("column `{}`: {} cannot be converted to {}: {e}", field.name(), type_name(src.data_type()), type_name(field.data_type())));
+                        *r = Some(format!(
+                            "column `{}`: {} cannot be converted to {}: {e}",
+                            field.name(),
+                            type_name(src.data_type()),
+                            type_name(field.data_type())
+                        ));
                     }
                 }
                 deltalake::arrow::array::new_null_array(field.data_type(), n)
@@ -149,7 +164,10 @@ pub fn conform(
                         type_name(field.data_type())
                     ));
                 } else if !field.is_nullable() {
-                    *r = Some(format!("column `{}` is required but is null or missing", field.name()));
+                    *r = Some(format!(
+                        "column `{}` is required but is null or missing",
+                        field.name()
+                    ));
                 }
             }
         }
@@ -158,19 +176,35 @@ pub fn conform(
     let keep = BooleanArray::from(reasons.iter().map(|r| r.is_none()).collect::<Vec<_>>());
     let mut columns = Vec::with_capacity(typed.len() + 4);
     for a in &typed {
-        columns.push(filter(a.as_ref(), &keep).map_err(|e| Error::arrow("filtering conformed rows", e))?);
+        columns.push(
+            filter(a.as_ref(), &keep).map_err(|e| Error::arrow("filtering conformed rows", e))?,
+        );
     }
-    let kept_rows: Vec<i64> = rows.iter().zip(&reasons).filter(|(_, r)| r.is_none()).map(|(row, _)| *row as i64).collect();
+    let kept_rows: Vec<i64> = rows
+        .iter()
+        .zip(&reasons)
+        .filter(|(_, r)| r.is_none())
+        .map(|(row, _)| *row as i64)
+        .collect();
     let k = kept_rows.len();
-    columns.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(lineage.key.as_str(), k))));
-    columns.push(Arc::new(StringArray::from_iter_values(std::iter::repeat_n(lineage.etag.as_str(), k))));
+    columns.push(Arc::new(StringArray::from_iter_values(
+        std::iter::repeat_n(lineage.key.as_str(), k),
+    )));
+    columns.push(Arc::new(StringArray::from_iter_values(
+        std::iter::repeat_n(lineage.etag.as_str(), k),
+    )));
     columns.push(Arc::new(Int64Array::from(kept_rows)));
     columns.push(Arc::new(
         TimestampMicrosecondArray::from(vec![lineage.ingested_at_us; k]).with_timezone("UTC"),
     ));
     let schema = Arc::new(bronze_schema(target));
-    let batch = RecordBatch::try_new(schema, columns).map_err(|e| Error::arrow("building bronze batch", e))?;
-    let rejected = reasons.into_iter().enumerate().filter_map(|(i, r)| r.map(|r| (i, r))).collect();
+    let batch = RecordBatch::try_new(schema, columns)
+        .map_err(|e| Error::arrow("building bronze batch", e))?;
+    let rejected = reasons
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, r)| r.map(|r| (i, r)))
+        .collect();
     Ok(Conformed { batch, rejected })
 }
 
@@ -223,11 +257,18 @@ fn text_kind(s: &str) -> Kind {
         return Kind::Boolean;
     }
     let one = StringArray::from(vec![s]);
-    let safe = CastOptions { safe: true, ..Default::default() };
-    if s.len() == 10 && cast_with_options(&one, &DataType::Date32, &safe).is_ok_and(|a| a.is_valid(0)) {
+    let safe = CastOptions {
+        safe: true,
+        ..Default::default()
+    };
+    if s.len() == 10
+        && cast_with_options(&one, &DataType::Date32, &safe).is_ok_and(|a| a.is_valid(0))
+    {
         return Kind::Date;
     }
-    if s.len() > 10 && cast_with_options(&one, &timestamp_type(), &safe).is_ok_and(|a| a.is_valid(0)) {
+    if s.len() > 10
+        && cast_with_options(&one, &timestamp_type(), &safe).is_ok_and(|a| a.is_valid(0))
+    {
         return Kind::Timestamp;
     }
     Kind::Text
@@ -247,7 +288,9 @@ fn json_kind(v: &serde_json::Value) -> Option<Kind> {
 }
 
 /// Infers column types from sampled JSON objects (columns in order of first appearance, all nullable).
-pub fn infer_from_json<'a>(samples: impl IntoIterator<Item = &'a serde_json::Map<String, serde_json::Value>>) -> Schema {
+pub fn infer_from_json<'a>(
+    samples: impl IntoIterator<Item = &'a serde_json::Map<String, serde_json::Value>>,
+) -> Schema {
     let mut cols: Vec<(String, Option<Kind>)> = Vec::new();
     for obj in samples {
         for (k, v) in obj {
@@ -298,7 +341,11 @@ mod tests {
     use deltalake::arrow::datatypes::Int64Type;
 
     fn lineage() -> Lineage {
-        Lineage { key: "k".into(), etag: "e".into(), ingested_at_us: 0 }
+        Lineage {
+            key: "k".into(),
+            etag: "e".into(),
+            ingested_at_us: 0,
+        }
     }
 
     #[test]
@@ -307,24 +354,54 @@ mod tests {
             Field::new("id", DataType::Int64, false),
             Field::new("amount", DataType::Float64, true),
         ]));
-        let ids: ArrayRef = Arc::new(StringArray::from(vec![Some("1"), None, Some("3"), Some("x")]));
-        let amounts: ArrayRef = Arc::new(StringArray::from(vec![Some("1.5"), Some("2"), Some("abc"), None]));
+        let ids: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("1"),
+            None,
+            Some("3"),
+            Some("x"),
+        ]));
+        let amounts: ArrayRef = Arc::new(StringArray::from(vec![
+            Some("1.5"),
+            Some("2"),
+            Some("abc"),
+            None,
+        ]));
         let out = conform(&target, vec![ids, amounts], &[1, 2, 3, 4], &[], &lineage()).unwrap();
         assert_eq!(out.batch.num_rows(), 1);
         assert_eq!(out.batch.column(0).as_primitive::<Int64Type>().value(0), 1);
-        assert_eq!(out.batch.column_by_name(SOURCE_ROW).unwrap().as_primitive::<Int64Type>().value(0), 1);
+        assert_eq!(
+            out.batch
+                .column_by_name(SOURCE_ROW)
+                .unwrap()
+                .as_primitive::<Int64Type>()
+                .value(0),
+            1
+        );
         let reasons: Vec<_> = out.rejected.iter().map(|(i, r)| (*i, r.as_str())).collect();
         assert_eq!(reasons.len(), 3);
         assert!(reasons[0].1.contains("`id` is required"), "{reasons:?}");
-        assert!(reasons[1].1.contains("`abc` is not a valid double"), "{reasons:?}");
-        assert!(reasons[2].1.contains("`x` is not a valid long"), "{reasons:?}");
+        assert!(
+            reasons[1].1.contains("`abc` is not a valid double"),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons[2].1.contains("`x` is not a valid long"),
+            "{reasons:?}"
+        );
     }
 
     #[test]
     fn conform_casts_typed_sources_and_keeps_pre_rejected_out() {
         let target: SchemaRef = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, true)]));
         let src: ArrayRef = Arc::new(Int32Array::from(vec![7, 8]));
-        let out = conform(&target, vec![src], &[1, 2], &[None, Some("bad json".into())], &lineage()).unwrap();
+        let out = conform(
+            &target,
+            vec![src],
+            &[1, 2],
+            &[None, Some("bad json".into())],
+            &lineage(),
+        )
+        .unwrap();
         assert_eq!(out.batch.num_rows(), 1);
         assert_eq!(out.rejected, vec![(1, "bad json".to_string())]);
     }
@@ -334,18 +411,44 @@ mod tests {
         let s = infer_from_text(
             &["a".into(), "b".into(), "c".into(), "d".into(), "e".into()],
             &[
-                vec![Some("1".into()), Some("1.5".into()), Some("02134".into()), Some("2024-01-02T03:04:05Z".into()), None],
-                vec![Some("2".into()), Some("3".into()), Some("10".into()), Some("2024-01-03 00:00:00".into()), Some("true".into())],
+                vec![
+                    Some("1".into()),
+                    Some("1.5".into()),
+                    Some("02134".into()),
+                    Some("2024-01-02T03:04:05Z".into()),
+                    None,
+                ],
+                vec![
+                    Some("2".into()),
+                    Some("3".into()),
+                    Some("10".into()),
+                    Some("2024-01-03 00:00:00".into()),
+                    Some("true".into()),
+                ],
             ],
         );
         let types: Vec<_> = s.fields().iter().map(|f| f.data_type().clone()).collect();
-        assert_eq!(types, vec![DataType::Int64, DataType::Float64, DataType::Utf8, timestamp_type(), DataType::Boolean]);
+        assert_eq!(
+            types,
+            vec![
+                DataType::Int64,
+                DataType::Float64,
+                DataType::Utf8,
+                timestamp_type(),
+                DataType::Boolean
+            ]
+        );
         let rows: Vec<serde_json::Map<String, serde_json::Value>> = vec![
-            serde_json::from_str(r#"{"id": 1, "zip": "02134", "after": {"x": 1}, "ok": true}"#).unwrap(),
+            serde_json::from_str(r#"{"id": 1, "zip": "02134", "after": {"x": 1}, "ok": true}"#)
+                .unwrap(),
             serde_json::from_str(r#"{"id": 2, "price": 2.5, "ok": null}"#).unwrap(),
         ];
         let s = infer_from_json(&rows);
-        let names: Vec<_> = s.fields().iter().map(|f| (f.name().as_str(), f.data_type().clone())).collect();
+        let names: Vec<_> = s
+            .fields()
+            .iter()
+            .map(|f| (f.name().as_str(), f.data_type().clone()))
+            .collect();
         assert_eq!(
             names,
             vec![

@@ -26,18 +26,35 @@ pub fn bucket_store(location: &Location) -> Result<StoreRef> {
 
 /// Read a whole small object (a config file) given as an `s3://bucket/key` URI, credentials from env.
 pub async fn read_to_string(uri: &str) -> Result<String> {
-    let url = Url::parse(uri).map_err(|e| Error::ConfigLoad { location: uri.into(), reason: e.to_string() })?;
-    let location = Location { url: url.clone(), storage_options: Default::default() };
+    let url = Url::parse(uri).map_err(|e| Error::ConfigLoad {
+        location: uri.into(),
+        reason: e.to_string(),
+    })?;
+    let location = Location {
+        url: url.clone(),
+        storage_options: Default::default(),
+    };
     let store = bucket_store(&location)?;
     let key = url.path().trim_start_matches('/');
-    let path = Path::parse(key).map_err(|e| Error::ConfigLoad { location: uri.into(), reason: e.to_string() })?;
+    let path = Path::parse(key).map_err(|e| Error::ConfigLoad {
+        location: uri.into(),
+        reason: e.to_string(),
+    })?;
     let bytes = store
         .get(&path)
         .await
-        .map_err(|e| Error::ConfigLoad { location: uri.into(), reason: e.to_string() })?
+        .map_err(|e| Error::ConfigLoad {
+            location: uri.into(),
+            reason: e.to_string(),
+        })?
         .bytes()
         .await
-        .map_err(|e| Error::ConfigLoad { location: uri.into(), reason: e.to_string() })?;
-    String::from_utf8(bytes.to_vec())
-        .map_err(|e| Error::ConfigLoad { location: uri.into(), reason: format!("not UTF-8: {e}") })
+        .map_err(|e| Error::ConfigLoad {
+            location: uri.into(),
+            reason: e.to_string(),
+        })?;
+    String::from_utf8(bytes.to_vec()).map_err(|e| Error::ConfigLoad {
+        location: uri.into(),
+        reason: format!("not UTF-8: {e}"),
+    })
 }

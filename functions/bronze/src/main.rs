@@ -16,7 +16,11 @@ async fn main() -> Result<(), Error> {
     let writer = Arc::new(BronzeWriter::new(config)?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let writer = writer.clone();
-        async move { handler::handle_payload(&writer, &event.payload).await.map_err(Error::from) }
+        async move {
+            handler::handle_payload(&writer, &event.payload)
+                .await
+                .map_err(Error::from)
+        }
     }))
     .await
 }

@@ -10,7 +10,11 @@ use lakehouse::bronze::BronzeWriter;
 use lakehouse::{handler, lake, telemetry, PipelineConfig};
 
 #[derive(Parser)]
-#[command(name = "lakehouse", version, about = "Serverless delta-architecture lakehouse: demo, ingest and audit")]
+#[command(
+    name = "lakehouse",
+    version,
+    about = "Serverless delta-architecture lakehouse: demo, ingest and audit"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -77,35 +81,71 @@ async fn main_inner() -> Result<(), Box<dyn std::error::Error>> {
             let response = handler::handle_payload(&writer, &payload).await?;
             println!("{}", serde_json::to_string_pretty(&response)?);
         }
-        Command::Show { config, table, layer, version, limit } => {
+        Command::Show {
+            config,
+            table,
+            layer,
+            version,
+            limit,
+        } => {
             let cfg = PipelineConfig::load(&config).await?;
             let loc = location(&cfg, &table, layer);
-            let mut t = lake::open(&loc).await?.ok_or_else(|| format!("no table at {}", loc.url))?;
+            let mut t = lake::open(&loc)
+                .await?
+                .ok_or_else(|| format!("no table at {}", loc.url))?;
             if let Some(v) = version {
                 t.load_version(v as _).await?;
             }
             let (_, stream) = t.scan_table().await?;
             let batches: Vec<_> = stream.filter_map(|b| async move { b.ok() }).collect().await;
             let total: usize = batches.iter().map(|b| b.num_rows()).sum();
-            let shown: Vec<_> = batches.iter().map(|b| b.slice(0, b.num_rows().min(limit))).take(1).collect();
-            println!("{}\n{total} rows at version {:?}", pretty_format_batches(&shown)?, t.version());
+            let shown: Vec<_> = batches
+                .iter()
+                .map(|b| b.slice(0, b.num_rows().min(limit)))
+                .take(1)
+                .collect();
+            println!(
+                "{}\n{total} rows at version {:?}",
+                pretty_format_batches(&shown)?,
+                t.version()
+            );
         }
-        Command::History { config, table, layer } => {
+        Command::History {
+            config,
+            table,
+            layer,
+        } => {
             let cfg = PipelineConfig::load(&config).await?;
             let loc = location(&cfg, &table, layer);
-            let t = lake::open(&loc).await?.ok_or_else(|| format!("no table at {}", loc.url))?;
+            let t = lake::open(&loc)
+                .await?
+                .ok_or_else(|| format!("no table at {}", loc.url))?;
             let mut history: Vec<_> = t.history(None).collect().await;
             history.reverse();
             for commit in history.into_iter().flatten() {
                 let info = &commit.info;
                 println!(
                     "version {:>4}  {}  {:<8}  rows {:<8}  fn {}  keys {}",
-                    info.get("lakehouse.version").and_then(|v| v.as_i64()).map(|v| v.to_string()).unwrap_or_default(),
-                    commit.timestamp.map(|ms| chrono::DateTime::from_timestamp_millis(ms).map(|d| d.to_rfc3339()).unwrap_or_default()).unwrap_or_default(),
+                    info.get("lakehouse.version")
+                        .and_then(|v| v.as_i64())
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                    commit
+                        .timestamp
+                        .map(|ms| chrono::DateTime::from_timestamp_millis(ms)
+                            .map(|d| d.to_rfc3339())
+                            .unwrap_or_default())
+                        .unwrap_or_default(),
                     commit.operation.clone().unwrap_or_default(),
-                    info.get("lakehouse.rows").map(|v| v.to_string()).unwrap_or_default(),
-                    info.get("lakehouse.functionVersion").and_then(|v| v.as_str()).unwrap_or("-"),
-                    info.get("lakehouse.sourceKeys").map(|v| v.to_string()).unwrap_or_default(),
+                    info.get("lakehouse.rows")
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                    info.get("lakehouse.functionVersion")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("-"),
+                    info.get("lakehouse.sourceKeys")
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
                 );
             }
         }
