@@ -338,8 +338,19 @@ impl BronzeWriter {
                 }
             })
             .sum();
+        self.lineage_metadata("bronze", table, &keys, rows)
+    }
+
+    /// commitInfo lineage: which layer and table, which source objects, how many rows, which code.
+    fn lineage_metadata(
+        &self,
+        layer: &str,
+        table: &TableConfig,
+        keys: &[&str],
+        rows: u64,
+    ) -> HashMap<String, serde_json::Value> {
         HashMap::from([
-            ("lakehouse.layer".to_string(), json!("bronze")),
+            ("lakehouse.layer".to_string(), json!(layer)),
             ("lakehouse.table".to_string(), json!(table.name)),
             ("lakehouse.sourceKeys".to_string(), json!(keys)),
             ("lakehouse.rows".to_string(), json!(rows)),
@@ -374,16 +385,7 @@ impl BronzeWriter {
         let rows = batch.num_rows();
         let adds = write_batches(&q, location, std::iter::once(batch), None).await?;
         let keys: Vec<&str> = work.quarantine.iter().map(|o| o.key.as_str()).collect();
-        let metadata = HashMap::from([
-            ("lakehouse.layer".to_string(), json!("quarantine")),
-            ("lakehouse.table".to_string(), json!(table.name)),
-            ("lakehouse.sourceKeys".to_string(), json!(keys)),
-            ("lakehouse.rows".to_string(), json!(rows)),
-            (
-                "lakehouse.functionVersion".to_string(),
-                json!(self.function_version),
-            ),
-        ]);
+        let metadata = self.lineage_metadata("quarantine", table, &keys, rows as u64);
         let v = lake::commit_append(&mut q, adds, work.quarantine_txns.clone(), metadata)
             .await
             .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;

@@ -26,6 +26,30 @@ enum Layer {
     Quarantine,
 }
 
+/// Which table: the pipeline file, the table name and the layer.
+#[derive(clap::Args)]
+struct TableArgs {
+    #[arg(long, env = "LAKEHOUSE_CONFIG")]
+    config: String,
+    #[arg(long)]
+    table: String,
+    #[arg(long, value_enum, default_value = "bronze")]
+    layer: Layer,
+}
+
+impl TableArgs {
+    async fn open(&self) -> Result<deltalake::DeltaTable, Box<dyn std::error::Error>> {
+        let cfg = PipelineConfig::load(&self.config).await?;
+        let loc = match self.layer {
+            Layer::Bronze => cfg.bronze_location(&self.table),
+            Layer::Quarantine => cfg.quarantine_location(&self.table),
+        };
+        Ok(lake::open(&loc)
+            .await?
+            .ok_or_else(|| format!("no table at {}", loc.url))?)
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Run the embedded demo: local files, in-process events, Delta tables under DIR.
@@ -41,12 +65,8 @@ enum Command {
     },
     /// Print a table's rows (optionally at an older version: time travel).
     Show {
-        #[arg(long, env = "LAKEHOUSE_CONFIG")]
-        config: String,
-        #[arg(long)]
-        table: String,
-        #[arg(long, value_enum, default_value = "bronze")]
-        layer: Layer,
+        #[command(flatten)]
+        target: TableArgs,
         #[arg(long)]
         version: Option<u64>,
         #[arg(long, default_value_t = 20)]
@@ -54,20 +74,9 @@ enum Command {
     },
     /// Print a table's commit history with lineage (source keys, rows, function version).
     History {
-        #[arg(long, env = "LAKEHOUSE_CONFIG")]
-        config: String,
-        #[arg(long)]
-        table: String,
-        #[arg(long, value_enum, default_value = "bronze")]
-        layer: Layer,
+        #[command(flatten)]
+        target: TableArgs,
     },
-}
-
-fn location(cfg: &PipelineConfig, table: &str, layer: Layer) -> lakehouse::config::Location {
-    match layer {
-        Layer::Bronze => cfg.bronze_location(table),
-        Layer::Quarantine => cfg.quarantine_location(table),
-    }
 }
 
 async fn main_inner() -> Result<(), Box<dyn std::error::Error>> {
@@ -82,17 +91,11 @@ async fn main_inner() -> Result<(), Box<dyn std::error::Error>> {
             println!("{}", serde_json::to_string_pretty(&response)?);
         }
         Command::Show {
-            config,
-            table,
-            layer,
+            target,
             version,
             limit,
         } => {
-            let cfg = PipelineConfig::load(&config).await?;
-            let loc = location(&cfg, &table, layer);
-            let mut t = lake::open(&loc)
-                .await?
-                .ok_or_else(|| format!("no table at {}", loc.url))?;
+            let mut t = target.open().await?;
             if let Some(v) = version {
                 t.load_version(v as _).await?;
             }
@@ -110,26 +113,18 @@ async fn main_inner() -> Result<(), Box<dyn std::error::Error>> {
                 t.version()
             );
         }
-        Command::History {
-            config,
-            table,
-            layer,
-        } => {
-            let cfg = PipelineConfig::load(&config).await?;
-            let loc = location(&cfg, &table, layer);
-            let t = lake::open(&loc)
-                .await?
-                .ok_or_else(|| format!("no table at {}", loc.url))?;
+        Command::History { target } => {
+            let t = target.open().await?;
             let mut history: Vec<_> = t.history(None).collect().await;
             history.reverse();
-            for commit in history.into_iter().flatten() {
+            let latest = t.version().unwrap_or(0) as i64;
+            let first = latest + 1 - history.len() as i64;
+            for (i, commit) in history.into_iter().enumerate() {
+                let commit = commit?;
                 let info = &commit.info;
                 println!(
                     "version {:>4}  {}  {:<8}  rows {:<8}  fn {}  keys {}",
-                    info.get("lakehouse.version")
-                        .and_then(|v| v.as_i64())
-                        .map(|v| v.to_string())
-                        .unwrap_or_default(),
+                    first + i as i64,
                     commit
                         .timestamp
                         .map(|ms| chrono::DateTime::from_timestamp_millis(ms)
