@@ -765,7 +765,10 @@ mod tests {
         assert_eq!(f.ids("orders").await.len(), 50);
         assert_eq!(f.quarantine_rows("orders").await.len(), 1);
         // The corrupt object is not retried forever: its redelivery is recognised.
-        let again = w.ingest(table, &[corrupt.clone()]).await.unwrap();
+        let again = w
+            .ingest(table, std::slice::from_ref(&corrupt))
+            .await
+            .unwrap();
         assert_eq!(again.objects[0].status, ObjectStatus::AlreadyIngested);
         assert!(
             std::path::Path::new(&format!("/{}", corrupt.key)).exists(),

@@ -24,22 +24,14 @@ pub enum Error {
     #[error("malformed event: {0}")]
     Event(String),
 
-    /// Reading a source object failed in storage (network, permissions, missing). Retrying may help.
-    #[error("cannot read s3://{bucket}/{key}: {source}")]
-    SourceUnavailable {
-        bucket: String,
-        key: String,
-        #[source]
-        source: deltalake::ObjectStoreError,
-    },
-
     /// A Delta table operation failed.
     #[error("delta table {table} ({operation}): {source}")]
     Delta {
         table: String,
         operation: &'static str,
+        // Boxed: DeltaTableError is large and every `Result` of the crate would carry its size.
         #[source]
-        source: DeltaTableError,
+        source: Box<DeltaTableError>,
     },
 
     /// Concurrent writers kept winning; the step was re-run `attempts` times and gave up.
@@ -82,7 +74,7 @@ impl Error {
         Error::Delta {
             table: table.into(),
             operation,
-            source,
+            source: Box::new(source),
         }
     }
 

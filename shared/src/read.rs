@@ -193,6 +193,9 @@ impl<'a> TextChunk<'a> {
 
 // ---------------------------------------------------------------- JSON lines
 
+/// A numbered line: its text, or `Err(lossy text)` when it is not valid UTF-8.
+type NumberedLine = (u64, Result<String, String>);
+
 /// Reads lines, tracking 1-based line numbers; blank lines are skipped. Invalid UTF-8 yields `Err(raw)`.
 struct Lines<R> {
     reader: R,
@@ -209,7 +212,7 @@ impl<R: BufRead> Lines<R> {
         }
     }
 
-    fn next_line(&mut self) -> Result<Option<(u64, Result<String, String>)>, ReadError> {
+    fn next_line(&mut self) -> Result<Option<NumberedLine>, ReadError> {
         loop {
             self.buf.clear();
             let n = self
@@ -450,7 +453,7 @@ fn parse_csv(
         for (field, slot) in record.iter().zip(&slots) {
             if let Some(i) = slot {
                 match std::str::from_utf8(field) {
-                    Ok(s) if s.is_empty() => {}
+                    Ok("") => {}
                     Ok(s) => cells[*i] = Some(s.to_string()),
                     Err(_) => utf8_error = true,
                 }
