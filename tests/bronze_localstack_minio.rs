@@ -409,3 +409,51 @@ async fn keys_outside_tables_or_bucket_are_rejected_and_never_written() {
     }
     landing.delete(&landing.queue_url, &messages).await;
 }
+
+/// The race that matters: four invocations receive the same fresh batch at once (an SQS redelivery while
+/// the first is still running) and all try to commit it first. S3 put-if-absent on MinIO plus the txn
+/// markers must leave every row exactly once, and every invocation must report success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_first_delivery_ingests_each_row_once() {
+    let id = run_id("race");
+    let landing = Landing::create(&id, 3, 30).await;
+    let lake_uri = format!("s3://{}/{id}", lake_bucket().await);
+    let config = Arc::new(
+        PipelineConfig::from_toml(&pipeline_toml(&landing.bucket, &lake_uri, TABLES), "test")
+            .expect("config"),
+    );
+    let mut oracle = BTreeSet::new();
+    for f in 0..6i64 {
+        let key = format!("orders/part-{f}.jsonl");
+        let body: String = (0..200i64)
+            .map(|i| {
+                let id = f * 1000 + i;
+                oracle.insert((key.clone(), i + 1, id.to_string()));
+                format!("{{\"id\": {id}, \"amount\": {i}.5}}\n")
+            })
+            .collect();
+        landing.put(&key, body.into_bytes()).await;
+    }
+    let messages = landing
+        .receive(&landing.queue_url, 6, Duration::from_secs(30))
+        .await;
+    let event = landing.lambda_event(&messages);
+    let writers: Vec<BronzeWriter> = (0..4)
+        .map(|_| BronzeWriter::new(config.clone()).expect("writer"))
+        .collect();
+    let responses =
+        futures::future::join_all(writers.iter().map(|w| handler::handle_payload(w, &event))).await;
+    for r in responses {
+        let r = r.expect("handler");
+        assert!(failures(&r).is_empty(), "every racer succeeds: {r}");
+    }
+    assert_eq!(bronze_rows(&config, "orders", "id").await, oracle);
+    // Exactly one commit carried the data: create (v0) + one append (v1).
+    assert_eq!(
+        lake::version(&config.bronze_location("orders"))
+            .await
+            .expect("version"),
+        Some(1)
+    );
+    landing.delete(&landing.queue_url, &messages).await;
+}

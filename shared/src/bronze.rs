@@ -726,6 +726,11 @@ mod tests {
         }
         let ids: Vec<i64> = f.ids("orders").await.into_iter().map(|r| r.0).collect();
         assert_eq!(ids, (0..40).collect::<Vec<_>>());
+        // One create (v0) and one data commit: losers neither re-create nor append.
+        let version = crate::lake::version(&f.config.bronze_location("orders"))
+            .await
+            .unwrap();
+        assert_eq!(version, Some(1));
     }
 
     #[tokio::test]

@@ -121,6 +121,9 @@ pub async fn open_or_create(
             Some(TXN_RETENTION),
         )
         .with_save_mode(SaveMode::Ignore)
+        // Version 0 or nothing: a retried CREATE would land as version 1, 2... with a new table id,
+        // rewriting the metadata of a table that concurrent creators already write to.
+        .with_commit_properties(CommitProperties::default().with_max_retries(0))
         .await;
     match created {
         Ok(t) if t.version().is_some() => Ok(t),
