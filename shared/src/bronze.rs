@@ -15,13 +15,13 @@ use deltalake::arrow::datatypes::{Schema, SchemaRef};
 use deltalake::kernel::{Add, Transaction};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::DeltaTable;
-use object_store::GetResult;
+use object_store::ObjectMeta;
 use serde_json::json;
 use tracing::{info, warn};
 
 use crate::config::{Format, Location, PipelineConfig, TableConfig};
 use crate::error::{Error, Result};
-use crate::events::{clean_etag, SourceObject};
+use crate::events::SourceObject;
 use crate::lake::{self, RetryPolicy};
 use crate::quarantine::{self, QuarantinedObject};
 use crate::read::{self, ReadError, ReadOutcome};
@@ -197,8 +197,8 @@ impl BronzeWriter {
                 etag: etag.map(str::to_string),
                 status,
             };
-            let get = match read::open(&self.landing, &obj.key).await {
-                Ok(g) => g,
+            let meta = match read::head(&self.landing, &obj.key).await {
+                Ok(m) => m,
                 Err(e) => {
                     warn!(table = %table.name, key = %obj.key, error = %e, "cannot read landing object");
                     work.reports.push(report(
@@ -210,20 +210,7 @@ impl BronzeWriter {
                     continue;
                 }
             };
-            let etag = get
-                .meta
-                .e_tag
-                .as_deref()
-                .map(clean_etag)
-                .or_else(|| obj.etag.clone())
-                .unwrap_or_else(|| {
-                    // No etag from the store: size and mtime identify the version instead.
-                    format!(
-                        "{}-{}",
-                        get.meta.size,
-                        get.meta.last_modified.timestamp_millis()
-                    )
-                });
+            let etag = read::version_tag(&meta, obj.etag.as_deref());
             let id = app_id(&obj.key, &etag);
             let bronze_done = match &bronze {
                 Some(t) => lake::txn_version(t, &id).await?.is_some(),
@@ -245,7 +232,7 @@ impl BronzeWriter {
                 ingested_at_us,
             };
             let outcome = self
-                .read_into_bronze(table, &bronze_loc, &mut bronze, get, &lineage)
+                .read_into_bronze(table, &bronze_loc, &mut bronze, &meta, &lineage)
                 .await;
             match outcome {
                 Ok((adds, out)) => {
@@ -401,11 +388,12 @@ impl BronzeWriter {
         location: &Location,
         bronze: &mut Option<DeltaTable>,
         key: &str,
+        meta: &ObjectMeta,
     ) -> Result<Option<SchemaRef>, ReadError> {
         if bronze.is_none() {
             let data = match table.declared_schema() {
                 Some(s) => s.as_ref().clone(),
-                None => match self.infer(table, key).await? {
+                None => match self.infer(table, key, meta).await? {
                     Some(s) => s,
                     None => return Ok(None),
                 },
@@ -429,8 +417,13 @@ impl BronzeWriter {
         Ok(Some(schema::data_schema(&arrow)))
     }
 
-    async fn infer(&self, table: &TableConfig, key: &str) -> Result<Option<Schema>, ReadError> {
-        let get = read::open(&self.landing, key).await?;
+    async fn infer(
+        &self,
+        table: &TableConfig,
+        key: &str,
+        meta: &ObjectMeta,
+    ) -> Result<Option<Schema>, ReadError> {
+        let get = read::open(&self.landing, key, meta).await?;
         let gzip = read::is_gzip(table, key);
         if table.format == Format::Parquet {
             return read::infer_parquet(read::read_all(get, gzip).await?);
@@ -449,11 +442,14 @@ impl BronzeWriter {
         table: &TableConfig,
         location: &Location,
         bronze: &mut Option<DeltaTable>,
-        get: GetResult,
+        meta: &ObjectMeta,
         lineage: &Lineage,
     ) -> Result<(Vec<Add>, ReadOutcome), ReadError> {
         let key = lineage.key.clone();
-        let Some(target) = self.ensure_table(table, location, bronze, &key).await? else {
+        let Some(target) = self
+            .ensure_table(table, location, bronze, &key, meta)
+            .await?
+        else {
             return Err(ReadError::Malformed(
                 "no valid row to infer the table schema from".into(),
             ));
@@ -462,6 +458,7 @@ impl BronzeWriter {
             return Err(ReadError::Malformed("bronze table missing".into()));
         };
         let gzip = read::is_gzip(table, &key);
+        let get = read::open(&self.landing, &key, meta).await?;
         let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
         let parse_table = table.clone();
         let parse_lineage = lineage.clone();

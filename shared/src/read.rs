@@ -12,7 +12,7 @@ use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use flate2::read::MultiGzDecoder;
 use futures::TryStreamExt;
-use object_store::{GetResult, ObjectStoreExt};
+use object_store::{GetOptions, GetResult, ObjectMeta, ObjectStoreExt};
 use serde_json::{Map, Value};
 
 use crate::config::{Compression, Format, TableConfig, UnknownFields};
@@ -73,14 +73,40 @@ pub fn is_gzip(table: &TableConfig, key: &str) -> bool {
     }
 }
 
-/// Opens `key` in `store`, returning the response (its metadata carries the etag actually read).
-pub async fn open(store: &StoreRef, key: &str) -> Result<GetResult, ReadError> {
+fn object_path(key: &str) -> Result<deltalake::Path, ReadError> {
     // `Path::parse` keeps the key as-is (`Path::from` would percent-encode non-ASCII and `%`, naming
     // another object). It only refuses keys with empty, `.` or `..` segments, which we cannot address.
-    let path = deltalake::Path::parse(key)
-        .map_err(|e| ReadError::Unavailable(format!("unaddressable key `{key}`: {e}")))?;
+    deltalake::Path::parse(key)
+        .map_err(|e| ReadError::Unavailable(format!("unaddressable key `{key}`: {e}")))
+}
+
+/// The version of `key` now in storage (etag, size, mtime), without reading it.
+pub async fn head(store: &StoreRef, key: &str) -> Result<ObjectMeta, ReadError> {
     store
-        .get(&path)
+        .head(&object_path(key)?)
+        .await
+        .map_err(|e| ReadError::Unavailable(e.to_string()))
+}
+
+/// The version tag used in idempotency markers and lineage: the etag (unquoted), else the event's etag,
+/// else size and mtime.
+pub fn version_tag(meta: &ObjectMeta, event_etag: Option<&str>) -> String {
+    meta.e_tag
+        .as_deref()
+        .map(crate::events::clean_etag)
+        .or_else(|| event_etag.map(str::to_string))
+        .unwrap_or_else(|| format!("{}-{}", meta.size, meta.last_modified.timestamp_millis()))
+}
+
+/// Opens exactly the version `meta` describes (`If-Match` on its etag): if the object was replaced since,
+/// this fails (and the event is retried) rather than reading other bytes under this version's marker.
+pub async fn open(store: &StoreRef, key: &str, meta: &ObjectMeta) -> Result<GetResult, ReadError> {
+    let options = GetOptions {
+        if_match: meta.e_tag.clone(),
+        ..Default::default()
+    };
+    store
+        .get_opts(&object_path(key)?, options)
         .await
         .map_err(|e| ReadError::Unavailable(e.to_string()))
 }
