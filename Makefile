@@ -17,6 +17,7 @@ install:
 
 ## Unit tests (shared crate), then integration tests against LocalStack + MinIO started for the run.
 test: install
+	$(TOOLS_BIN)/cfn-lint infra/aws/template.yaml
 	cargo build --workspace --tests --bins
 	cargo test -p lakehouse -p bronze
 	$(WITH_ENV) && $(LOCAL)/up.sh && trap '$(LOCAL)/down.sh' EXIT && \
@@ -48,5 +49,6 @@ fmt:
 	cargo fmt --all
 
 lint:
+	$(TOOLS_BIN)/cfn-lint infra/aws/template.yaml
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings

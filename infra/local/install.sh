@@ -35,13 +35,13 @@ install_minio() {
 }
 
 install_tools() {
-  local marker="$TOOLS_VENV/.installed-v1"
+  local marker="$TOOLS_VENV/.installed-v2"
   if [[ -f "$marker" ]]; then log "tools venv already installed"; return; fi
   log "installing cargo-lambda, ziglang and deltalake (python) into $TOOLS_VENV"
   rm -rf "$TOOLS_VENV"
   "$PYTHON" -m venv "$TOOLS_VENV"
   "$TOOLS_VENV/bin/pip" install -q --upgrade pip
-  "$TOOLS_VENV/bin/pip" install -q cargo-lambda ziglang "deltalake>=1.1,<2" pyarrow
+  "$TOOLS_VENV/bin/pip" install -q cargo-lambda ziglang "deltalake>=1.1,<2" pyarrow cfn-lint
   touch "$marker"
 }
 
