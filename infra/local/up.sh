@@ -60,4 +60,4 @@ case "${1:-all}" in
   all) start_localstack; start_minio ;;
   *) echo "usage: $0 [localstack|minio|all]" >&2; exit 2 ;;
 esac
-"$LOCALSTACK_VENV/bin/python" "$here/provision.py"
+"$LOCALSTACK_VENV/bin/python" "$here/provision.py" "${1:-all}"
