@@ -37,9 +37,12 @@ aws_allow_http = \"true\""
 event="$work/event.json"
 echo "{\"Records\":[{\"eventName\":\"ObjectCreated:Put\",\"s3\":{\"bucket\":{\"name\":\"bench-landing\"},\"object\":{\"key\":\"$key\"}}}]}" >"$event"
 
-measure() { # label cmd... ; prints "seconds rss_kb"
-  local out; out=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>"$work/last.err"; } 2>&1 ) || { cat "$work/last.err" >&2; exit 1; }
-  tail -n1 "$work/last.err"
+measure() { # label cmd... ; prints "seconds peak_rss_kb" of cmd
+  local label=$1; shift
+  if ! /usr/bin/time -f "%e %M" -o "$work/last.time" "$@" >"$work/last.out" 2>"$work/last.err"; then
+    echo "[bench] $label failed:" >&2; tail -n 20 "$work/last.err" >&2; exit 1
+  fi
+  cat "$work/last.time"
 }
 rust_times=(); rust_rss=(); py_times=(); py_rss=()
 for i in $(seq 1 "$RUNS"); do
@@ -60,9 +63,12 @@ columns = ["order_id long not null", "customer_id long", "amount double", "statu
 TOML
   read -r t m < <(RUST_LOG=warn measure rust "$BIN" ingest --config "$cfg" "$event")
   rust_times+=("$t"); rust_rss+=("$m")
+  got=$(grep -o '"rows": [0-9]*' "$work/last.out" | head -n1 | grep -o '[0-9]*$')
+  [[ "$got" == "$rows" ]] || { echo "[bench] rust ingested $got rows, expected $rows" >&2; exit 1; }
   read -r t m < <(measure python "$TOOLS_VENV/bin/python" "$here/peer_bronze.py" bench-landing "$key" \
     "s3://$LAKE_BUCKET/bench/$run_id-$i-py/orders" "$MINIO_ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD")
   py_times+=("$t"); py_rss+=("$m")
+  grep -q "rows=$rows " "$work/last.out" || { echo "[bench] python peer: $(cat "$work/last.out"), expected $rows rows" >&2; exit 1; }
   echo "run $i: rust ${rust_times[-1]} s ${rust_rss[-1]} KB | python ${py_times[-1]} s ${py_rss[-1]} KB" >&2
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
