@@ -111,16 +111,14 @@ fn type_name(dt: &DataType) -> String {
 
 /// Cast `sources` (one array per field of `target`, any type; text formats pass strings) to the target
 /// types. A row is rejected when a non-null value does not convert or a required column is null; the
-/// first failing column is the reason. `pre_rejected` rows (structural errors found by the parser) are
-/// dropped too. `rows` are the 1-based source row numbers written to `_source_row`.
-pub fn conform(
-    target: &SchemaRef,
+/// first failing column is the reason. Rows with a `pre_rejected` reason keep it. Returns the typed
+/// columns (all rows) and, per row, the rejection reason if any.
+pub fn cast_columns(
+    target: &Schema,
     sources: Vec<ArrayRef>,
-    rows: &[u64],
+    n: usize,
     pre_rejected: &[Option<String>],
-    lineage: &Lineage,
-) -> Result<Conformed> {
-    let n = rows.len();
+) -> (Vec<ArrayRef>, Vec<Option<String>>) {
     let mut reasons: Vec<Option<String>> = pre_rejected.to_vec();
     reasons.resize(n, None);
     let safe = CastOptions {
@@ -173,6 +171,19 @@ pub fn conform(
         }
         typed.push(cast);
     }
+    (typed, reasons)
+}
+
+/// [`cast_columns`], then keep the rows that fit and append the lineage columns. `rows` are the 1-based
+/// source row numbers written to `_source_row`.
+pub fn conform(
+    target: &SchemaRef,
+    sources: Vec<ArrayRef>,
+    rows: &[u64],
+    pre_rejected: &[Option<String>],
+    lineage: &Lineage,
+) -> Result<Conformed> {
+    let (typed, reasons) = cast_columns(target, sources, rows.len(), pre_rejected);
     let keep = BooleanArray::from(reasons.iter().map(|r| r.is_none()).collect::<Vec<_>>());
     let mut columns = Vec::with_capacity(typed.len() + 4);
     for a in &typed {
