@@ -162,6 +162,8 @@ pub struct TableConfig {
     pub compression: Compression,
     /// Declared schema; `None` means inferred from the first file and then enforced (stored in bronze).
     pub columns: Option<Vec<Column>>,
+    /// The row (after-image) schema of a Debezium table, whose bronze rows are envelopes.
+    pub row_columns: Option<Vec<Column>>,
     pub keys: Vec<String>,
     pub sequence_by: Option<String>,
     pub cdc: CdcFormat,
@@ -290,6 +292,7 @@ struct RawTable {
     #[serde(default)]
     compression: Compression,
     columns: Option<Vec<String>>,
+    row_columns: Option<Vec<String>>,
     #[serde(default)]
     keys: Vec<String>,
     sequence_by: Option<String>,
@@ -364,12 +367,12 @@ impl RawLocation {
     }
 }
 
-fn parse_column(spec: &str, table: &str) -> Result<Column> {
+fn parse_column(spec: &str, table: &str, field: &str) -> Result<Column> {
     let words: Vec<&str> = spec.split_whitespace().collect();
     let bad = || {
         Error::config(
             table,
-            "columns",
+            field,
             format!("`{spec}`: expected `name type` or `name type not null`"),
         )
     };
@@ -385,7 +388,7 @@ fn parse_column(spec: &str, table: &str) -> Result<Column> {
     let data_type = ColumnType::parse(ty).ok_or_else(|| {
         Error::config(
             table,
-            "columns",
+            field,
             format!(
                 "`{spec}`: unknown type `{ty}` (string, json, int, long, double, boolean, date, timestamp, decimal(p,s))"
             ),
@@ -394,7 +397,7 @@ fn parse_column(spec: &str, table: &str) -> Result<Column> {
     if name.starts_with('_') {
         return Err(Error::config(
             table,
-            "columns",
+            field,
             format!("`{name}`: names starting with `_` are reserved for lineage"),
         ));
     }
@@ -403,6 +406,22 @@ fn parse_column(spec: &str, table: &str) -> Result<Column> {
         data_type,
         nullable,
     })
+}
+
+/// Parses a list of column specs (`columns` or `row_columns`); `None` when absent.
+fn parse_columns(specs: Option<&[String]>, table: &str, field: &str) -> Result<Option<Vec<Column>>> {
+    let Some(specs) = specs else { return Ok(None) };
+    if specs.is_empty() {
+        return Err(Error::config(table, field, "must not be empty (omit it to infer the schema)"));
+    }
+    let cols = specs.iter().map(|s| parse_column(s, table, field)).collect::<Result<Vec<_>>>()?;
+    let mut seen = BTreeSet::new();
+    for c in &cols {
+        if !seen.insert(c.name.clone()) {
+            return Err(Error::config(table, field, format!("column `{}` declared twice", c.name)));
+        }
+    }
+    Ok(Some(cols))
 }
 
 fn valid_name(name: &str) -> bool {
@@ -448,52 +467,8 @@ impl RawTable {
                 ))
             }
         };
-        let columns = match self.columns {
-            Some(specs) => {
-                if specs.is_empty() {
-                    return Err(Error::config(
-                        &t,
-                        "columns",
-                        "must not be empty (omit it to infer the schema)",
-                    ));
-                }
-                let cols = specs
-                    .iter()
-                    .map(|s| parse_column(s, &t))
-                    .collect::<Result<Vec<_>>>()?;
-                let mut seen = BTreeSet::new();
-                for c in &cols {
-                    if !seen.insert(c.name.clone()) {
-                        return Err(Error::config(
-                            &t,
-                            "columns",
-                            format!("column `{}` declared twice", c.name),
-                        ));
-                    }
-                }
-                Some(cols)
-            }
-            None => None,
-        };
-        let declared = |field: &str, col: &str| -> Result<()> {
-            match &columns {
-                Some(cols) if !cols.iter().any(|c| c.name == col) => Err(Error::config(
-                    &t,
-                    field,
-                    format!("column `{col}` is not in `columns`"),
-                )),
-                _ => Ok(()),
-            }
-        };
-        for k in &self.keys {
-            declared("keys", k)?;
-        }
-        if let Some(s) = &self.sequence_by {
-            declared("sequence_by", s)?;
-        }
-        for p in &self.partition_by {
-            declared("partition_by", p)?;
-        }
+        let columns = parse_columns(self.columns.as_deref(), &t, "columns")?;
+        let row_columns = parse_columns(self.row_columns.as_deref(), &t, "row_columns")?;
         let cdc = match self.cdc.as_deref() {
             None | Some("upsert") => CdcFormat::Upsert,
             Some("debezium") => CdcFormat::Debezium,
@@ -506,6 +481,41 @@ impl RawTable {
                 ))
             }
         };
+        if cdc == CdcFormat::Debezium && row_columns.is_none() {
+            return Err(Error::config(
+                &t,
+                "row_columns",
+                "a Debezium table needs the row (after-image) schema; bronze keeps the envelopes",
+            ));
+        }
+        // Keys, sequence and partitions name row columns: `row_columns` for Debezium, else `columns`.
+        let (row_field, row_schema) = match &row_columns {
+            Some(cols) => ("row_columns", Some(cols)),
+            None => ("columns", columns.as_ref()),
+        };
+        let declared = |field: &str, col: &str| -> Result<()> {
+            match row_schema {
+                Some(cols) if !cols.iter().any(|c| c.name == col) => Err(Error::config(
+                    &t,
+                    field,
+                    format!("column `{col}` is not in `{row_field}`"),
+                )),
+                _ => Ok(()),
+            }
+        };
+        for k in &self.keys {
+            declared("keys", k)?;
+        }
+        if let Some(s) = &self.sequence_by {
+            // Debezium may order by envelope fields: `ts_ms` or `source.<field>` (e.g. `source.lsn`).
+            let envelope = cdc == CdcFormat::Debezium && (s == "ts_ms" || s.starts_with("source."));
+            if !envelope {
+                declared("sequence_by", s)?;
+            }
+        }
+        for p in &self.partition_by {
+            declared("partition_by", p)?;
+        }
         if cdc != CdcFormat::Upsert && self.keys.is_empty() {
             return Err(Error::config(&t, "keys", "a CDC table needs key columns"));
         }
@@ -542,6 +552,7 @@ impl RawTable {
             format,
             compression: self.compression,
             columns,
+            row_columns,
             keys: self.keys,
             sequence_by: self.sequence_by,
             cdc,
@@ -688,9 +699,18 @@ mod tests {
         ));
         assert!(e.contains("scd_type"), "{e}");
         let e = err_of(&format!(
-            "{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\ncdc = \"debezium\"\n"
+            "{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\ncdc = \"dms\"\n"
         ));
         assert!(e.contains("`keys`"), "{e}");
+        let e = err_of(&format!(
+            "{base}[[table]]\nname = \"t1\"\nformat = \"jsonl\"\ncdc = \"debezium\"\nkeys = [\"id\"]\n"
+        ));
+        assert!(e.contains("`row_columns`"), "{e}");
+        let ok = PipelineConfig::from_toml(
+            &format!("{base}[[table]]\nname = \"t1\"\nformat = \"jsonl\"\ncdc = \"debezium\"\nkeys = [\"id\"]\nrow_columns = [\"id long not null\"]\nsequence_by = \"source.lsn\"\n"),
+            "test",
+        );
+        assert!(ok.is_ok(), "{ok:?}");
         let e = err_of(&format!(
             "{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\nkeyz = []\n"
         ));
