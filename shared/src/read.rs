@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use deltalake::arrow::array::{Array, ArrayRef, RecordBatch, StringBuilder};
-use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use flate2::read::MultiGzDecoder;
@@ -15,7 +15,7 @@ use futures::TryStreamExt;
 use object_store::{GetOptions, GetResult, ObjectMeta, ObjectStoreExt};
 use serde_json::{Map, Value};
 
-use crate::config::{Compression, Format, TableConfig, UnknownFields};
+use crate::config::{CdcFormat, Compression, Format, TableConfig, UnknownFields};
 use crate::error::Error;
 use crate::schema::{self, BadRow, Lineage};
 use crate::storage::StoreRef;
@@ -266,12 +266,15 @@ impl<R: BufRead> Lines<R> {
 
 enum JsonLine {
     Object(Map<String, Value>),
+    /// A bare `null`: a Debezium tombstone (the Kafka compaction marker after a delete).
+    Null,
     Bad(String),
 }
 
 fn parse_json_line(text: &str) -> JsonLine {
     match serde_json::from_str::<Value>(text) {
         Ok(Value::Object(map)) => JsonLine::Object(map),
+        Ok(Value::Null) => JsonLine::Null,
         Ok(other) => JsonLine::Bad(format!(
             "expected a JSON object, found {}",
             json_type(&other)
@@ -292,6 +295,25 @@ fn json_type(v: &Value) -> &'static str {
 }
 
 /// Text cells of one JSON object for the target columns, or the reason it does not fit structurally.
+/// The text of one JSON value for column `field` (cast to its type later). Nested values are kept as
+/// JSON text in string columns and rejected elsewhere.
+pub(crate) fn json_cell(v: &Value, field: &Field) -> Result<Option<String>, String> {
+    Ok(match v {
+        Value::Null => None,
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Array(_) | Value::Object(_) if field.data_type() == &DataType::Utf8 => Some(v.to_string()),
+        other => {
+            return Err(format!(
+                "column `{}`: expected a scalar, found {}",
+                field.name(),
+                json_type(other)
+            ))
+        }
+    })
+}
+
 fn json_cells(
     map: &Map<String, Value>,
     target: &Schema,
@@ -304,21 +326,7 @@ fn json_cells(
             None => None,
             Some(v) => {
                 matched += 1;
-                let json_column = f.data_type() == &deltalake::arrow::datatypes::DataType::Utf8;
-                match v {
-                    Value::Null => None,
-                    Value::String(s) => Some(s.clone()),
-                    Value::Number(n) => Some(n.to_string()),
-                    Value::Bool(b) => Some(b.to_string()),
-                    Value::Array(_) | Value::Object(_) if json_column => Some(v.to_string()),
-                    other => {
-                        return Err(format!(
-                            "column `{}`: expected a scalar, found {}",
-                            f.name(),
-                            json_type(other)
-                        ));
-                    }
-                }
+                json_cell(v, f)?
             }
         };
         cells.push(cell);
@@ -355,6 +363,9 @@ fn parse_jsonl(
         };
         let cells = match parse_json_line(&text) {
             JsonLine::Object(map) => json_cells(&map, target, table.unknown_fields),
+            // The delete event before it carries everything; a tombstone adds nothing to keep.
+            JsonLine::Null if table.cdc == CdcFormat::Debezium => continue,
+            JsonLine::Null => Err("expected a JSON object, found null".to_string()),
             JsonLine::Bad(reason) => Err(reason),
         };
         match cells {
