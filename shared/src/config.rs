@@ -409,16 +409,31 @@ fn parse_column(spec: &str, table: &str, field: &str) -> Result<Column> {
 }
 
 /// Parses a list of column specs (`columns` or `row_columns`); `None` when absent.
-fn parse_columns(specs: Option<&[String]>, table: &str, field: &str) -> Result<Option<Vec<Column>>> {
+fn parse_columns(
+    specs: Option<&[String]>,
+    table: &str,
+    field: &str,
+) -> Result<Option<Vec<Column>>> {
     let Some(specs) = specs else { return Ok(None) };
     if specs.is_empty() {
-        return Err(Error::config(table, field, "must not be empty (omit it to infer the schema)"));
+        return Err(Error::config(
+            table,
+            field,
+            "must not be empty (omit it to infer the schema)",
+        ));
     }
-    let cols = specs.iter().map(|s| parse_column(s, table, field)).collect::<Result<Vec<_>>>()?;
+    let cols = specs
+        .iter()
+        .map(|s| parse_column(s, table, field))
+        .collect::<Result<Vec<_>>>()?;
     let mut seen = BTreeSet::new();
     for c in &cols {
         if !seen.insert(c.name.clone()) {
-            return Err(Error::config(table, field, format!("column `{}` declared twice", c.name)));
+            return Err(Error::config(
+                table,
+                field,
+                format!("column `{}` declared twice", c.name),
+            ));
         }
     }
     Ok(Some(cols))

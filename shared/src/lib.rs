@@ -4,6 +4,7 @@
 //! functions call; [`demo`] is the embedded, nothing-installed run.
 
 pub mod bronze;
+pub mod cdc;
 pub mod config;
 pub mod demo;
 pub mod error;

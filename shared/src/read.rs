@@ -303,7 +303,9 @@ pub(crate) fn json_cell(v: &Value, field: &Field) -> Result<Option<String>, Stri
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
-        Value::Array(_) | Value::Object(_) if field.data_type() == &DataType::Utf8 => Some(v.to_string()),
+        Value::Array(_) | Value::Object(_) if field.data_type() == &DataType::Utf8 => {
+            Some(v.to_string())
+        }
         other => {
             return Err(format!(
                 "column `{}`: expected a scalar, found {}",
