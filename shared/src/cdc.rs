@@ -320,7 +320,7 @@ impl Normalizer {
             .and_then(|c| column(bronze, c))
             .map(strings)
             .transpose()?;
-        for i in 0..n {
+        for (i, reason) in reasons.iter_mut().enumerate().take(n) {
             for (b, col) in cells.iter_mut().zip(&text_cols) {
                 b.append_option(col.as_ref().and_then(|c| text_at(c, i)));
             }
@@ -334,7 +334,7 @@ impl Normalizer {
                 (true, None) | (true, Some("I")) | (true, Some("U")) => OP_UPSERT,
                 (true, Some("D")) => OP_DELETE,
                 (true, Some(other)) => {
-                    reasons[i] = Some(format!(
+                    *reason = Some(format!(
                         "unknown DMS operation `{other}` (expected I, U or D)"
                     ));
                     OP_UPSERT
