@@ -124,6 +124,10 @@ impl Normalizer {
         &self.row_schema
     }
 
+    pub fn keys(&self) -> &[String] {
+        &self.table.keys
+    }
+
     /// Schema of a [`ChangeSet`] batch.
     pub fn change_schema(&self) -> SchemaRef {
         let mut fields: Vec<Field> = self

@@ -251,6 +251,15 @@ impl PipelineConfig {
     pub fn quarantine_location(&self, table: &str) -> Location {
         self.lake.join(&["quarantine", table])
     }
+
+    pub fn silver_location(&self, table: &str) -> Location {
+        self.lake.join(&["silver", table])
+    }
+
+    /// Delete tombstones (key, sequence) of a silver table: what stops a late update resurrecting a row.
+    pub fn tombstone_location(&self, table: &str) -> Location {
+        self.lake.join(&["silver_tombstones", table])
+    }
 }
 
 /// The part of `key` below the landing prefix, if it is below it.

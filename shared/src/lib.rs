@@ -14,6 +14,7 @@ pub mod lake;
 pub mod quarantine;
 pub mod read;
 pub mod schema;
+pub mod silver;
 pub mod storage;
 pub mod telemetry;
 
