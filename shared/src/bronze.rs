@@ -60,6 +60,8 @@ pub struct BronzeCommit {
     pub table: String,
     /// Bronze version this call committed, if it committed anything.
     pub version: Option<i64>,
+    /// The table's version after this call (what the next layer should catch up to), if it exists.
+    pub table_version: Option<i64>,
     pub objects: Vec<ObjectReport>,
     /// Attempts used (more than one when a concurrent writer won a race).
     pub attempts: u32,
@@ -106,6 +108,8 @@ pub struct BronzeWriter {
     landing: StoreRef,
     retry: RetryPolicy,
     function_version: String,
+    /// Where commits are announced (the silver queue), if configured.
+    notifier: Option<crate::notify::Notifier>,
 }
 
 /// Per-object work gathered during one attempt.
@@ -129,12 +133,25 @@ impl BronzeWriter {
             landing,
             retry: RetryPolicy::default(),
             function_version,
+            notifier: None,
         })
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// Announce commits on the `notify.silver` queue of the config, if any.
+    pub async fn with_configured_notifier(mut self) -> Self {
+        if let Some(q) = self.config.notify.get("silver") {
+            self.notifier = Some(crate::notify::Notifier::new(q).await);
+        }
+        self
+    }
+
+    pub fn notifier(&self) -> Option<&crate::notify::Notifier> {
+        self.notifier.as_ref()
     }
 
     pub fn config(&self) -> &PipelineConfig {
@@ -157,10 +174,11 @@ impl BronzeWriter {
         for attempt in 1..=self.retry.max_attempts {
             self.retry.backoff(attempt).await;
             match self.attempt(table, &objects).await {
-                Ok((version, reports)) => {
+                Ok((version, table_version, reports)) => {
                     return Ok(BronzeCommit {
                         table: table.name.clone(),
                         version,
+                        table_version,
                         objects: reports,
                         attempts: attempt,
                     })
@@ -183,7 +201,7 @@ impl BronzeWriter {
         &self,
         table: &TableConfig,
         objects: &[&SourceObject],
-    ) -> Result<(Option<i64>, Vec<ObjectReport>)> {
+    ) -> Result<(Option<i64>, Option<i64>, Vec<ObjectReport>)> {
         let bronze_loc = self.config.bronze_location(&table.name);
         let quarantine_loc = self.config.quarantine_location(&table.name);
         let mut bronze = lake::open(&bronze_loc).await?;
@@ -300,7 +318,9 @@ impl BronzeWriter {
             }
             _ => None,
         };
-        Ok((version, work.reports))
+        let table_version =
+            version.or_else(|| bronze.as_ref().and_then(|t| t.version()).map(|v| v as i64));
+        Ok((version, table_version, work.reports))
     }
 
     fn commit_metadata(

@@ -187,11 +187,25 @@ impl TableConfig {
     }
 }
 
+/// An SQS queue a layer announces its commits to (the next layer's trigger). Values may use `${VAR}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub queue_url: String,
+    /// Endpoint override (LocalStack, ElasticMQ...); default: the SDK's resolution.
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
 /// The whole pipeline file, validated.
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
     pub landing: Location,
     pub lake: Location,
+    /// Next-layer queues by layer name (`silver`, `gold`): bronze announces its commits to `silver`.
+    pub notify: HashMap<String, QueueConfig>,
     pub tables: Vec<TableConfig>,
     /// Bronze ingests at most this many bytes per parquet file before rolling to a new one.
     pub target_file_size: u64,
@@ -252,6 +266,20 @@ impl PipelineConfig {
         self.lake.join(&["quarantine", table])
     }
 
+    /// The table whose Delta log `key` (in `bucket`) belongs to, for `layer` (`bronze`, `silver`):
+    /// S3 events on `<lake>/<layer>/<table>/_delta_log/...` trigger the next layer.
+    pub fn table_of_log_key(&self, layer: &str, bucket: &str, key: &str) -> Option<&TableConfig> {
+        if bucket != self.lake.bucket() {
+            return None;
+        }
+        let rel = relative_key(&self.lake, key)?;
+        let rest = rel.strip_prefix(layer)?.strip_prefix('/')?;
+        let (table, tail) = rest.split_once('/')?;
+        tail.starts_with("_delta_log/")
+            .then(|| self.table(table))
+            .flatten()
+    }
+
     pub fn silver_location(&self, table: &str) -> Location {
         self.lake.join(&["silver", table])
     }
@@ -288,6 +316,8 @@ struct RawConfig {
     lake: RawLocation,
     #[serde(default)]
     target_file_size_mb: Option<u64>,
+    #[serde(default)]
+    notify: HashMap<String, QueueConfig>,
     #[serde(default, rename = "table")]
     tables: Vec<RawTable>,
 }
@@ -621,9 +651,31 @@ impl RawConfig {
             }
         }
         let target_file_size = self.target_file_size_mb.unwrap_or(128) * 1024 * 1024;
+        let mut notify = HashMap::new();
+        for (layer, q) in self.notify {
+            if layer != "silver" && layer != "gold" {
+                return Err(Error::config(
+                    "-",
+                    &format!("notify.{layer}"),
+                    "layer must be silver or gold",
+                ));
+            }
+            let field = |f: &str| format!("notify.{layer}.{f}");
+            let opt =
+                |v: Option<String>, f: &str| v.map(|v| expand_env(&v, "-", &field(f))).transpose();
+            let q = QueueConfig {
+                queue_url: expand_env(&q.queue_url, "-", &field("queue_url"))?,
+                endpoint_url: opt(q.endpoint_url, "endpoint_url")?,
+                region: opt(q.region, "region")?,
+                access_key_id: opt(q.access_key_id, "access_key_id")?,
+                secret_access_key: opt(q.secret_access_key, "secret_access_key")?,
+            };
+            notify.insert(layer, q);
+        }
         Ok(PipelineConfig {
             landing,
             lake,
+            notify,
             tables,
             target_file_size,
         })

@@ -25,6 +25,8 @@ struct Expected {
     objects: usize,
     rows: u64,
     quarantined: u64,
+    /// Rows silver must hold (keys whose latest event is not a delete), computed from the generator.
+    silver: usize,
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -80,10 +82,133 @@ name = "payments"
 format = "parquet"
 columns = ["payment_id long not null", "order_id long not null", "amount double", "method string"]
 keys = ["payment_id"]
+
+# Debezium (PostgreSQL connector) change events; bronze keeps the envelopes, silver the rows.
+[[table]]
+name = "inventory"
+prefix = "cdc/inventory/"
+format = "jsonl"
+cdc = "debezium"
+keys = ["id"]
+sequence_by = "source.lsn"
+row_columns = ["id long not null", "name string", "quantity int", "price decimal(10,2)"]
+
+# AWS DMS CDC files: CSV without header, Op then the commit timestamp column, then the row.
+[[table]]
+name = "accounts"
+prefix = "dms/accounts/"
+format = "csv"
+csv_header = false
+cdc = "dms"
+keys = ["account_id"]
+sequence_by = "commit_ts"
+columns = ["Op string", "commit_ts timestamp", "account_id long not null", "owner string", "balance decimal(12,2)"]
 "#,
         landing = dir.join("landing").display(),
         lake = dir.join("lake").display()
     )
+}
+
+/// One Debezium PostgreSQL-connector event (unwrapped JSON converter output).
+fn debezium(
+    op: &str,
+    before: Option<serde_json::Value>,
+    after: Option<serde_json::Value>,
+    lsn: i64,
+) -> String {
+    json!({"before": before, "after": after, "op": op, "ts_ms": 1_764_064_800_000i64 + lsn,
+        "source": {"version": "2.5.0.Final", "connector": "postgresql", "name": "shop", "ts_ms": 1_764_064_800_000i64 + lsn,
+            "snapshot": if op == "r" { "true" } else { "false" }, "db": "shop", "schema": "public", "table": "inventory",
+            "txId": 500 + lsn, "lsn": lsn, "xmin": null},
+        "transaction": null})
+    .to_string()
+}
+
+fn item(id: i64, qty: i64) -> serde_json::Value {
+    json!({"id": id, "name": format!("item {id}"), "quantity": qty, "price": format!("{}.99", id % 50)})
+}
+
+/// CDC landing files: (first delivery, late delivery, expected) for `inventory` and `accounts`.
+fn generate_cdc(landing: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>, Vec<Expected>)> {
+    let (mut first, mut late) = (Vec::new(), Vec::new());
+    // inventory: snapshot of 1..=50; then updates of 1..=20 and deletes (+ tombstones) of 41..=50;
+    // then, delivered late, stale updates of 45..=50 older than their deletes, and new items 51..=60.
+    let snapshot: Vec<String> = (1..=50)
+        .map(|i| debezium("r", None, Some(item(i, 10)), 1000 + i))
+        .collect();
+    let mut changes = Vec::new();
+    for i in 1..=20 {
+        changes.push(debezium(
+            "u",
+            Some(item(i, 10)),
+            Some(item(i, 10 + i)),
+            2000 + i,
+        ));
+    }
+    for i in 41..=50 {
+        changes.push(debezium("d", Some(item(i, 10)), None, 3000 + i));
+        changes.push("null".to_string());
+    }
+    let stale: Vec<String> = (45..=50)
+        .map(|i| debezium("u", Some(item(i, 10)), Some(item(i, 99)), 2500 + i))
+        .chain((51..=60).map(|i| debezium("c", None, Some(item(i, 1)), 4000 + i)))
+        .collect();
+    for (name, lines, is_late) in [
+        ("snapshot", snapshot, false),
+        ("changes", changes, false),
+        ("late", stale, true),
+    ] {
+        let path = landing.join(format!("cdc/inventory/shop.public.inventory-{name}.jsonl"));
+        write(&path, (lines.join("\n") + "\n").as_bytes())?;
+        if is_late {
+            late.push(path)
+        } else {
+            first.push(path)
+        }
+    }
+    // accounts (DMS): full load + CDC inserts 1..=30, then updates of 1..=10 and deletes of 21..=30.
+    let mut load = String::new();
+    for i in 1..=30 {
+        load.push_str(&format!(
+            "I,2026-11-25 09:00:00.{i:06},{i},owner {i},{i}00.00\n"
+        ));
+    }
+    let mut cdc = String::new();
+    for i in 1..=10 {
+        cdc.push_str(&format!(
+            "U,2026-11-25 10:00:00.{i:06},{i},owner {i},{i}50.00\n"
+        ));
+    }
+    for i in 21..=30 {
+        cdc.push_str(&format!(
+            "D,2026-11-25 11:00:00.{i:06},{i},owner {i},{i}00.00\n"
+        ));
+    }
+    let load_path = landing.join("dms/accounts/LOAD00000001.csv");
+    let cdc_path = landing.join("dms/accounts/20261125-110000000.csv");
+    write(&load_path, load.as_bytes())?;
+    write(&cdc_path, cdc.as_bytes())?;
+    // The CDC file arrives before the full load: out of order, then delivered again.
+    first.push(cdc_path.clone());
+    first.push(load_path);
+    late.push(cdc_path);
+    let expected = vec![
+        Expected {
+            table: "inventory",
+            objects: 3,
+            rows: 50 + 30 + 16,
+            quarantined: 0,
+            silver: 40 + 10,
+        },
+        Expected {
+            table: "accounts",
+            objects: 2,
+            rows: 50,
+            quarantined: 0,
+            silver: 20,
+        },
+    ];
+    Ok((first, late, expected))
 }
 
 /// Generates the landing files; returns their keys (relative to `/`) and the expected outcome.
@@ -195,18 +320,21 @@ fn generate(dir: &Path) -> Result<(Vec<String>, Vec<Expected>)> {
             objects: 2,
             rows: 1000,
             quarantined: 3,
+            silver: 1000,
         },
         Expected {
             table: "customers",
             objects: 2,
             rows: 121,
             quarantined: 2,
+            silver: 121,
         },
         Expected {
             table: "payments",
             objects: 1,
             rows: 799,
             quarantined: 1,
+            silver: 799,
         },
     ];
     Ok((keys, expected))
@@ -238,14 +366,20 @@ pub async fn run(dir: &Path) -> Result<()> {
     let config_path = dir.join("pipeline.toml");
     write(&config_path, demo_config(&dir).as_bytes())?;
     let config = Arc::new(PipelineConfig::load(config_path.to_str().unwrap_or_default()).await?);
-    let (keys, expected) = generate(&dir)?;
+    let (keys, mut expected) = generate(&dir)?;
+    let (cdc_first, cdc_late, cdc_expected) = generate_cdc(&dir.join("landing"))?;
+    expected.extend(cdc_expected);
+    let key_of = |p: &PathBuf| p.display().to_string().trim_start_matches('/').to_string();
     let writer = BronzeWriter::new(config.clone())?;
+    let silver = crate::silver::SilverWriter::new(config.clone());
 
-    // Batch 1: every object, plus S3's test event and a key outside any table (rejected, never written).
+    // Delivery 1: every object, plus S3's test event and a key outside any table (rejected, never written).
     let mut records: Vec<serde_json::Value> = keys
         .iter()
+        .cloned()
+        .chain(cdc_first.iter().map(key_of))
         .enumerate()
-        .map(|(i, k)| sqs_record(&format!("m{i}"), "", k))
+        .map(|(i, k)| sqs_record(&format!("m{i}"), "", &k))
         .collect();
     records.push(json!({"messageId": "test", "eventSource": "aws:sqs",
         "body": json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "landing"}).to_string()}));
@@ -253,10 +387,17 @@ pub async fn run(dir: &Path) -> Result<()> {
         .trim_start_matches('/')
         .to_string();
     records.push(sqs_record("stray", "", &stray));
-    // Batch 2: the first two messages again (S3 and SQS deliver at least once).
-    let duplicate: Vec<serde_json::Value> = records[..2].to_vec();
+    // Delivery 2: the first two messages again (S3 and SQS deliver at least once) and the late CDC files
+    // (stale Debezium updates of deleted rows, the DMS file once more).
+    let mut late: Vec<serde_json::Value> = records[..2].to_vec();
+    late.extend(
+        cdc_late
+            .iter()
+            .enumerate()
+            .map(|(i, p)| sqs_record(&format!("late{i}"), "", &key_of(p))),
+    );
     let mut totals: std::collections::BTreeMap<String, (usize, u64, u64)> = Default::default();
-    for (n, batch) in [records, duplicate].into_iter().enumerate() {
+    for (n, batch) in [records, late].into_iter().enumerate() {
         let payload = json!({ "Records": batch });
         let events::Invocation::Sqs(envelopes) = events::parse_invocation(&payload)? else {
             return Err(Error::Event("demo batch is not SQS".into()));
@@ -284,7 +425,7 @@ pub async fn run(dir: &Path) -> Result<()> {
                 .filter(|o| o.status == crate::bronze::ObjectStatus::AlreadyIngested)
                 .count();
             println!(
-                "  {:<10} version {:>4}  +{} rows, {} quarantined, {} already ingested",
+                "  bronze {:<10} version {:>4}  +{} rows, {} quarantined, {} already ingested",
                 c.table,
                 c.version
                     .map(|v| v.to_string())
@@ -294,45 +435,64 @@ pub async fn run(dir: &Path) -> Result<()> {
                 skipped
             );
         }
+        // The committed messages bronze would send: one silver step per table.
+        for t in &config.tables {
+            let c = silver.apply(t).await?;
+            if let Some((from, to)) = c.applied {
+                println!(
+                    "  silver {:<10} version {:>4}  bronze ({}, {to}]: {} changes, +{} ~{} -{} rows, {} files rewritten",
+                    c.table,
+                    c.version.map(|v| v.to_string()).unwrap_or_else(|| "-".into()),
+                    from.map(|f| f.to_string()).unwrap_or_else(|| "-".into()),
+                    c.changes,
+                    c.inserted,
+                    c.updated,
+                    c.deleted,
+                    c.files_rewritten
+                );
+            }
+        }
     }
 
     println!(
-        "\n{:<10} {:>7} {:>8} {:>9} {:>12} {:>8}  location",
-        "table", "objects", "rows", "expected", "quarantined", "version"
+        "\n{:<10} {:>7} {:>7} {:>8} {:>11} {:>7} {:>8}  lake",
+        "table", "objects", "bronze", "expected", "quarantined", "silver", "expected"
     );
     let mut ok = true;
+    let count =
+        |batches: Vec<RecordBatch>| batches.iter().map(RecordBatch::num_rows).sum::<usize>();
     for e in &expected {
         let location = config.bronze_location(e.table);
-        let rows: usize = crate::lake::read_table(&location)
-            .await?
-            .iter()
-            .map(RecordBatch::num_rows)
-            .sum();
-        let quarantined: usize = crate::lake::read_table(&config.quarantine_location(e.table))
-            .await?
-            .iter()
-            .map(RecordBatch::num_rows)
-            .sum();
-        let version = crate::lake::version(&location).await?.unwrap_or(-1);
+        let rows = count(crate::lake::read_table(&location).await?);
+        let quarantined =
+            count(crate::lake::read_table(&config.quarantine_location(e.table)).await?);
+        let silver_rows = count(crate::lake::read_table(&config.silver_location(e.table)).await?);
         let t = totals.get(e.table).copied().unwrap_or_default();
-        let good = rows as u64 == e.rows && quarantined as u64 == e.quarantined && t.0 == e.objects;
+        let good = rows as u64 == e.rows
+            && quarantined as u64 == e.quarantined
+            && t.0 == e.objects
+            && silver_rows == e.silver;
         ok &= good;
         println!(
-            "{:<10} {:>7} {:>8} {:>9} {:>12} {:>8}  {}{}",
+            "{:<10} {:>7} {:>7} {:>8} {:>11} {:>7} {:>8}  {}{}",
             e.table,
             t.0,
             rows,
             e.rows,
             format!("{quarantined}/{}", e.quarantined),
-            version,
-            location.url.path(),
+            silver_rows,
+            e.silver,
+            location
+                .url
+                .path()
+                .trim_end_matches(&format!("bronze/{}", e.table)),
             if good { "" } else { "   <-- MISMATCH" }
         );
     }
     println!(
-        "\nconfig: {}\nquarantine tables: {}/quarantine/<table>",
+        "\nconfig: {}\ntables: {lake}/bronze/<table>, {lake}/silver/<table>, {lake}/quarantine/<table>",
         config_path.display(),
-        dir.join("lake").display()
+        lake = dir.join("lake").display()
     );
     println!("read them with any Delta reader, e.g. python -c \"import deltalake; print(deltalake.DeltaTable('{}').to_pyarrow_table().num_rows)\"", config.bronze_location("orders").url.path());
     if !ok {

@@ -159,6 +159,30 @@ pub fn objects_in(v: &Value) -> Result<Vec<SourceObject>> {
     ))
 }
 
+/// What can trigger a downstream layer (silver, gold).
+#[derive(Debug, Clone, PartialEq)]
+pub enum LayerTrigger {
+    /// A layer's explicit "committed" message.
+    Committed(crate::notify::Committed),
+    /// An object event, typically on a `<layer>/<table>/_delta_log/` key.
+    Object(SourceObject),
+}
+
+/// Triggers in one message body: a committed message, or any object event [`objects_in`] accepts.
+pub fn layer_triggers(text: &str) -> Result<Vec<LayerTrigger>> {
+    let v: Value = serde_json::from_str(text)
+        .map_err(|e| Error::Event(format!("message body is not JSON: {e}")))?;
+    if v.get("type").and_then(Value::as_str) == Some(crate::notify::COMMITTED) {
+        let c = serde_json::from_value(v)
+            .map_err(|e| Error::Event(format!("bad committed message: {e}")))?;
+        return Ok(vec![LayerTrigger::Committed(c)]);
+    }
+    Ok(objects_in(&v)?
+        .into_iter()
+        .map(LayerTrigger::Object)
+        .collect())
+}
+
 /// Like [`objects_in`] for a JSON text (an SQS body or SNS message).
 pub fn objects_in_text(text: &str) -> Result<Vec<SourceObject>> {
     let v: Value = serde_json::from_str(text)

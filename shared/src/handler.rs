@@ -10,7 +10,9 @@ use tracing::{error, warn};
 
 use crate::bronze::{BronzeCommit, BronzeWriter};
 use crate::error::{Error, Result};
-use crate::events::{self, Envelope, Invocation, SourceObject};
+use crate::events::{self, Envelope, Invocation, LayerTrigger, SourceObject};
+use crate::notify::Committed;
+use crate::silver::{SilverCommit, SilverWriter};
 
 /// How many tables of one batch are ingested at once.
 const TABLE_CONCURRENCY: usize = 4;
@@ -90,6 +92,15 @@ pub async fn ingest_envelopes(writer: &BronzeWriter, envelopes: &[Envelope]) -> 
         match result {
             Ok(commit) => {
                 failed_keys.extend(commit.failed().map(|o| o.key.clone()));
+                // Announce the table's version even when this batch was a redelivery: the announcement
+                // of the first delivery may be what failed.
+                if let (Some(n), Some(v)) = (writer.notifier(), commit.table_version) {
+                    if let Err(e) = n.send(&Committed::new("bronze", &name, v)).await {
+                        error!(table = %name, error = %e, "commit not announced; the batch will be retried");
+                        failed_tables.insert(name.clone());
+                        outcome.table_errors.push((name.clone(), e.to_string()));
+                    }
+                }
                 outcome.commits.push(commit);
             }
             Err(e) => {
@@ -151,4 +162,144 @@ pub async fn handle_payload(writer: &BronzeWriter, payload: &Value) -> Result<Va
             }))
         }
     }
+}
+
+/// What a silver invocation did.
+#[derive(Debug, Default)]
+pub struct SilverOutcome {
+    pub commits: Vec<SilverCommit>,
+    pub failed_messages: Vec<String>,
+    pub table_errors: Vec<(String, String)>,
+}
+
+/// The tables a silver message asks to bring up to date: a bronze committed message, or an S3 event on
+/// a `bronze/<table>/_delta_log/` key of the lake. Anything else is an error for that message.
+fn silver_tables(
+    config: &crate::config::PipelineConfig,
+    body: &str,
+) -> std::result::Result<Vec<String>, String> {
+    let mut tables = Vec::new();
+    for t in events::layer_triggers(body).map_err(|e| e.to_string())? {
+        match t {
+            LayerTrigger::Committed(c)
+                if c.layer == "bronze" && config.table(&c.table).is_some() =>
+            {
+                tables.push(c.table)
+            }
+            LayerTrigger::Committed(c) => {
+                return Err(format!(
+                    "committed message for unknown {} table `{}`",
+                    c.layer, c.table
+                ))
+            }
+            LayerTrigger::Object(o) => match config.table_of_log_key("bronze", &o.bucket, &o.key) {
+                Some(t) => tables.push(t.name.clone()),
+                None => warn!(bucket = %o.bucket, key = %o.key, "not a bronze log object; ignored"),
+            },
+        }
+    }
+    Ok(tables)
+}
+
+/// Applies silver for every table named in `messages` ((message id, body) pairs), once per table.
+pub async fn apply_silver(
+    writer: &SilverWriter,
+    config: &crate::config::PipelineConfig,
+    messages: &[(Option<String>, String)],
+) -> SilverOutcome {
+    let mut outcome = SilverOutcome::default();
+    let mut per_message: Vec<(Option<String>, Vec<String>)> = Vec::new();
+    let mut tables: BTreeMap<String, ()> = BTreeMap::new();
+    for (id, body) in messages {
+        match silver_tables(config, body) {
+            Ok(ts) => {
+                tables.extend(ts.iter().map(|t| (t.clone(), ())));
+                per_message.push((id.clone(), ts));
+            }
+            Err(reason) => {
+                error!(message_id = ?id, %reason, "unusable silver message");
+                outcome.failed_messages.extend(id.clone());
+            }
+        }
+    }
+    let results: Vec<(String, Result<SilverCommit>)> = futures::stream::iter(tables.into_keys())
+        .map(|name| async move {
+            let result = match config.table(&name) {
+                Some(t) => writer.apply(t).await,
+                None => Err(Error::Event(format!("table {name} vanished from config"))),
+            };
+            (name, result)
+        })
+        .buffer_unordered(TABLE_CONCURRENCY)
+        .collect()
+        .await;
+    let mut failed: HashSet<String> = HashSet::new();
+    for (name, r) in results {
+        match r {
+            Ok(c) => outcome.commits.push(c),
+            Err(e) => {
+                error!(table = %name, error = %e, "silver step failed");
+                failed.insert(name.clone());
+                outcome.table_errors.push((name, e.to_string()));
+            }
+        }
+    }
+    for (id, ts) in per_message {
+        if ts.iter().any(|t| failed.contains(t)) {
+            outcome.failed_messages.extend(id);
+        }
+    }
+    outcome.commits.sort_by(|a, b| a.table.cmp(&b.table));
+    outcome
+}
+
+/// The silver Lambda's logic: SQS batches answer with `batchItemFailures`; a direct event (a committed
+/// message or an S3 event) answers with a summary or an error.
+pub async fn handle_silver_payload(
+    writer: &SilverWriter,
+    config: &crate::config::PipelineConfig,
+    payload: &Value,
+) -> Result<Value> {
+    let records = payload.get("Records").and_then(Value::as_array);
+    let is_sqs = records
+        .and_then(|r| r.first())
+        .and_then(|r| r.get("eventSource"))
+        .and_then(Value::as_str)
+        == Some("aws:sqs");
+    if is_sqs {
+        let messages: Vec<(Option<String>, String)> = records
+            .into_iter()
+            .flatten()
+            .map(|r| {
+                (
+                    r.get("messageId")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    r.get("body")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default()
+                        .to_string(),
+                )
+            })
+            .collect();
+        let outcome = apply_silver(writer, config, &messages).await;
+        let response = BatchOutcome {
+            failed_messages: outcome.failed_messages,
+            ..Default::default()
+        }
+        .sqs_response();
+        return serde_json::to_value(response).map_err(|e| Error::Event(e.to_string()));
+    }
+    let body = payload.to_string();
+    silver_tables(config, &body).map_err(Error::Event)?;
+    let outcome = apply_silver(writer, config, &[(None, body)]).await;
+    if let Some((t, e)) = outcome.table_errors.first() {
+        return Err(Error::Event(format!("silver step failed for {t}: {e}")));
+    }
+    Ok(serde_json::json!({
+        "tables": outcome.commits.iter().map(|c| serde_json::json!({
+            "table": c.table, "version": c.version, "applied": c.applied, "changes": c.changes,
+            "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted, "filesRewritten": c.files_rewritten
+        })).collect::<Vec<_>>()
+    }))
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod events;
 pub mod handler;
 pub mod lake;
+pub mod notify;
 pub mod quarantine;
 pub mod read;
 pub mod schema;

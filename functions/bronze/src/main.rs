@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init();
     // Loaded once per cold start; a bad config fails the init phase with the table and field named.
     let config = Arc::new(PipelineConfig::from_env().await?);
-    let writer = Arc::new(BronzeWriter::new(config)?);
+    let writer = Arc::new(BronzeWriter::new(config)?.with_configured_notifier().await);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let writer = writer.clone();
         async move {

@@ -1,0 +1,26 @@
+//! Silver Lambda: "bronze table T committed" messages (or S3 events on `bronze/<table>/_delta_log/`)
+//! → one exactly-once CDC MERGE into `silver/<table>`. Thin: parse, call the shared crate, answer
+//! with SQS partial batch failures.
+
+use std::sync::Arc;
+
+use lakehouse::silver::SilverWriter;
+use lakehouse::{handler, telemetry, PipelineConfig};
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    telemetry::init();
+    let config = Arc::new(PipelineConfig::from_env().await?);
+    let writer = Arc::new(SilverWriter::new(config.clone()));
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let (writer, config) = (writer.clone(), config.clone());
+        async move {
+            handler::handle_silver_payload(&writer, &config, &event.payload)
+                .await
+                .map_err(Error::from)
+        }
+    }))
+    .await
+}
