@@ -148,6 +148,18 @@ impl Landing {
         }
     }
 
+    /// A plain queue (for a downstream layer) in the same LocalStack; returns its URL.
+    pub async fn plain_queue(&self, name: &str) -> String {
+        self.sqs
+            .create_queue()
+            .queue_name(name)
+            .send()
+            .await
+            .expect("create queue")
+            .queue_url
+            .unwrap_or_default()
+    }
+
     pub async fn put(&self, key: &str, bytes: Vec<u8>) {
         self.s3
             .put_object()
@@ -166,13 +178,25 @@ impl Landing {
         want: usize,
         timeout: Duration,
     ) -> Vec<aws_sdk_sqs::types::Message> {
+        self.receive_matching(queue_url, want, timeout, "\"Records\"")
+            .await
+    }
+
+    /// Receives raw SQS messages until `want` of them contain `marker`.
+    pub async fn receive_matching(
+        &self,
+        queue_url: &str,
+        want: usize,
+        timeout: Duration,
+        marker: &str,
+    ) -> Vec<aws_sdk_sqs::types::Message> {
         let deadline = Instant::now() + timeout;
         let mut got = Vec::new();
         let mut objects = 0;
         while objects < want {
             assert!(
                 Instant::now() < deadline,
-                "only {objects} of {want} S3 notifications arrived on {queue_url} in {timeout:?}"
+                "only {objects} of {want} messages with {marker} arrived on {queue_url} in {timeout:?}"
             );
             let out = self
                 .sqs
@@ -185,7 +209,7 @@ impl Landing {
                 .await
                 .expect("receive from LocalStack SQS");
             for m in out.messages.unwrap_or_default() {
-                if m.body().is_some_and(|b| b.contains("\"Records\"")) {
+                if m.body().is_some_and(|b| b.contains(marker)) {
                     objects += 1;
                 }
                 got.push(m);

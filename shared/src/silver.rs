@@ -119,18 +119,23 @@ impl SilverWriter {
         let app = watermark_app_id(&table.name);
         let silver_loc = self.config.silver_location(&table.name);
         let tomb_loc = self.config.tombstone_location(&table.name);
-        let silver = lake::open(&silver_loc).await?;
-        let silver_wm = match &silver {
-            Some(t) => lake::txn_version(t, &app).await?,
-            None => None,
-        };
+        let arrow = bronze_data_schema(&bronze, &bronze_loc)?;
+        let normalizer = Normalizer::new(table, &arrow)?;
+        // The watermark is read from the very snapshot the MERGE will run against, so a step that
+        // starts after another one committed sees its watermark and does nothing.
+        let mut silver = lake::open_or_create(
+            &silver_loc,
+            &format!("silver_{}", table.name),
+            &silver_schema(&normalizer),
+            &table.partition_by,
+        )
+        .await?;
+        let silver_wm = lake::txn_version(&silver, &app).await?;
         let tombs = lake::open(&tomb_loc).await?;
         let tomb_wm = match &tombs {
             Some(t) => lake::txn_version(t, &app).await?,
             None => None,
         };
-        let arrow = bronze_data_schema(&bronze, &bronze_loc)?;
-        let normalizer = Normalizer::new(table, &arrow)?;
 
         // A crash between the silver and the tombstone commit: record the missed deletes first.
         if tomb_wm < silver_wm {
@@ -156,19 +161,6 @@ impl SilverWriter {
             drop_superseded(&batch.changes, &table.keys, tombs.as_ref(), &tomb_loc).await?;
         out.changes = changes.num_rows();
 
-        let mut silver = match silver {
-            Some(t) => t,
-            None => {
-                let schema = silver_schema(&normalizer);
-                lake::open_or_create(
-                    &silver_loc,
-                    &format!("silver_{}", table.name),
-                    &schema,
-                    &table.partition_by,
-                )
-                .await?
-            }
-        };
         let metadata = lineage(table, silver_wm, latest, &out);
         let props = CommitProperties::default()
             .with_application_transaction(lake::txn(&app, latest))

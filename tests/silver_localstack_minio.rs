@@ -1,0 +1,220 @@
+//! Silver end to end on real local infrastructure: Debezium change files uploaded (shuffled) to a
+//! LocalStack bucket → real S3 notifications → bronze handler (in several batches, one delivered twice)
+//! → "bronze committed" messages on a real silver queue → four silver invocations racing on the same
+//! batch of those messages → `silver/<table>` on MinIO equals an oracle computed here from the events.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use integration_tests::*;
+use lakehouse::bronze::BronzeWriter;
+use lakehouse::silver::SilverWriter;
+use lakehouse::{handler, lake, PipelineConfig};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use serde_json::{json, Value};
+
+struct Event {
+    id: i64,
+    lsn: i64,
+    qty: i64,
+    delete: bool,
+}
+
+fn debezium(e: &Event) -> String {
+    let row = json!({"id": e.id, "sku": format!("sku-{}", e.id), "qty": e.qty});
+    let (op, before, after) = if e.delete {
+        ("d", row, Value::Null)
+    } else {
+        ("u", Value::Null, row)
+    };
+    json!({"before": before, "after": after, "op": op, "ts_ms": 1_764_064_800_000i64 + e.lsn,
+        "source": {"version": "2.5.0.Final", "connector": "postgresql", "name": "shop", "db": "shop",
+            "schema": "public", "table": "stock", "lsn": e.lsn, "txId": e.lsn, "snapshot": "false"},
+        "transaction": null})
+    .to_string()
+}
+
+fn failures(response: &Value) -> usize {
+    response["batchItemFailures"]
+        .as_array()
+        .map_or(usize::MAX, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn debezium_feed_through_real_queues_with_racing_silver_invocations() {
+    lakehouse::telemetry::init();
+    let id = run_id("silver");
+    let landing = Landing::create(&id, 3, 30).await;
+    let silver_queue = landing.plain_queue(&format!("{id}-silver")).await;
+    let lake_uri = format!("s3://{}/{id}", lake_bucket().await);
+    let tables = format!(
+        r#"
+[notify.silver]
+queue_url = "{silver_queue}"
+endpoint_url = "{endpoint}"
+region = "us-east-1"
+access_key_id = "test"
+secret_access_key = "test"
+
+[[table]]
+name = "stock"
+prefix = "cdc/stock/"
+format = "jsonl"
+cdc = "debezium"
+keys = ["id"]
+sequence_by = "source.lsn"
+row_columns = ["id long not null", "sku string", "qty long"]
+"#,
+        endpoint = localstack_endpoint()
+    );
+    let config = Arc::new(
+        PipelineConfig::from_toml(&pipeline_toml(&landing.bucket, &lake_uri, &tables), "test")
+            .expect("config"),
+    );
+
+    // Random change stream: updates/creates and deletes over 40 keys, unique increasing LSNs.
+    let mut rng = StdRng::seed_from_u64(42);
+    let events: Vec<Event> = (0..600)
+        .map(|i| Event {
+            id: rng.gen_range(0..40),
+            lsn: 1000 + i * 7,
+            qty: rng.gen_range(0..500),
+            delete: rng.gen_bool(0.25),
+        })
+        .collect();
+    let mut oracle: BTreeMap<i64, &Event> = BTreeMap::new();
+    for e in &events {
+        if oracle.get(&e.id).is_none_or(|o| e.lsn > o.lsn) {
+            oracle.insert(e.id, e);
+        }
+    }
+    let oracle: BTreeMap<i64, (String, i64)> = oracle
+        .into_iter()
+        .filter(|(_, e)| !e.delete)
+        .map(|(k, e)| (k, (format!("sku-{k}"), e.qty)))
+        .collect();
+
+    // Files of 30 events, uploaded shuffled.
+    let mut files: Vec<(String, String)> = events
+        .chunks(30)
+        .enumerate()
+        .map(|(i, c)| {
+            (
+                format!("cdc/stock/part-{i:03}.jsonl"),
+                c.iter().map(|e| debezium(e) + "\n").collect(),
+            )
+        })
+        .collect();
+    files.shuffle(&mut rng);
+    for (key, body) in &files {
+        landing.put(key, body.clone().into_bytes()).await;
+    }
+    let messages = landing
+        .receive(&landing.queue_url, files.len(), Duration::from_secs(60))
+        .await;
+
+    // Bronze in three batches, the second delivered twice; each announces its commit on the silver queue.
+    let bronze = BronzeWriter::new(config.clone())
+        .expect("bronze")
+        .with_configured_notifier()
+        .await;
+    let batches: Vec<&[aws_sdk_sqs::types::Message]> =
+        messages.chunks(messages.len().div_ceil(3)).collect();
+    let mut announcements = 0;
+    for (i, batch) in batches.iter().enumerate() {
+        let deliveries = if i == 1 { 2 } else { 1 };
+        for _ in 0..deliveries {
+            let r = handler::handle_payload(&bronze, &landing.lambda_event(batch))
+                .await
+                .expect("bronze");
+            assert_eq!(failures(&r), 0, "{r}");
+            announcements += 1;
+        }
+    }
+    landing.delete(&landing.queue_url, &messages).await;
+
+    // The committed messages, from the real queue, to four racing silver invocations.
+    let silver_msgs = landing
+        .receive_matching(
+            &silver_queue,
+            announcements,
+            Duration::from_secs(30),
+            "lakehouse.committed",
+        )
+        .await;
+    let body: Value =
+        serde_json::from_str(silver_msgs[0].body().unwrap_or_default()).expect("json");
+    assert_eq!(
+        (body["layer"].as_str(), body["table"].as_str()),
+        (Some("bronze"), Some("stock")),
+        "{body}"
+    );
+    let event = landing.lambda_event(&silver_msgs);
+    let writers: Vec<SilverWriter> = (0..4).map(|_| SilverWriter::new(config.clone())).collect();
+    let responses = futures::future::join_all(
+        writers
+            .iter()
+            .map(|w| handler::handle_silver_payload(w, &config, &event)),
+    )
+    .await;
+    for r in responses {
+        let r = r.expect("silver handler");
+        assert_eq!(failures(&r), 0, "every racer succeeds: {r}");
+    }
+
+    let mut got: BTreeMap<i64, (String, i64)> = BTreeMap::new();
+    for b in lake::read_table(&config.silver_location("stock"))
+        .await
+        .expect("scan silver")
+    {
+        let id = lakehouse::deltalake_arrow::compute::cast(
+            b.column_by_name("id").expect("id"),
+            &lakehouse::deltalake_arrow::datatypes::DataType::Int64,
+        )
+        .expect("cast");
+        let qty = lakehouse::deltalake_arrow::compute::cast(
+            b.column_by_name("qty").expect("qty"),
+            &lakehouse::deltalake_arrow::datatypes::DataType::Int64,
+        )
+        .expect("cast");
+        let sku = lakehouse::deltalake_arrow::compute::cast(
+            b.column_by_name("sku").expect("sku"),
+            &lakehouse::deltalake_arrow::datatypes::DataType::Utf8,
+        )
+        .expect("cast");
+        use lakehouse::deltalake_arrow::array::AsArray;
+        use lakehouse::deltalake_arrow::datatypes::Int64Type;
+        for i in 0..b.num_rows() {
+            let prev = got.insert(
+                id.as_primitive::<Int64Type>().value(i),
+                (
+                    sku.as_string::<i32>().value(i).to_string(),
+                    qty.as_primitive::<Int64Type>().value(i),
+                ),
+            );
+            assert!(prev.is_none(), "duplicate key in silver");
+        }
+    }
+    assert_eq!(got, oracle, "silver differs from the oracle");
+    // Everything the racers saw is applied: one more step has nothing to do.
+    let again = SilverWriter::new(config.clone())
+        .apply(config.table("stock").expect("table"))
+        .await
+        .expect("apply");
+    assert!(again.applied.is_none(), "{again:?}");
+    // One data commit for all racers: create (v0) + one MERGE (v1).
+    assert_eq!(
+        lake::version(&config.silver_location("stock"))
+            .await
+            .expect("version"),
+        Some(1)
+    );
+    assert_eq!(
+        python_row_count(&format!("{lake_uri}/silver/stock")),
+        oracle.len()
+    );
+    landing.delete(&silver_queue, &silver_msgs).await;
+}
