@@ -19,12 +19,12 @@ install:
 test: install
 	$(TOOLS_BIN)/cfn-lint infra/aws/template.yaml
 	cargo build --workspace --tests --bins
-	cargo test -p lakehouse -p bronze -p silver -p silver
+	cargo test -p lakehouse -p bronze -p silver
 	$(WITH_ENV) && $(LOCAL)/up.sh && trap '$(LOCAL)/down.sh' EXIT && \
 	  cargo test -p integration-tests -- --test-threads=2
 
 unit-test:
-	cargo test -p lakehouse -p bronze -p silver -p silver
+	cargo test -p lakehouse -p bronze -p silver
 
 up: install
 	$(LOCAL)/up.sh
