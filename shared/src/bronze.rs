@@ -13,7 +13,7 @@ use std::sync::Arc;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::{Schema, SchemaRef};
 use deltalake::kernel::{Add, Transaction};
-use deltalake::writer::{DeltaWriter, RecordBatchWriter};
+use deltalake::writer::DeltaWriter;
 use deltalake::DeltaTable;
 use object_store::ObjectMeta;
 use serde_json::json;
@@ -376,28 +376,18 @@ impl BronzeWriter {
         work: &Attempt,
         ingested_at_us: i64,
     ) -> Result<()> {
-        let mut q = match existing {
-            Some(t) => t,
-            None => {
-                lake::open_or_create(
-                    location,
-                    &format!("quarantine_{}", table.name),
-                    &quarantine::quarantine_schema(),
-                    &[],
-                )
-                .await?
-            }
-        };
         let batch = quarantine::to_batch(&work.quarantine, ingested_at_us)?;
-        let rows = batch.num_rows();
-        let adds = write_batches(&q, location, std::iter::once(batch), None).await?;
         let keys: Vec<&str> = work.quarantine.iter().map(|o| o.key.as_str()).collect();
-        let metadata = self.lineage_metadata("quarantine", table, &keys, rows as u64);
-        let v = lake::commit_append(&mut q, adds, work.quarantine_txns.clone(), metadata)
-            .await
-            .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;
-        info!(table = %table.name, version = v, rows, "quarantine commit");
-        Ok(())
+        let metadata = self.lineage_metadata("quarantine", table, &keys, batch.num_rows() as u64);
+        quarantine::append(
+            location,
+            &table.name,
+            existing,
+            batch,
+            work.quarantine_txns.clone(),
+            metadata,
+        )
+        .await
     }
 
     /// The table's data schema, creating the bronze table (declared or inferred schema) when absent.
@@ -504,7 +494,7 @@ impl BronzeWriter {
                 )
             })
         };
-        let mut writer = new_writer(t, location, Some(self.config.target_file_size))?;
+        let mut writer = lake::new_writer(t, location, Some(self.config.target_file_size))?;
         while let Some(batch) = rx.recv().await {
             writer
                 .write(batch)
@@ -520,39 +510,6 @@ impl BronzeWriter {
             .map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
         Ok((adds, outcome))
     }
-}
-
-fn new_writer(
-    table: &DeltaTable,
-    location: &Location,
-    target_file_size: Option<u64>,
-) -> Result<RecordBatchWriter> {
-    let writer = RecordBatchWriter::for_table(table)
-        .map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
-    Ok(match target_file_size {
-        Some(size) => writer.with_target_file_size(size),
-        None => writer,
-    })
-}
-
-/// Writes `batches` as new files of `table` (not committed).
-async fn write_batches(
-    table: &DeltaTable,
-    location: &Location,
-    batches: impl IntoIterator<Item = RecordBatch>,
-    target_file_size: Option<u64>,
-) -> Result<Vec<Add>> {
-    let mut writer = new_writer(table, location, target_file_size)?;
-    for b in batches {
-        writer
-            .write(b)
-            .await
-            .map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
-    }
-    writer
-        .flush()
-        .await
-        .map_err(|e| Error::delta(location.url.to_string(), "write", e))
 }
 
 #[cfg(test)]

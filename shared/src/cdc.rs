@@ -35,8 +35,17 @@ pub const DMS_OP_COLUMN: &str = "Op";
 #[derive(Debug)]
 pub struct ChangeSet {
     pub batch: RecordBatch,
-    /// (source key, source row, reason) of rejected rows, for quarantine.
-    pub rejected: Vec<(String, i64, String)>,
+    /// Rows that could not be normalised, for quarantine.
+    pub rejected: Vec<RejectedChange>,
+}
+
+/// A bronze row silver could not use, with where it came from and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedChange {
+    pub key: String,
+    pub etag: String,
+    pub row: i64,
+    pub reason: String,
 }
 
 /// Turns bronze batches of one table into [`ChangeSet`]s.
@@ -147,6 +156,9 @@ impl Normalizer {
     pub fn normalize(&self, bronze: &RecordBatch, bronze_version: i64) -> Result<ChangeSet> {
         let n = bronze.num_rows();
         let keys_of = column(bronze, SOURCE_KEY).map(strings).transpose()?;
+        let etags_of = column(bronze, schema::SOURCE_ETAG)
+            .map(strings)
+            .transpose()?;
         let rows_of = column(bronze, SOURCE_ROW)
             .map(|a| cast(a, &DataType::Int64))
             .transpose()
@@ -251,11 +263,13 @@ impl Normalizer {
             .enumerate()
             .filter(|(i, _)| !skip[*i])
             .filter_map(|(i, r)| {
-                r.map(|r| {
-                    let key = keys_of
-                        .as_ref()
-                        .map(|k| k.as_string::<i32>().value(i).to_string())
-                        .unwrap_or_default();
+                r.map(|reason| {
+                    let text = |a: &Option<ArrayRef>| {
+                        a.as_ref()
+                            .and_then(|a| text_at(a, i))
+                            .unwrap_or_default()
+                            .to_string()
+                    };
                     let row = rows_of
                         .as_ref()
                         .map(|a| {
@@ -263,7 +277,12 @@ impl Normalizer {
                                 .value(i)
                         })
                         .unwrap_or(i as i64 + 1);
-                    (key, row, r)
+                    RejectedChange {
+                        key: text(&keys_of),
+                        etag: text(&etags_of),
+                        row,
+                        reason,
+                    }
                 })
             })
             .collect();
@@ -688,7 +707,7 @@ mod tests {
         let set = changes(&t, &input, 1);
         assert_eq!(ints(&set.batch, "id"), vec![Some(5)]);
         assert_eq!(ints(&set.batch, SEQ), vec![Some(1000)]);
-        let reasons: Vec<&str> = set.rejected.iter().map(|r| r.2.as_str()).collect();
+        let reasons: Vec<&str> = set.rejected.iter().map(|r| r.reason.as_str()).collect();
         assert_eq!(reasons.len(), 3, "{reasons:?}");
         assert!(
             reasons[0].contains("`many` is not a valid int"),
@@ -700,7 +719,7 @@ mod tests {
         );
         assert!(reasons[2].contains("`id` is required"), "{reasons:?}");
         assert_eq!(
-            set.rejected.iter().map(|r| r.1).collect::<Vec<_>>(),
+            set.rejected.iter().map(|r| r.row).collect::<Vec<_>>(),
             vec![2, 3, 4]
         );
     }
@@ -717,7 +736,7 @@ mod tests {
                      X,2026-11-25 10:00:03.000000,3,Eve,1.00\n";
         let set = changes(&t, input, 3);
         assert_eq!(set.rejected.len(), 1);
-        assert!(set.rejected[0].2.contains("unknown DMS operation `X`"));
+        assert!(set.rejected[0].reason.contains("unknown DMS operation `X`"));
         assert!(
             set.batch.column_by_name("Op").is_none(),
             "the op column is not a row column"

@@ -4,11 +4,13 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::Schema;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 use rand::Rng;
 
@@ -250,4 +252,38 @@ pub async fn version(location: &Location) -> Result<Option<i64>> {
         .await?
         .and_then(|t| t.version())
         .map(|v| v as i64))
+}
+
+/// A parquet writer for new files of `table`, rolling over at `target_file_size` bytes.
+pub fn new_writer(
+    table: &DeltaTable,
+    location: &Location,
+    target_file_size: Option<u64>,
+) -> Result<RecordBatchWriter> {
+    let writer = RecordBatchWriter::for_table(table)
+        .map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
+    Ok(match target_file_size {
+        Some(size) => writer.with_target_file_size(size),
+        None => writer,
+    })
+}
+
+/// Writes `batches` as new files of `table` (not committed).
+pub async fn write_batches(
+    table: &DeltaTable,
+    location: &Location,
+    batches: impl IntoIterator<Item = RecordBatch>,
+    target_file_size: Option<u64>,
+) -> Result<Vec<Add>> {
+    let mut writer = new_writer(table, location, target_file_size)?;
+    for b in batches {
+        writer
+            .write(b)
+            .await
+            .map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
+    }
+    writer
+        .flush()
+        .await
+        .map_err(|e| Error::delta(location.url.to_string(), "write", e))
 }

@@ -7,7 +7,14 @@ use std::sync::Arc;
 use deltalake::arrow::array::{Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 
+use std::collections::HashMap;
+
+use deltalake::kernel::Transaction;
+use deltalake::DeltaTable;
+
+use crate::config::Location;
 use crate::error::{Error, Result};
+use crate::lake;
 use crate::schema::{self, BadRow};
 
 pub const RAW: &str = "raw";
@@ -65,6 +72,37 @@ pub fn to_batch(objects: &[QuarantinedObject], ingested_at_us: i64) -> Result<Re
     )
     .map_err(|e| Error::arrow("building quarantine batch", e))?;
     Ok(batch)
+}
+
+/// Appends `batch` (see [`to_batch`]) to the quarantine table at `location` (created when absent), with
+/// `txns` as its idempotency markers, in one commit.
+pub async fn append(
+    location: &Location,
+    table: &str,
+    existing: Option<DeltaTable>,
+    batch: RecordBatch,
+    txns: Vec<Transaction>,
+    metadata: HashMap<String, serde_json::Value>,
+) -> Result<()> {
+    let mut q = match existing {
+        Some(t) => t,
+        None => {
+            lake::open_or_create(
+                location,
+                &format!("quarantine_{table}"),
+                &quarantine_schema(),
+                &[],
+            )
+            .await?
+        }
+    };
+    let rows = batch.num_rows();
+    let adds = lake::write_batches(&q, location, std::iter::once(batch), None).await?;
+    let v = lake::commit_append(&mut q, adds, txns, metadata)
+        .await
+        .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;
+    tracing::info!(table, version = v, rows, "quarantine commit");
+    Ok(())
 }
 
 #[cfg(test)]

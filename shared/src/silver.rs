@@ -65,7 +65,7 @@ pub struct SilverWriter {
 /// Changes read from bronze, normalised, one row per key.
 struct Batch {
     changes: RecordBatch,
-    rejected: usize,
+    rejected: Vec<cdc::RejectedChange>,
 }
 
 impl SilverWriter {
@@ -155,7 +155,9 @@ impl SilverWriter {
             .read_changes(&bronze, &bronze_loc, &normalizer, table, silver_wm, latest)
             .await?;
         out.applied = Some((silver_wm, latest));
-        out.rejected = batch.rejected;
+        out.rejected = batch.rejected.len();
+        self.quarantine_rejects(table, &batch.rejected, latest)
+            .await?;
         let tombs = lake::open(&tomb_loc).await?;
         let changes =
             drop_superseded(&batch.changes, &table.keys, tombs.as_ref(), &tomb_loc).await?;
@@ -221,16 +223,16 @@ impl SilverWriter {
     ) -> Result<Batch> {
         let schema = normalizer.change_schema();
         let mut parts = Vec::new();
-        let mut rejected = 0;
+        let mut rejected = Vec::new();
         for (version, batches) in
             bronze_commits(bronze, location, after.map_or(0, |a| a + 1), to).await?
         {
             for b in batches {
                 let set = normalizer.normalize(&b, version)?;
-                for (key, row, reason) in &set.rejected {
-                    warn!(table = %table.name, key, row, reason, "silver: change rejected (kept in bronze)");
+                for r in &set.rejected {
+                    warn!(table = %table.name, key = %r.key, row = r.row, reason = %r.reason, "silver: change rejected");
                 }
-                rejected += set.rejected.len();
+                rejected.extend(set.rejected);
                 parts.push(set.batch);
             }
         }
@@ -240,6 +242,61 @@ impl SilverWriter {
             changes: cdc::latest_per_key(&all, &table.keys)?,
             rejected,
         })
+    }
+
+    /// Rows silver cannot use go to `quarantine/<table>` (reason prefixed `silver:`), once per bronze
+    /// range: guarded by the same watermark app id in the quarantine table.
+    async fn quarantine_rejects(
+        &self,
+        table: &TableConfig,
+        rejected: &[cdc::RejectedChange],
+        to: i64,
+    ) -> Result<()> {
+        if rejected.is_empty() {
+            return Ok(());
+        }
+        let location = self.config.quarantine_location(&table.name);
+        let app = watermark_app_id(&table.name);
+        let existing = lake::open(&location).await?;
+        if let Some(t) = &existing {
+            if lake::txn_version(t, &app).await?.is_some_and(|v| v >= to) {
+                return Ok(());
+            }
+        }
+        let mut by_object: Vec<crate::quarantine::QuarantinedObject> = Vec::new();
+        for r in rejected {
+            let bad = schema::BadRow {
+                row: Some(r.row as u64),
+                raw: None,
+                reason: format!("silver: {}", r.reason),
+            };
+            match by_object
+                .iter_mut()
+                .find(|o| o.key == r.key && o.etag == r.etag)
+            {
+                Some(o) => o.rows.push(bad),
+                None => by_object.push(crate::quarantine::QuarantinedObject {
+                    key: r.key.clone(),
+                    etag: r.etag.clone(),
+                    rows: vec![bad],
+                }),
+            }
+        }
+        let batch = crate::quarantine::to_batch(&by_object, chrono::Utc::now().timestamp_micros())?;
+        let metadata = HashMap::from([
+            ("lakehouse.layer".to_string(), json!("silver_quarantine")),
+            ("lakehouse.table".to_string(), json!(table.name)),
+            ("lakehouse.bronzeVersion".to_string(), json!(to)),
+        ]);
+        crate::quarantine::append(
+            &location,
+            &table.name,
+            existing,
+            batch,
+            vec![lake::txn(&app, to)],
+            metadata,
+        )
+        .await
     }
 
     async fn merge_tombstones(
@@ -797,5 +854,67 @@ mod tests {
                 "seed {seed}: silver differs from the oracle"
             );
         }
+    }
+
+    #[tokio::test]
+    async fn unusable_changes_are_quarantined_once_and_the_rest_applies() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[landing]\nuri = \"file://{d}/landing\"\n[lake]\nuri = \"file://{d}/lake\"\n[[table]]\nname = \"acct\"\nformat = \"csv\"\ncsv_header = false\ncdc = \"dms\"\nkeys = [\"id\"]\ncolumns = [\"Op string\", \"id long not null\", \"v long\"]\n",
+            d = dir.path().display()
+        );
+        let cfg = Arc::new(PipelineConfig::from_toml(&text, "test").unwrap());
+        let path = dir.path().join("landing/acct/f.csv");
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, "I,1,10\nX,2,20\nI,3,30\nD,1,10\n").unwrap();
+        let obj = SourceObject {
+            bucket: String::new(),
+            key: path.to_str().unwrap().trim_start_matches('/').into(),
+            etag: None,
+        };
+        let table = cfg.table("acct").unwrap();
+        BronzeWriter::new(cfg.clone())
+            .unwrap()
+            .ingest(table, &[obj])
+            .await
+            .unwrap();
+        let silver = SilverWriter::new(cfg.clone());
+        let first = silver.apply(table).await.unwrap();
+        assert_eq!(first.rejected, 1);
+        silver.apply(table).await.unwrap();
+        let q = lake::read_table(&cfg.quarantine_location("acct"))
+            .await
+            .unwrap();
+        let reasons: Vec<String> = q
+            .iter()
+            .flat_map(|b| {
+                let r = b.column_by_name("reason").unwrap().as_string::<i32>();
+                (0..b.num_rows())
+                    .map(|i| r.value(i).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(
+            reasons[0].starts_with("silver: unknown DMS operation `X`"),
+            "{reasons:?}"
+        );
+        let ids: Vec<i64> = lake::read_table(&cfg.silver_location("acct"))
+            .await
+            .unwrap()
+            .iter()
+            .flat_map(|b| {
+                b.column_by_name("id")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            })
+            .collect();
+        assert_eq!(
+            ids,
+            vec![3],
+            "1 was deleted later in the same file, 2 was unusable"
+        );
     }
 }
