@@ -7,7 +7,7 @@ TOOLS_BIN := $(HOME)/.cache/lakehouse/venv-tools/bin
 # Loads the local endpoints/credentials and puts cargo-lambda and the Python reader on PATH.
 WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
 
-.PHONY: demo test install up down unit-test integration-test bench-bronze lambda-zip release fmt lint
+.PHONY: demo test install up down unit-test bench-bronze bench-merge lambda-zip release fmt lint
 
 demo:
 	cargo run --quiet -p lakehouse --bin lakehouse -- demo --dir .state/demo
@@ -36,6 +36,11 @@ down:
 bench-bronze: install
 	cargo build --release -p lakehouse --bin lakehouse
 	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && bench/bench_bronze.sh
+
+## 1,000-row CDC MERGE into 100k / 1M-row silver tables, side by side with Python deltalake.
+bench-merge: install
+	cargo build --release -p lakehouse --bin lakehouse
+	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && bench/bench_merge.sh
 
 ## Lambda artifact (zip) for arm64 Graviton, built with zig for Lambda's glibc.
 lambda-zip: install

@@ -63,6 +63,14 @@ enum Command {
         config: String,
         event: PathBuf,
     },
+    /// Run one silver step for a table (what the silver function does on a "bronze committed" message)
+    /// and print what it did, with the step's elapsed milliseconds.
+    Silver {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
+        #[arg(long)]
+        table: String,
+    },
     /// Print a table's rows (optionally at an older version: time travel).
     Show {
         #[command(flatten)]
@@ -86,9 +94,26 @@ async fn main_inner() -> Result<(), Box<dyn std::error::Error>> {
         Command::Ingest { config, event } => {
             let cfg = Arc::new(PipelineConfig::load(&config).await?);
             let payload: serde_json::Value = serde_json::from_slice(&std::fs::read(&event)?)?;
-            let writer = BronzeWriter::new(cfg)?;
+            let writer = BronzeWriter::new(cfg)?.with_configured_notifier().await;
             let response = handler::handle_payload(&writer, &payload).await?;
             println!("{}", serde_json::to_string_pretty(&response)?);
+        }
+        Command::Silver { config, table } => {
+            let cfg = Arc::new(PipelineConfig::load(&config).await?);
+            let t = cfg
+                .table(&table)
+                .ok_or_else(|| format!("no table `{table}` in {config}"))?
+                .clone();
+            let writer = lakehouse::silver::SilverWriter::new(cfg.clone());
+            let start = std::time::Instant::now();
+            let c = writer.apply(&t).await?;
+            println!(
+                "{}",
+                serde_json::json!({"table": c.table, "applied": c.applied, "version": c.version, "changes": c.changes,
+                    "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted,
+                    "files_rewritten": c.files_rewritten, "rejected": c.rejected, "attempts": c.attempts,
+                    "elapsed_ms": start.elapsed().as_secs_f64() * 1000.0})
+            );
         }
         Command::Show {
             target,
