@@ -170,30 +170,17 @@ impl BronzeWriter {
             .iter()
             .filter(|o| seen.insert((&o.key, &o.etag)))
             .collect();
-        let mut last = String::new();
-        for attempt in 1..=self.retry.max_attempts {
-            self.retry.backoff(attempt).await;
-            match self.attempt(table, &objects).await {
-                Ok((version, table_version, reports)) => {
-                    return Ok(BronzeCommit {
-                        table: table.name.clone(),
-                        version,
-                        table_version,
-                        objects: reports,
-                        attempts: attempt,
-                    })
-                }
-                Err(Error::Delta { source, .. }) if lake::is_conflict(&source) => {
-                    warn!(table = %table.name, attempt, error = %source, "lost a commit race; reloading and re-running");
-                    last = source.to_string();
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::ConflictRetriesExhausted {
-            table: format!("bronze/{}", table.name),
-            attempts: self.retry.max_attempts,
-            last,
+        let what = format!("bronze/{}", table.name);
+        let ((version, table_version, reports), attempts) = self
+            .retry
+            .run(&what, || self.attempt(table, &objects))
+            .await?;
+        Ok(BronzeCommit {
+            table: table.name.clone(),
+            version,
+            table_version,
+            objects: reports,
+            attempts,
         })
     }
 

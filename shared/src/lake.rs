@@ -54,6 +54,35 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// Runs `step` until it succeeds, re-running the whole step (after a jittered backoff) when it lost a
+    /// commit race; other errors return at once. Returns the value and the attempts used. `what` names
+    /// the table in logs and in the give-up error.
+    pub async fn run<T, F, Fut>(&self, what: &str, mut step: F) -> Result<(T, u32)>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut last = String::new();
+        for attempt in 1..=self.max_attempts {
+            self.backoff(attempt).await;
+            match step().await {
+                Ok(v) => return Ok((v, attempt)),
+                Err(Error::Delta { source, .. }) if is_conflict(&source) => {
+                    tracing::warn!(table = what, attempt, error = %source, "lost a commit race; reloading and re-running");
+                    last = source.to_string();
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::ConflictRetriesExhausted {
+            table: what.to_string(),
+            attempts: self.max_attempts,
+            last,
+        })
+    }
+}
+
 /// True when the error means another writer committed first: reload and re-run the step.
 pub fn is_conflict(e: &DeltaTableError) -> bool {
     match e {

@@ -84,26 +84,10 @@ impl SilverWriter {
     /// Brings `silver/<table>` up to the latest bronze version. Safe to call concurrently and repeatedly:
     /// a losing commit reloads and re-runs the whole step; a step with nothing new does nothing.
     pub async fn apply(&self, table: &TableConfig) -> Result<SilverCommit> {
-        let mut last = String::new();
-        for attempt in 1..=self.retry.max_attempts {
-            self.retry.backoff(attempt).await;
-            match self.attempt(table).await {
-                Ok(mut c) => {
-                    c.attempts = attempt;
-                    return Ok(c);
-                }
-                Err(Error::Delta { source, .. }) if lake::is_conflict(&source) => {
-                    warn!(table = %table.name, attempt, error = %source, "silver lost a commit race; reloading and re-running");
-                    last = source.to_string();
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Err(Error::ConflictRetriesExhausted {
-            table: format!("silver/{}", table.name),
-            attempts: self.retry.max_attempts,
-            last,
-        })
+        let what = format!("silver/{}", table.name);
+        let (mut commit, attempts) = self.retry.run(&what, || self.attempt(table)).await?;
+        commit.attempts = attempts;
+        Ok(commit)
     }
 
     async fn attempt(&self, table: &TableConfig) -> Result<SilverCommit> {
