@@ -128,7 +128,7 @@ impl SilverWriter {
                     .read_changes(&bronze, &bronze_loc, &normalizer, table, tomb_wm, to)
                     .await?;
                 let deletes = only_deletes(&batch.changes)?;
-                self.merge_tombstones(table, &tomb_loc, tombs, &normalizer, deletes, to)
+                self.append_tombstones(table, &tomb_loc, tombs, &normalizer, deletes, to)
                     .await?;
             }
         }
@@ -181,7 +181,7 @@ impl SilverWriter {
             out.files_rewritten = metrics.num_target_files_removed;
         }
         let tombs = lake::open(&tomb_loc).await?;
-        self.merge_tombstones(
+        self.append_tombstones(
             table,
             &tomb_loc,
             tombs,
@@ -283,7 +283,7 @@ impl SilverWriter {
         .await
     }
 
-    async fn merge_tombstones(
+    async fn append_tombstones(
         &self,
         table: &TableConfig,
         location: &Location,
@@ -311,43 +311,17 @@ impl SilverWriter {
             ("lakehouse.table".to_string(), json!(table.name)),
             ("lakehouse.bronzeVersion".to_string(), json!(to)),
         ]);
-        if deletes.num_rows() == 0 {
-            lake::commit_append(&mut t, Vec::new(), vec![lake::txn(&app, to)], metadata)
-                .await
-                .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;
-            return Ok(());
-        }
-        let source = project(&deletes, &tomb_schema)?;
-        let props = CommitProperties::default()
-            .with_application_transaction(lake::txn(&app, to))
-            .with_metadata(metadata);
-        let ctx = SessionContext::new();
-        let df = ctx
-            .read_batch(source)
-            .map_err(|e| Error::delta(location.url.to_string(), "merge", e.into()))?;
-        let cols: Vec<String> = tomb_schema
-            .fields()
-            .iter()
-            .map(|f| f.name().clone())
-            .collect();
-        t.merge(df, key_predicate(&table.keys))
-            .with_source_alias("s")
-            .with_target_alias("t")
-            .with_commit_properties(props)
-            .when_matched_update(|u| {
-                cols.iter().fold(u.predicate(newer()), |u, c| {
-                    u.update(quote(c), format!("s.{}", quote(c)))
-                })
-            })
-            .and_then(|m| {
-                m.when_not_matched_insert(|i| {
-                    cols.iter()
-                        .fold(i, |i, c| i.set(quote(c), format!("s.{}", quote(c))))
-                })
-            })
-            .map_err(|e| Error::delta(location.url.to_string(), "merge", e))?
+        // Tombstones are only ever appended (a blind append is far cheaper than a MERGE and cannot
+        // conflict on data); readers take the newest tombstone per key, and compaction may fold them.
+        let adds = if deletes.num_rows() == 0 {
+            Vec::new()
+        } else {
+            let rows = project(&deletes, &tomb_schema)?;
+            lake::write_batches(&t, location, std::iter::once(rows), None).await?
+        };
+        lake::commit_append(&mut t, adds, vec![lake::txn(&app, to)], metadata)
             .await
-            .map_err(|e| Error::delta(location.url.to_string(), "merge", e))?;
+            .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;
         Ok(())
     }
 }
