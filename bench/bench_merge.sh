@@ -61,16 +61,17 @@ TOML
   py_uri="$lake/python-silver/accounts"
   event "$data/landing/accounts/base.jsonl"
   RUST_LOG=warn "$BIN" ingest --config "$cfg" "$work/event.json" >/dev/null
-  timed env RUST_LOG=warn "$BIN" silver --config "$cfg" --table accounts
+  timed env RUST_LOG="${BENCH_LOG:-warn}" "$BIN" silver --config "$cfg" --table accounts
   echo "[bench] $n rows: initial silver load $(field "$LAST_JSON" elapsed_ms) ms" >&2
   timed "$PY" "$here/peer_merge.py" init "$py_uri" "$data/landing/accounts/base.jsonl" "$MINIO_ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD"
   r_ms=(); r_wall=(); r_rss=(); r_files=(); p_ms=(); p_wall=(); p_rss=(); p_files=()
   for r in $(seq 0 "$ROUNDS"); do
     event "$data/landing/accounts/round-$r.jsonl"
     RUST_LOG=warn "$BIN" ingest --config "$cfg" "$work/event.json" >/dev/null
-    timed env RUST_LOG=warn "$BIN" silver --config "$cfg" --table accounts
+    timed env RUST_LOG="${BENCH_LOG:-warn}" "$BIN" silver --config "$cfg" --table accounts
     [[ "$(field "$LAST_JSON" changes)" == 1000 ]] || { echo "[bench] rust step saw $(field "$LAST_JSON" changes) changes: $LAST_JSON" >&2; exit 1; }
     rj="$LAST_JSON"; rw=$LAST_WALL; rr=$LAST_RSS_KB
+    grep -o 'phases_ms[^ ]*' "$work/err" >&2 || true
     timed "$PY" "$here/peer_merge.py" merge "$py_uri" "$data/landing/accounts/round-$r.jsonl" "$MINIO_ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD"
     echo "[bench] $n rows round $r: rust $rj | python $LAST_JSON" >&2
     if [[ $r -gt 0 ]]; then  # round 0 is the warm-up

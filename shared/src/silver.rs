@@ -95,6 +95,12 @@ impl SilverWriter {
             table: table.name.clone(),
             ..Default::default()
         };
+        // Phase timings (ms) for the step's log line: where a step's time goes.
+        let clock = std::time::Instant::now();
+        let mut phases: Vec<(&str, u128)> = Vec::new();
+        let mark = |name: &'static str, phases: &mut Vec<(&str, u128)>| {
+            phases.push((name, clock.elapsed().as_millis()));
+        };
         let bronze_loc = self.config.bronze_location(&table.name);
         let Some(bronze) = lake::open(&bronze_loc).await? else {
             return Ok(out);
@@ -116,6 +122,7 @@ impl SilverWriter {
         .await?;
         let silver_wm = lake::txn_version(&silver, &app).await?;
         let tombs = lake::open(&tomb_loc).await?;
+        mark("open", &mut phases);
         let tomb_wm = match &tombs {
             Some(t) => lake::txn_version(t, &app).await?,
             None => None,
@@ -140,6 +147,7 @@ impl SilverWriter {
             .await?;
         out.applied = Some((silver_wm, latest));
         out.rejected = batch.rejected.len();
+        mark("read", &mut phases);
         self.quarantine_rejects(table, &batch.rejected, latest)
             .await?;
         let tombs = lake::open(&tomb_loc).await?;
@@ -147,6 +155,7 @@ impl SilverWriter {
             drop_superseded(&batch.changes, &table.keys, tombs.as_ref(), &tomb_loc).await?;
         out.changes = changes.num_rows();
 
+        mark("tombstone_check", &mut phases);
         let metadata = lineage(table, silver_wm, latest, &out);
         let props = CommitProperties::default()
             .with_application_transaction(lake::txn(&app, latest))
@@ -180,6 +189,7 @@ impl SilverWriter {
             out.deleted = metrics.num_target_rows_deleted;
             out.files_rewritten = metrics.num_target_files_removed;
         }
+        mark("merge", &mut phases);
         let tombs = lake::open(&tomb_loc).await?;
         self.append_tombstones(
             table,
@@ -190,7 +200,8 @@ impl SilverWriter {
             latest,
         )
         .await?;
-        info!(table = %table.name, from = ?silver_wm, to = latest, version = ?out.version, changes = out.changes,
+        mark("tombstones", &mut phases);
+        info!(table = %table.name, phases_ms = ?phases, from = ?silver_wm, to = latest, version = ?out.version, changes = out.changes,
             inserted = out.inserted, updated = out.updated, deleted = out.deleted, files_rewritten = out.files_rewritten, "silver commit");
         Ok(out)
     }
