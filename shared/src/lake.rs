@@ -217,9 +217,17 @@ pub async fn commit_append(
 
 /// All rows of the table at `location` (current version). For tests, the CLI and the demo: small tables.
 pub async fn read_table(location: &Location) -> Result<Vec<deltalake::arrow::array::RecordBatch>> {
-    let Some(table) = open(location).await? else {
-        return Ok(Vec::new());
-    };
+    match open(location).await? {
+        Some(table) => scan(&table, location).await,
+        None => Ok(Vec::new()),
+    }
+}
+
+/// All rows of an opened table (at its loaded version), strings as plain `Utf8`.
+pub async fn scan(
+    table: &DeltaTable,
+    location: &Location,
+) -> Result<Vec<deltalake::arrow::array::RecordBatch>> {
     let (_, stream) = table
         .scan_table()
         .await

@@ -121,7 +121,7 @@ impl SilverWriter {
         )
         .await?;
         let silver_wm = lake::txn_version(&silver, &app).await?;
-        let tombs = lake::open(&tomb_loc).await?;
+        let mut tombs = lake::open(&tomb_loc).await?;
         mark("open", &mut phases);
         let tomb_wm = match &tombs {
             Some(t) => lake::txn_version(t, &app).await?,
@@ -135,8 +135,9 @@ impl SilverWriter {
                     .read_changes(&bronze, &bronze_loc, &normalizer, table, tomb_wm, to)
                     .await?;
                 let deletes = only_deletes(&batch.changes)?;
-                self.append_tombstones(table, &tomb_loc, tombs, &normalizer, deletes, to)
+                self.append_tombstones(table, &tomb_loc, tombs.take(), &normalizer, deletes, to)
                     .await?;
+                tombs = lake::open(&tomb_loc).await?;
             }
         }
         if silver_wm.is_some_and(|w| w >= latest) {
@@ -150,7 +151,8 @@ impl SilverWriter {
         mark("read", &mut phases);
         self.quarantine_rejects(table, &batch.rejected, latest)
             .await?;
-        let tombs = lake::open(&tomb_loc).await?;
+        // The snapshot opened above serves both the check and the append: a tombstone committed since
+        // by a racing step carries the same watermark txn, so our append would conflict and re-run.
         let changes =
             drop_superseded(&batch.changes, &table.keys, tombs.as_ref(), &tomb_loc).await?;
         out.changes = changes.num_rows();
@@ -190,7 +192,6 @@ impl SilverWriter {
             out.files_rewritten = metrics.num_target_files_removed;
         }
         mark("merge", &mut phases);
-        let tombs = lake::open(&tomb_loc).await?;
         self.append_tombstones(
             table,
             &tomb_loc,
@@ -428,10 +429,17 @@ async fn drop_superseded(
     tombs: Option<&DeltaTable>,
     location: &Location,
 ) -> Result<RecordBatch> {
-    let Some(_) = tombs else {
+    let Some(tombs) = tombs else {
         return Ok(changes.clone());
     };
-    let stones = lake::read_table(location).await?;
+    if changes.num_rows() == 0
+        || tombs
+            .snapshot()
+            .is_ok_and(|s| s.log_data().num_files() == 0)
+    {
+        return Ok(changes.clone());
+    }
+    let stones = lake::scan(tombs, location).await?;
     if stones.iter().all(|b| b.num_rows() == 0) || changes.num_rows() == 0 {
         return Ok(changes.clone());
     }
