@@ -16,15 +16,16 @@ install:
 	$(LOCAL)/install.sh all
 
 ## Unit tests (shared crate), then integration tests against LocalStack + MinIO started for the run.
+# Every cargo call selects the whole workspace: the same feature set, so nothing is compiled twice.
 test: install
 	$(TOOLS_BIN)/cfn-lint infra/aws/template.yaml
 	cargo build --workspace --tests --bins
-	cargo test -p lakehouse -p bronze -p silver
+	cargo test --workspace --lib --bins
 	$(WITH_ENV) && $(LOCAL)/up.sh && trap '$(LOCAL)/down.sh' EXIT && \
-	  cargo test -p integration-tests -- --test-threads=2
+	  cargo test --workspace --test '*' -- --test-threads=2
 
 unit-test:
-	cargo test -p lakehouse -p bronze -p silver
+	cargo test --workspace --lib --bins
 
 up: install
 	$(LOCAL)/up.sh

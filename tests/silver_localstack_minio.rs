@@ -2,8 +2,10 @@
 //! LocalStack bucket → real S3 notifications → bronze handler (in several batches, one delivered twice)
 //! → "bronze committed" messages on a real silver queue → four silver invocations racing on the same
 //! batch of those messages → `silver/<table>` on MinIO equals an oracle computed here from the events.
+//! The same feed also lands under a second prefix configured as SCD type 2 (`stock_history`), whose
+//! history must equal its own oracle.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +69,16 @@ cdc = "debezium"
 keys = ["id"]
 sequence_by = "source.lsn"
 row_columns = ["id long not null", "sku string", "qty long"]
+
+[[table]]
+name = "stock_history"
+prefix = "cdc/stock_history/"
+format = "jsonl"
+cdc = "debezium"
+keys = ["id"]
+sequence_by = "source.lsn"
+row_columns = ["id long not null", "sku string", "qty long"]
+scd_type = 2
 "#,
         endpoint = localstack_endpoint()
     );
@@ -96,16 +108,27 @@ row_columns = ["id long not null", "sku string", "qty long"]
         .filter(|(_, e)| !e.delete)
         .map(|(k, e)| (k, (format!("sku-{k}"), e.qty)))
         .collect();
+    // SCD2 oracle: per key in LSN order, each upsert is a version valid until the key's next event.
+    let mut by_key: BTreeMap<i64, Vec<&Event>> = BTreeMap::new();
+    for e in &events {
+        by_key.entry(e.id).or_default().push(e);
+    }
+    let mut history_oracle = BTreeSet::new();
+    for (id, mut es) in by_key {
+        es.sort_by_key(|e| e.lsn);
+        for (i, e) in es.iter().enumerate().filter(|(_, e)| !e.delete) {
+            let next = es.get(i + 1).map(|n| n.lsn);
+            history_oracle.insert((id, e.lsn, next, next.is_none(), e.qty));
+        }
+    }
 
     // Files of 30 events, uploaded shuffled.
     let mut files: Vec<(String, String)> = events
         .chunks(30)
         .enumerate()
-        .map(|(i, c)| {
-            (
-                format!("cdc/stock/part-{i:03}.jsonl"),
-                c.iter().map(|e| debezium(e) + "\n").collect(),
-            )
+        .flat_map(|(i, c)| {
+            let body: String = c.iter().map(|e| debezium(e) + "\n").collect();
+            ["stock", "stock_history"].map(|t| (format!("cdc/{t}/part-{i:03}.jsonl"), body.clone()))
         })
         .collect();
     files.shuffle(&mut rng);
@@ -131,7 +154,12 @@ row_columns = ["id long not null", "sku string", "qty long"]
                 .await
                 .expect("bronze");
             assert_eq!(failures(&r), 0, "{r}");
-            announcements += 1;
+            // One announcement per table the batch holds.
+            let history = batch
+                .iter()
+                .filter(|m| m.body().is_some_and(|b| b.contains("stock_history")))
+                .count();
+            announcements += usize::from(history > 0) + usize::from(history < batch.len());
         }
     }
     landing.delete(&landing.queue_url, &messages).await;
@@ -145,12 +173,20 @@ row_columns = ["id long not null", "sku string", "qty long"]
             "lakehouse.committed",
         )
         .await;
-    let body: Value =
-        serde_json::from_str(silver_msgs[0].body().unwrap_or_default()).expect("json");
+    let tables: BTreeSet<(String, String)> = silver_msgs
+        .iter()
+        .map(|m| {
+            let body: Value = serde_json::from_str(m.body().unwrap_or_default()).expect("json");
+            let text = |f: &str| body[f].as_str().unwrap_or_default().to_string();
+            (text("layer"), text("table"))
+        })
+        .collect();
     assert_eq!(
-        (body["layer"].as_str(), body["table"].as_str()),
-        (Some("bronze"), Some("stock")),
-        "{body}"
+        tables,
+        BTreeSet::from([
+            ("bronze".to_string(), "stock".to_string()),
+            ("bronze".to_string(), "stock_history".to_string())
+        ])
     );
     let event = landing.lambda_event(&silver_msgs);
     let writers: Vec<SilverWriter> = (0..4).map(|_| SilverWriter::new(config.clone())).collect();
@@ -199,19 +235,63 @@ row_columns = ["id long not null", "sku string", "qty long"]
         }
     }
     assert_eq!(got, oracle, "silver differs from the oracle");
-    // Everything the racers saw is applied: one more step has nothing to do.
-    let again = SilverWriter::new(config.clone())
-        .apply(config.table("stock").expect("table"))
+    let mut history = Vec::new();
+    for b in lake::read_table(&config.silver_location("stock_history"))
         .await
-        .expect("apply");
-    assert!(again.applied.is_none(), "{again:?}");
-    // One data commit for all racers: create (v0) + one MERGE (v1).
+        .expect("scan silver history")
+    {
+        use lakehouse::deltalake_arrow::array::{Array, AsArray};
+        use lakehouse::deltalake_arrow::datatypes::{DataType, Int64Type};
+        let int = |n: &str| {
+            lakehouse::deltalake_arrow::compute::cast(
+                b.column_by_name(n).expect(n),
+                &DataType::Int64,
+            )
+            .expect("cast")
+        };
+        let (id, from, to, qty) = (int("id"), int("valid_from"), int("valid_to"), int("qty"));
+        let (id, from, to, qty) = (
+            id.as_primitive::<Int64Type>(),
+            from.as_primitive::<Int64Type>(),
+            to.as_primitive::<Int64Type>(),
+            qty.as_primitive::<Int64Type>(),
+        );
+        let current = b
+            .column_by_name("is_current")
+            .expect("is_current")
+            .as_boolean();
+        for i in 0..b.num_rows() {
+            history.push((
+                id.value(i),
+                from.value(i),
+                to.is_valid(i).then(|| to.value(i)),
+                current.value(i),
+                qty.value(i),
+            ));
+        }
+    }
+    let history_set: BTreeSet<_> = history.iter().cloned().collect();
+    assert_eq!(history_set.len(), history.len(), "duplicate history rows");
     assert_eq!(
-        lake::version(&config.silver_location("stock"))
-            .await
-            .expect("version"),
-        Some(1)
+        history_set, history_oracle,
+        "SCD2 history differs from the oracle"
     );
+    for table in ["stock", "stock_history"] {
+        // Everything the racers saw is applied: one more step has nothing to do.
+        let again = SilverWriter::new(config.clone())
+            .apply(config.table(table).expect("table"))
+            .await
+            .expect("apply");
+        assert!(again.applied.is_none(), "{again:?}");
+        // One data commit for all racers: create (v0) + one MERGE (v1).
+        assert_eq!(
+            lake::version(&config.silver_location(table))
+                .await
+                .expect("version"),
+            Some(1),
+            "{table}"
+        );
+    }
     assert_eq!(
         python_row_count(&format!("{lake_uri}/silver/stock")),
         oracle.len()

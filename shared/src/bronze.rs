@@ -19,7 +19,7 @@ use object_store::ObjectMeta;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::config::{Format, Location, PipelineConfig, TableConfig};
+use crate::config::{Format, Location, PipelineConfig, TableConfig, UnknownFields};
 use crate::error::{Error, Result};
 use crate::events::SourceObject;
 use crate::lake::{self, RetryPolicy};
@@ -433,6 +433,40 @@ impl BronzeWriter {
         .map_err(|e| ReadError::Sink(Error::Task(e.to_string())))?
     }
 
+    /// Schema evolution: fields of this object (by inference on its first rows, or its Parquet schema)
+    /// that bronze lacks become new nullable columns, committed before the rows. Returns the data schema
+    /// to parse the object with.
+    async fn evolve(
+        &self,
+        table: &TableConfig,
+        location: &Location,
+        bronze: &mut Option<DeltaTable>,
+        meta: &ObjectMeta,
+        lineage: &Lineage,
+        target: SchemaRef,
+    ) -> Result<SchemaRef, ReadError> {
+        let Some(found) = self.infer(table, &lineage.key, meta).await? else {
+            return Ok(target);
+        };
+        let Some(t) = bronze.as_mut() else {
+            return Ok(target);
+        };
+        let mut metadata =
+            self.lineage_metadata("bronze_schema", table, &[lineage.key.as_str()], 0);
+        metadata.insert("lakehouse.sourceEtag".into(), json!(lineage.etag));
+        let added = lake::add_missing_columns(t, location, &found, metadata).await?;
+        if added.is_empty() {
+            return Ok(target);
+        }
+        info!(table = %table.name, key = %lineage.key, columns = ?added, "bronze schema evolved");
+        let snapshot = t
+            .snapshot()
+            .map_err(|e| Error::delta(location.url.to_string(), "read schema", e))?;
+        Ok(schema::data_schema(
+            snapshot.snapshot().arrow_schema().as_ref(),
+        ))
+    }
+
     /// Streams one object into new parquet files of the bronze table; returns their adds (not committed).
     async fn read_into_bronze(
         &self,
@@ -450,6 +484,13 @@ impl BronzeWriter {
             return Err(ReadError::Malformed(
                 "no valid row to infer the table schema from".into(),
             ));
+        };
+        let target = match table.unknown_fields {
+            UnknownFields::Evolve => {
+                self.evolve(table, location, bronze, meta, lineage, target)
+                    .await?
+            }
+            _ => target,
         };
         let Some(t) = bronze.as_ref() else {
             return Err(ReadError::Malformed("bronze table missing".into()));

@@ -222,9 +222,18 @@ impl Normalizer {
             Some(r) => r.clone(),
             None => Arc::new(Int64Array::from_iter_values(1..=n as i64)),
         });
-        // Upserts must carry every required column.
+        // Upserts must carry every required column; SCD2 history is ordered by the sequence, so every
+        // event needs one.
         let mut reasons = reasons;
+        let seq_values = &typed[self.row_schema.fields().len()];
         for (i, op) in ops.iter().enumerate() {
+            if reasons[i].is_none() && !skip[i] && self.table.scd_type == 2 && seq_values.is_null(i)
+            {
+                reasons[i] = Some(format!(
+                    "sequence `{}` is required for SCD type 2 but is null or missing",
+                    self.table.sequence_by.as_deref().unwrap_or(SEQ)
+                ));
+            }
             if reasons[i].is_none() && *op == OP_UPSERT {
                 for (f, col) in self.row_schema.fields().iter().zip(&typed) {
                     if !f.is_nullable() && col.is_null(i) {

@@ -83,6 +83,10 @@ pub enum UnknownFields {
     Quarantine,
     /// The field is dropped (the raw object stays in landing).
     Ignore,
+    /// Schema evolution: a new field becomes a new nullable column of bronze (typed by inference on the
+    /// object that brings it) and then of silver. Values of an existing column that do not cast to its
+    /// type still go to quarantine.
+    Evolve,
 }
 
 /// Column types a pipeline file can declare. `json` keeps nested values as JSON text (e.g. Debezium
@@ -171,6 +175,8 @@ pub struct TableConfig {
     pub delete_column: Option<String>,
     pub partition_by: Vec<String>,
     pub scd_type: u8,
+    /// SCD1: how long a delete tombstone can stop a late event (`None`: forever).
+    pub tombstone_retention_days: Option<u32>,
     pub unknown_fields: UnknownFields,
     pub csv_delimiter: u8,
     pub csv_header: bool,
@@ -342,6 +348,7 @@ struct RawTable {
     #[serde(default)]
     partition_by: Vec<String>,
     scd_type: Option<u8>,
+    tombstone_retention_days: Option<u32>,
     #[serde(default)]
     unknown_fields: UnknownFields,
     csv_delimiter: Option<String>,
@@ -588,6 +595,49 @@ impl RawTable {
                 "SCD type 2 needs a sequence column",
             ));
         }
+        match (self.tombstone_retention_days, scd_type) {
+            (Some(0), _) => {
+                return Err(Error::config(
+                    &t,
+                    "tombstone_retention_days",
+                    "must be at least 1",
+                ))
+            }
+            (Some(_), 2) => {
+                return Err(Error::config(
+                    &t,
+                    "tombstone_retention_days",
+                    "SCD type 2 history needs every tombstone; retention applies to SCD type 1",
+                ))
+            }
+            _ => {}
+        }
+        if scd_type == 2 && self.keys.is_empty() {
+            return Err(Error::config(&t, "keys", "SCD type 2 needs key columns"));
+        }
+        if scd_type == 2 {
+            let reserved = row_schema
+                .into_iter()
+                .flatten()
+                .find(|c| crate::scd2::RESERVED.contains(&c.name.as_str()));
+            if let Some(c) = reserved {
+                return Err(Error::config(
+                    &t,
+                    row_field,
+                    format!("column `{}` is reserved for SCD type 2 history", c.name),
+                ));
+            }
+        }
+        if self.unknown_fields == UnknownFields::Evolve
+            && format == Format::Csv
+            && self.csv_header == Some(false)
+        {
+            return Err(Error::config(
+                &t,
+                "unknown_fields",
+                "`evolve` needs a CSV header to name new columns",
+            ));
+        }
         let csv_delimiter = match self.csv_delimiter.as_deref() {
             None => b',',
             Some("\\t") | Some("\t") => b'\t',
@@ -614,6 +664,7 @@ impl RawTable {
             delete_column: self.delete_column,
             partition_by: self.partition_by,
             scd_type,
+            tombstone_retention_days: self.tombstone_retention_days,
             unknown_fields: self.unknown_fields,
             csv_delimiter,
             csv_header: self.csv_header.unwrap_or(true),

@@ -172,6 +172,40 @@ pub async fn open_or_create(
     }
 }
 
+/// Schema evolution: adds the fields of `wanted` that `table` lacks, as nullable columns, in one
+/// `ADD COLUMNS` commit of their own (a racing writer that appends meanwhile conflicts and re-runs with
+/// the new schema). Returns the names added; `table` is then at the new version.
+pub async fn add_missing_columns(
+    table: &mut DeltaTable,
+    location: &Location,
+    wanted: &Schema,
+    metadata: HashMap<String, serde_json::Value>,
+) -> Result<Vec<String>> {
+    let fail = |e: DeltaTableError| Error::delta(table_name(location), "add columns", e);
+    let current = table.snapshot().map_err(fail)?.snapshot().arrow_schema();
+    let missing: Vec<_> = wanted
+        .fields()
+        .iter()
+        .filter(|f| current.field_with_name(f.name()).is_err())
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names = missing.iter().map(|f| f.name().clone()).collect();
+    let fields = StructType::try_from_arrow(&Schema::new(missing)).map_err(|e| fail(e.into()))?;
+    let evolved = table
+        .clone()
+        .add_columns()
+        .with_fields(fields.fields().cloned().collect::<Vec<_>>())
+        .with_commit_properties(CommitProperties::default().with_metadata(metadata))
+        .await
+        .map_err(fail)?;
+    *table = evolved;
+    tracing::info!(table = %location.url, columns = ?names, version = ?table.version(), "schema evolved: columns added");
+    Ok(names)
+}
+
 /// Version of the application transaction `app_id` recorded in the table, if any.
 pub async fn txn_version(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
     let snapshot = table
@@ -241,6 +275,44 @@ pub async fn scan(
                 DeltaTableError::Generic(e.to_string()),
             )
         })?;
+    batches.iter().map(plain_strings).collect()
+}
+
+/// The rows of an opened table whose `keys` take one of the value combinations in `wanted` (a batch
+/// holding at least the key columns). Each key column is pushed down as an `IN` list, so file statistics
+/// prune what cannot match; the exact combination is checked by the caller when there are several keys.
+pub async fn scan_keys(
+    table: &DeltaTable,
+    location: &Location,
+    wanted: &RecordBatch,
+    keys: &[String],
+) -> Result<Vec<RecordBatch>> {
+    use deltalake::datafusion::prelude::{ident, lit, SessionContext};
+    use deltalake::datafusion::scalar::ScalarValue;
+    let fail = |e: DeltaTableError| Error::delta(table_name(location), "scan keys", e);
+    let ctx = SessionContext::new();
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(fail)?;
+    let provider = table.table_provider().await.map_err(|e| fail(e.into()))?;
+    let mut df = ctx.read_table(provider).map_err(|e| fail(e.into()))?;
+    for k in keys {
+        let values = wanted
+            .column_by_name(k)
+            .ok_or_else(|| Error::Task(format!("scan keys: no key column `{k}`")))?;
+        let mut list = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for i in 0..values.len() {
+            let v = ScalarValue::try_from_array(values, i).map_err(|e| fail(e.into()))?;
+            if seen.insert(v.clone()) {
+                list.push(lit(v));
+            }
+        }
+        df = df
+            .filter(ident(k).in_list(list, false))
+            .map_err(|e| fail(e.into()))?;
+    }
+    let batches = df.collect().await.map_err(|e| fail(e.into()))?;
     batches.iter().map(plain_strings).collect()
 }
 

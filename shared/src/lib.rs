@@ -14,6 +14,7 @@ pub mod lake;
 pub mod notify;
 pub mod quarantine;
 pub mod read;
+pub mod scd2;
 pub mod schema;
 pub mod silver;
 pub mod storage;

@@ -333,7 +333,8 @@ fn json_cells(
         };
         cells.push(cell);
     }
-    if unknown == UnknownFields::Quarantine && matched < map.len() {
+    // Evolve added the fields its sample saw; one it did not see is still not dropped silently.
+    if unknown != UnknownFields::Ignore && matched < map.len() {
         if let Some(k) = map.keys().find(|k| target.field_with_name(k).is_err()) {
             return Err(format!("unknown field `{k}` (not in the table schema)"));
         }
@@ -473,8 +474,10 @@ fn parse_csv(
                 headers.len(),
                 record.len()
             ))
-        } else if let (Some(h), UnknownFields::Quarantine) = (&unknown_header, table.unknown_fields)
-        {
+        } else if let (Some(h), false) = (
+            &unknown_header,
+            table.unknown_fields == UnknownFields::Ignore,
+        ) {
             Some(format!("unknown column `{h}` (not in the table schema)"))
         } else {
             None
@@ -565,7 +568,7 @@ pub fn parse_parquet(
             .find(|f| target.field_with_name(f.name()).is_err())
             .map(|f| f.name().clone());
         let pre: Vec<Option<String>> = match (unknown, table.unknown_fields) {
-            (Some(name), UnknownFields::Quarantine) => {
+            (Some(name), UnknownFields::Quarantine | UnknownFields::Evolve) => {
                 vec![Some(format!("unknown column `{name}` (not in the table schema)")); n]
             }
             _ => Vec::new(),

@@ -12,13 +12,15 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+    new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use deltalake::arrow::compute::{concat_batches, filter_record_batch};
 use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
 use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::merge::MergeMetrics;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::{DeltaTable, DeltaTableError, Path};
 use object_store::ObjectStoreExt;
@@ -29,6 +31,7 @@ use crate::cdc::{self, Normalizer, BRONZE_VERSION, OP, OP_DELETE, SEQ};
 use crate::config::{Location, PipelineConfig, TableConfig};
 use crate::error::{Error, Result};
 use crate::lake::{self, RetryPolicy};
+use crate::scd2;
 use crate::schema::{self, SOURCE_ROW};
 
 /// Tombstone column: when the delete was applied.
@@ -116,8 +119,19 @@ impl SilverWriter {
         let mut silver = lake::open_or_create(
             &silver_loc,
             &format!("silver_{}", table.name),
-            &silver_schema(&normalizer),
+            &silver_table_schema(&normalizer, table)?,
             &table.partition_by,
+        )
+        .await?;
+        // Schema evolution: columns bronze gained since silver was created are added to silver first.
+        lake::add_missing_columns(
+            &mut silver,
+            &silver_loc,
+            &silver_table_schema(&normalizer, table)?,
+            HashMap::from([
+                ("lakehouse.layer".to_string(), json!("silver_schema")),
+                ("lakehouse.table".to_string(), json!(table.name)),
+            ]),
         )
         .await?;
         let silver_wm = lake::txn_version(&silver, &app).await?;
@@ -153,8 +167,11 @@ impl SilverWriter {
             .await?;
         // The snapshot opened above serves both the check and the append: a tombstone committed since
         // by a racing step carries the same watermark txn, so our append would conflict and re-run.
-        let changes =
-            drop_superseded(&batch.changes, &table.keys, tombs.as_ref(), &tomb_loc).await?;
+        // SCD2 keeps late events (they are history); SCD1 drops what a newer delete superseded.
+        let changes = match table.scd_type {
+            2 => batch.changes.clone(),
+            _ => drop_superseded(&batch.changes, table, tombs.as_ref(), &tomb_loc).await?,
+        };
         out.changes = changes.num_rows();
 
         mark("tombstone_check", &mut phases);
@@ -175,9 +192,23 @@ impl SilverWriter {
             out.version = Some(v);
         } else {
             let before = silver.version();
-            let (mut t, metrics) = merge_into(silver, &changes, &normalizer, table, props)
-                .await
-                .map_err(|e| Error::delta(silver_loc.url.to_string(), "merge", e))?;
+            let (mut t, metrics) = match table.scd_type {
+                2 => {
+                    let source = history_changes(
+                        &silver,
+                        &silver_loc,
+                        &changes,
+                        tombs.as_ref(),
+                        &tomb_loc,
+                        &normalizer,
+                        table,
+                    )
+                    .await?;
+                    merge_history(silver, source, &normalizer, table, props).await
+                }
+                _ => merge_into(silver, &changes, &normalizer, table, props).await,
+            }
+            .map_err(|e| Error::delta(silver_loc.url.to_string(), "merge", e))?;
             if t.version() == before {
                 // delta-rs does not commit a MERGE that changes no row (every change was older than
                 // its row); the watermark must still advance.
@@ -234,8 +265,13 @@ impl SilverWriter {
         }
         let all =
             concat_batches(&schema, &parts).map_err(|e| Error::arrow("collecting changes", e))?;
+        // SCD1 keeps the latest event per key; SCD2 one event per key and sequence (its history).
+        let mut group = table.keys.clone();
+        if table.scd_type == 2 {
+            group.push(SEQ.to_string());
+        }
         Ok(Batch {
-            changes: cdc::latest_per_key(&all, &table.keys)?,
+            changes: cdc::latest_per_key(&all, &group)?,
             rejected,
         })
     }
@@ -328,7 +364,13 @@ impl SilverWriter {
         let adds = if deletes.num_rows() == 0 {
             Vec::new()
         } else {
-            let rows = project(&deletes, &tomb_schema)?;
+            let now = chrono::Utc::now().timestamp_micros();
+            let rows = conform(&deletes, &Arc::new(tomb_schema), |name, n| {
+                (name == DELETED_AT).then(|| {
+                    Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC"))
+                        as ArrayRef
+                })
+            })?;
             lake::write_batches(&t, location, std::iter::once(rows), None).await?
         };
         lake::commit_append(&mut t, adds, vec![lake::txn(&app, to)], metadata)
@@ -372,6 +414,23 @@ pub fn silver_schema(n: &Normalizer) -> Schema {
     )
 }
 
+/// The silver table's schema: [`silver_schema`], plus the validity columns for SCD type 2.
+pub fn silver_table_schema(n: &Normalizer, table: &TableConfig) -> Result<Schema> {
+    match table.scd_type {
+        2 => scd2::history_schema(&silver_schema(n)),
+        _ => Ok(silver_schema(n)),
+    }
+}
+
+/// Scanned batches as one batch of `schema`.
+fn conform_all(batches: &[RecordBatch], schema: &SchemaRef) -> Result<RecordBatch> {
+    let parts = batches
+        .iter()
+        .map(|b| conform(b, schema, |_, _| None))
+        .collect::<Result<Vec<_>>>()?;
+    concat_batches(schema, &parts).map_err(|e| Error::arrow("collecting rows", e))
+}
+
 fn tombstone_schema(n: &Normalizer) -> Schema {
     let change = n.change_schema();
     let mut fields: Vec<Field> = change
@@ -388,25 +447,31 @@ fn tombstone_schema(n: &Normalizer) -> Schema {
     Schema::new(fields)
 }
 
-/// The columns of `schema` taken from `batch` (plus `_deleted_at` = now when asked for).
-fn project(batch: &RecordBatch, schema: &Schema) -> Result<RecordBatch> {
-    let now = chrono::Utc::now().timestamp_micros();
+/// `batch` as `schema`: its columns by name, cast to the schema's types; `fill(name, rows)` supplies
+/// columns the batch lacks, and a missing nullable column is all nulls.
+fn conform(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    fill: impl Fn(&str, usize) -> Option<ArrayRef>,
+) -> Result<RecordBatch> {
+    let n = batch.num_rows();
     let cols: Vec<ArrayRef> = schema
         .fields()
         .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => Ok(c.clone()),
-            None if f.name() == DELETED_AT => Ok(Arc::new(
-                TimestampMicrosecondArray::from(vec![now; batch.num_rows()]).with_timezone("UTC"),
-            ) as ArrayRef),
-            None => Err(Error::Task(format!(
-                "column `{}` missing from changes",
-                f.name()
-            ))),
-        })
+        .map(
+            |f| match (batch.column_by_name(f.name()), fill(f.name(), n)) {
+                (Some(c), _) => deltalake::arrow::compute::cast(c, f.data_type())
+                    .map_err(|e| Error::arrow(format!("casting `{}`", f.name()), e)),
+                (None, Some(c)) => Ok(c),
+                (None, None) if f.is_nullable() => Ok(new_null_array(f.data_type(), n)),
+                (None, None) => Err(Error::Task(format!(
+                    "column `{}` missing from changes",
+                    f.name()
+                ))),
+            },
+        )
         .collect::<Result<_>>()?;
-    RecordBatch::try_new(Arc::new(schema.clone()), cols)
-        .map_err(|e| Error::arrow("projecting changes", e))
+    RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("conforming changes", e))
 }
 
 fn only_deletes(changes: &RecordBatch) -> Result<RecordBatch> {
@@ -422,13 +487,17 @@ fn only_deletes(changes: &RecordBatch) -> Result<RecordBatch> {
 }
 
 /// Drops changes not newer than the tombstone of their key (a late update of a deleted row, or a
-/// replayed delete).
+/// replayed delete). Tombstones older than the table's retention no longer count.
 async fn drop_superseded(
     changes: &RecordBatch,
-    keys: &[String],
+    table: &TableConfig,
     tombs: Option<&DeltaTable>,
     location: &Location,
 ) -> Result<RecordBatch> {
+    let keys = &table.keys;
+    let cutoff = table
+        .tombstone_retention_days
+        .map(|d| (chrono::Utc::now() - chrono::Duration::days(i64::from(d))).timestamp_micros());
     let Some(tombs) = tombs else {
         return Ok(changes.clone());
     };
@@ -478,7 +547,15 @@ async fn drop_superseded(
         let o = ord_conv
             .convert_columns(&pick(&b, &order_cols)?)
             .map_err(|e| Error::arrow("tombstone order", e))?;
+        let deleted_at = b
+            .column_by_name(DELETED_AT)
+            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>());
         for i in 0..b.num_rows() {
+            if let (Some(cutoff), Some(at)) = (cutoff, deleted_at) {
+                if at.is_valid(i) && at.value(i) < cutoff {
+                    continue; // expired: a late event for this key is no longer recognised
+                }
+            }
             let entry = latest.entry(k.row(i).as_ref().to_vec()).or_default();
             if o.row(i).as_ref() > entry.as_slice() {
                 *entry = o.row(i).as_ref().to_vec();
@@ -525,39 +602,145 @@ fn cast_like(batch: &RecordBatch, like: &SchemaRef) -> Result<RecordBatch> {
         .map_err(|e| Error::arrow("aligning tombstone types", e))
 }
 
+/// SCD1: one MERGE of the latest event per key; update or delete only when the event is newer.
 async fn merge_into(
     silver: DeltaTable,
     changes: &RecordBatch,
     normalizer: &Normalizer,
     table: &TableConfig,
     props: CommitProperties,
-) -> std::result::Result<(DeltaTable, deltalake::operations::merge::MergeMetrics), DeltaTableError>
-{
-    let ctx = SessionContext::new();
-    let df = ctx.read_batch(changes.clone())?;
-    let cols: Vec<String> = silver_schema(normalizer)
-        .fields()
-        .iter()
-        .map(|f| f.name().clone())
-        .collect();
+) -> std::result::Result<(DeltaTable, MergeMetrics), DeltaTableError> {
     let is_delete = format!("s.{} = '{OP_DELETE}'", quote(OP));
     let is_upsert = format!("s.{} <> '{OP_DELETE}'", quote(OP));
+    let clauses = MergeClauses {
+        on: key_predicate(&table.keys),
+        delete_when: format!("{is_delete} AND ({})", newer()),
+        update_when: format!("{is_upsert} AND ({})", newer()),
+        insert_when: is_upsert,
+    };
+    let columns = silver_schema(normalizer);
+    run_merge(silver, changes.clone(), &columns, clauses, props).await
+}
+
+/// SCD2: the rows that turn the touched keys' history in silver into their recomputed history
+/// ([`scd2::history`] over the versions in silver, the tombstones and the batch), tagged upsert/delete.
+async fn history_changes(
+    silver: &DeltaTable,
+    silver_loc: &Location,
+    changes: &RecordBatch,
+    tombs: Option<&DeltaTable>,
+    tomb_loc: &Location,
+    normalizer: &Normalizer,
+    table: &TableConfig,
+) -> Result<RecordBatch> {
+    let keys = &table.keys;
+    let target = Arc::new(silver_table_schema(normalizer, table)?);
+    let loose = |schema: &Schema| {
+        Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        ))
+    };
+    let events_schema = loose(&normalizer.change_schema());
+    let op = |op: &'static str| {
+        move |name: &str, n: usize| {
+            (name == OP).then(|| Arc::new(StringArray::from(vec![op; n])) as ArrayRef)
+        }
+    };
+    let none = |_: &str, _: usize| None;
+    // Every key's other events: its versions in silver (each an upsert at `valid_from` = `_seq`) and
+    // its tombstones. Keys outside the batch that an IN-list lets through get their own history back
+    // unchanged, so the diff leaves them alone.
+    let existing = conform_all(
+        &lake::scan_keys(silver, silver_loc, changes, keys).await?,
+        &target,
+    )?;
+    let stones = match tombs {
+        Some(t) => lake::scan_keys(t, tomb_loc, changes, keys).await?,
+        None => Vec::new(),
+    };
+    let mut parts = vec![
+        conform(changes, &events_schema, none)?,
+        conform(&existing, &events_schema, op(cdc::OP_UPSERT))?,
+    ];
+    for b in &stones {
+        parts.push(conform(b, &events_schema, op(OP_DELETE))?);
+    }
+    let events = concat_batches(&events_schema, &parts)
+        .map_err(|e| Error::arrow("collecting SCD2 events", e))?;
+    let wanted = scd2::history(&events, keys, &target)?;
+    scd2::diff(&existing, &wanted, keys)
+}
+
+/// SCD2: applies [`history_changes`] by key and `valid_from`.
+async fn merge_history(
+    silver: DeltaTable,
+    source: RecordBatch,
+    normalizer: &Normalizer,
+    table: &TableConfig,
+    props: CommitProperties,
+) -> std::result::Result<(DeltaTable, MergeMetrics), DeltaTableError> {
+    if source.num_rows() == 0 {
+        return Ok((silver, MergeMetrics::default()));
+    }
+    let action = |a: &str| format!("s.{} = '{a}'", quote(scd2::ACTION));
+    let clauses = MergeClauses {
+        on: format!(
+            "{} AND t.{vf} = s.{vf}",
+            key_predicate(&table.keys),
+            vf = quote(scd2::VALID_FROM)
+        ),
+        delete_when: action(scd2::ACTION_DELETE),
+        update_when: action(scd2::ACTION_UPSERT),
+        insert_when: action(scd2::ACTION_UPSERT),
+    };
+    let columns = silver_table_schema(normalizer, table)
+        .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
+    run_merge(silver, source, &columns, clauses, props).await
+}
+
+/// The conditions of one silver MERGE (SQL over source `s` and target `t`).
+struct MergeClauses {
+    on: String,
+    delete_when: String,
+    update_when: String,
+    insert_when: String,
+}
+
+/// Runs one MERGE of `source` into `silver`, setting every column of `columns` on update and insert.
+async fn run_merge(
+    silver: DeltaTable,
+    source: RecordBatch,
+    columns: &Schema,
+    clauses: MergeClauses,
+    props: CommitProperties,
+) -> std::result::Result<(DeltaTable, MergeMetrics), DeltaTableError> {
+    let ctx = SessionContext::new();
+    let df = ctx.read_batch(source)?;
+    let cols: Vec<String> = columns.fields().iter().map(|f| quote(f.name())).collect();
+    let MergeClauses {
+        on,
+        delete_when,
+        update_when,
+        insert_when,
+    } = clauses;
     silver
-        .merge(df, key_predicate(&table.keys))
+        .merge(df, on)
         .with_source_alias("s")
         .with_target_alias("t")
         .with_commit_properties(props)
-        .when_matched_delete(|d| d.predicate(format!("{is_delete} AND ({})", newer())))?
+        .when_matched_delete(|d| d.predicate(delete_when))?
         .when_matched_update(|u| {
-            cols.iter().fold(
-                u.predicate(format!("{is_upsert} AND ({})", newer())),
-                |u, c| u.update(quote(c), format!("s.{}", quote(c))),
-            )
+            cols.iter().fold(u.predicate(update_when), |u, c| {
+                u.update(c, format!("s.{c}"))
+            })
         })?
         .when_not_matched_insert(|i| {
-            cols.iter().fold(i.predicate(is_upsert.clone()), |i, c| {
-                i.set(quote(c), format!("s.{}", quote(c)))
-            })
+            cols.iter()
+                .fold(i.predicate(insert_when), |i, c| i.set(c, format!("s.{c}")))
         })?
         .await
 }
@@ -669,7 +852,7 @@ mod tests {
     use rand::rngs::StdRng;
     use rand::seq::SliceRandom;
     use rand::{Rng, SeedableRng};
-    use std::collections::BTreeMap;
+    use std::collections::{BTreeMap, BTreeSet};
 
     #[derive(Clone, Debug)]
     struct Event {
@@ -679,7 +862,7 @@ mod tests {
         deleted: bool,
     }
 
-    fn config(dir: &std::path::Path) -> Arc<PipelineConfig> {
+    fn config(dir: &std::path::Path, scd_type: u8) -> Arc<PipelineConfig> {
         let text = format!(
             r#"
             [landing]
@@ -693,9 +876,11 @@ mod tests {
             sequence_by = "seq"
             delete_column = "deleted"
             columns = ["id long not null", "seq long not null", "balance long", "deleted boolean"]
+            scd_type = {}
             "#,
             dir.display(),
-            dir.display()
+            dir.display(),
+            scd_type
         );
         Arc::new(PipelineConfig::from_toml(&text, "test").unwrap())
     }
@@ -760,76 +945,283 @@ mod tests {
             .collect()
     }
 
+    /// Writes the stream as random files, delivers them shuffled (a quarter twice) through bronze, with
+    /// silver steps at random points (sometimes three racing), then a final step.
+    async fn deliver_shuffled(
+        cfg: &Arc<PipelineConfig>,
+        dir: &std::path::Path,
+        events: &[Event],
+        rng: &mut StdRng,
+    ) {
+        let landing = dir.join("landing/accounts");
+        std::fs::create_dir_all(&landing).unwrap();
+        let mut files = Vec::new();
+        let mut rest = events;
+        while !rest.is_empty() {
+            let k = rng.gen_range(1..=40).min(rest.len());
+            files.push(rest[..k].to_vec());
+            rest = &rest[k..];
+        }
+        let mut deliveries: Vec<usize> = (0..files.len()).collect();
+        deliveries.extend((0..files.len()).filter(|_| rng.gen_bool(0.25)));
+        deliveries.shuffle(rng);
+        let bronze = BronzeWriter::new(cfg.clone()).unwrap();
+        let silver = SilverWriter::new(cfg.clone());
+        let table = cfg.table("accounts").unwrap();
+        for (n, f) in deliveries.iter().enumerate() {
+            let path = landing.join(format!("part-{f:03}.jsonl"));
+            if !path.exists() {
+                let body: String = files[*f]
+                    .iter()
+                    .map(|e| {
+                        let deleted = if e.deleted { ", \"deleted\": true" } else { "" };
+                        format!(
+                            "{{\"id\": {}, \"seq\": {}, \"balance\": {}{deleted}}}\n",
+                            e.id, e.seq, e.balance
+                        )
+                    })
+                    .collect();
+                std::fs::write(&path, body).unwrap();
+            }
+            let obj = SourceObject {
+                bucket: String::new(),
+                key: path.to_str().unwrap().trim_start_matches('/').into(),
+                etag: None,
+            };
+            bronze.ingest(table, &[obj]).await.unwrap();
+            match n % 7 {
+                0 => {
+                    // Three silver steps racing on the same bronze state.
+                    let racers =
+                        futures::future::join_all((0..3).map(|_| silver.apply(table))).await;
+                    for r in racers {
+                        r.unwrap();
+                    }
+                }
+                1 | 3 | 4 => {
+                    silver.apply(table).await.unwrap();
+                }
+                _ => {}
+            }
+        }
+        silver.apply(table).await.unwrap();
+        let again = silver.apply(table).await.unwrap();
+        assert!(
+            again.applied.is_none(),
+            "a step with nothing new does nothing: {again:?}"
+        );
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn random_cdc_streams_match_an_independent_oracle() {
         for seed in [1u64, 2, 3] {
             let dir = tempfile::tempdir().unwrap();
-            let cfg = config(dir.path());
-            let landing = dir.path().join("landing/accounts");
-            std::fs::create_dir_all(&landing).unwrap();
+            let cfg = config(dir.path(), 1);
             let mut rng = StdRng::seed_from_u64(seed);
             let events = random_stream(&mut rng, 400, 30);
-            // Random files, delivered shuffled, a quarter of them twice.
-            let mut files = Vec::new();
-            let mut rest = events.as_slice();
-            while !rest.is_empty() {
-                let k = rng.gen_range(1..=40).min(rest.len());
-                files.push(rest[..k].to_vec());
-                rest = &rest[k..];
-            }
-            let mut deliveries: Vec<usize> = (0..files.len()).collect();
-            deliveries.extend((0..files.len()).filter(|_| rng.gen_bool(0.25)));
-            deliveries.shuffle(&mut rng);
-            let bronze = BronzeWriter::new(cfg.clone()).unwrap();
-            let silver = SilverWriter::new(cfg.clone());
-            let table = cfg.table("accounts").unwrap();
-            for (n, f) in deliveries.iter().enumerate() {
-                let path = landing.join(format!("part-{f:03}.jsonl"));
-                if !path.exists() {
-                    let body: String = files[*f]
-                        .iter()
-                        .map(|e| {
-                            let deleted = if e.deleted { ", \"deleted\": true" } else { "" };
-                            format!(
-                                "{{\"id\": {}, \"seq\": {}, \"balance\": {}{deleted}}}\n",
-                                e.id, e.seq, e.balance
-                            )
-                        })
-                        .collect();
-                    std::fs::write(&path, body).unwrap();
-                }
-                let obj = SourceObject {
-                    bucket: String::new(),
-                    key: path.to_str().unwrap().trim_start_matches('/').into(),
-                    etag: None,
-                };
-                bronze.ingest(table, &[obj]).await.unwrap();
-                match n % 7 {
-                    0 => {
-                        // Three silver steps racing on the same bronze state.
-                        let racers =
-                            futures::future::join_all((0..3).map(|_| silver.apply(table))).await;
-                        for r in racers {
-                            r.unwrap();
-                        }
-                    }
-                    1 | 3 | 4 => {
-                        silver.apply(table).await.unwrap();
-                    }
-                    _ => {}
-                }
-            }
-            silver.apply(table).await.unwrap();
-            let again = silver.apply(table).await.unwrap();
-            assert!(
-                again.applied.is_none(),
-                "a step with nothing new does nothing: {again:?}"
-            );
+            deliver_shuffled(&cfg, dir.path(), &events, &mut rng).await;
             assert_eq!(
                 silver_rows(&cfg).await,
                 oracle(&events),
                 "seed {seed}: silver differs from the oracle"
             );
+        }
+    }
+
+    /// SCD2 oracle: per key, its events in sequence order; every upsert is a version valid until the
+    /// key's next event (update or delete), current when there is none.
+    fn history_oracle(events: &[Event]) -> BTreeSet<(i64, i64, Option<i64>, bool, i64)> {
+        let mut by_key: BTreeMap<i64, Vec<&Event>> = BTreeMap::new();
+        for e in events {
+            by_key.entry(e.id).or_default().push(e);
+        }
+        let mut out = BTreeSet::new();
+        for (id, mut es) in by_key {
+            es.sort_by_key(|e| e.seq);
+            for (i, e) in es.iter().enumerate() {
+                if !e.deleted {
+                    let next = es.get(i + 1).map(|n| n.seq);
+                    out.insert((id, e.seq, next, next.is_none(), e.balance));
+                }
+            }
+        }
+        out
+    }
+
+    async fn history_rows(cfg: &PipelineConfig) -> Vec<(i64, i64, Option<i64>, bool, i64)> {
+        let mut out = Vec::new();
+        for b in lake::read_table(&cfg.silver_location("accounts"))
+            .await
+            .unwrap()
+        {
+            let int = |n: &str| {
+                b.column_by_name(n)
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .clone()
+            };
+            let (id, from, to, bal) = (
+                int("id"),
+                int("valid_from"),
+                int("valid_to"),
+                int("balance"),
+            );
+            let current = b.column_by_name("is_current").unwrap().as_boolean().clone();
+            for i in 0..b.num_rows() {
+                out.push((
+                    id.value(i),
+                    from.value(i),
+                    to.is_valid(i).then(|| to.value(i)),
+                    current.value(i),
+                    bal.value(i),
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn scd2_history_matches_an_independent_oracle() {
+        for seed in [4u64, 5] {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = config(dir.path(), 2);
+            let mut rng = StdRng::seed_from_u64(seed);
+            let events = random_stream(&mut rng, 300, 20);
+            deliver_shuffled(&cfg, dir.path(), &events, &mut rng).await;
+            let rows = history_rows(&cfg).await;
+            let unique: BTreeSet<_> = rows.iter().cloned().collect();
+            assert_eq!(
+                unique.len(),
+                rows.len(),
+                "seed {seed}: duplicate history rows"
+            );
+            assert_eq!(
+                unique,
+                history_oracle(&events),
+                "seed {seed}: SCD2 history differs from the oracle"
+            );
+        }
+    }
+
+    /// Text of every column of every row, keyed by `id` (nulls as `None`), for comparing with a
+    /// hand-written expectation.
+    async fn rows_as_text(
+        location: &Location,
+        columns: &[&str],
+    ) -> BTreeMap<String, Vec<Option<String>>> {
+        let mut out = BTreeMap::new();
+        for b in lake::read_table(location).await.unwrap() {
+            let text = |n: &str| {
+                deltalake::arrow::compute::cast(
+                    b.column_by_name(n).unwrap(),
+                    &deltalake::arrow::datatypes::DataType::Utf8,
+                )
+                .unwrap()
+            };
+            let id = text("id");
+            let cols: Vec<_> = columns.iter().map(|c| text(c)).collect();
+            for i in 0..b.num_rows() {
+                let cell = |a: &ArrayRef| {
+                    let s = a.as_string::<i32>();
+                    s.is_valid(i).then(|| s.value(i).to_string())
+                };
+                out.insert(cell(&id).unwrap(), cols.iter().map(cell).collect());
+            }
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn new_source_columns_evolve_bronze_and_silver_and_bad_casts_are_quarantined() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[landing]\nuri = \"file://{d}/landing\"\n[lake]\nuri = \"file://{d}/lake\"\n[[table]]\nname = \"cust\"\nformat = \"jsonl\"\nkeys = [\"id\"]\nsequence_by = \"seq\"\nunknown_fields = \"evolve\"\n",
+            d = dir.path().display()
+        );
+        let cfg = Arc::new(PipelineConfig::from_toml(&text, "test").unwrap());
+        let table = cfg.table("cust").unwrap();
+        let landing = dir.path().join("landing/cust");
+        std::fs::create_dir_all(&landing).unwrap();
+        let bronze = BronzeWriter::new(cfg.clone()).unwrap();
+        let silver = SilverWriter::new(cfg.clone());
+        let drop = |name: &str, body: &str| {
+            let path = landing.join(name);
+            std::fs::write(&path, body).unwrap();
+            SourceObject {
+                bucket: String::new(),
+                key: path.to_str().unwrap().trim_start_matches('/').into(),
+                etag: None,
+            }
+        };
+        // The schema is inferred from the first file: id, seq, score long.
+        let first = drop(
+            "1.jsonl",
+            "{\"id\": 1, \"seq\": 1, \"score\": 10}\n{\"id\": 2, \"seq\": 1, \"score\": 20}\n",
+        );
+        bronze.ingest(table, &[first]).await.unwrap();
+        silver.apply(table).await.unwrap();
+        // A new column `tier` arrives; one row changes `score`'s type to text that is no long.
+        let second = drop(
+            "2.jsonl",
+            "{\"id\": 1, \"seq\": 2, \"score\": 11, \"tier\": \"gold\"}\n{\"id\": 2, \"seq\": 2, \"score\": \"n/a\", \"tier\": \"silver\"}\n{\"id\": 3, \"seq\": 2, \"tier\": \"bronze\"}\n",
+        );
+        let report = bronze.ingest(table, &[second]).await.unwrap();
+        assert!(report.version.is_some(), "{report:?}");
+        silver.apply(table).await.unwrap();
+
+        let some = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+        let expected: BTreeMap<String, Vec<Option<String>>> = BTreeMap::from([
+            ("1".to_string(), some(&["2", "11", "gold"])),
+            (
+                "2".to_string(),
+                some(&["1", "20"]).into_iter().chain([None]).collect(),
+            ),
+            (
+                "3".to_string(),
+                vec![Some("2".into()), None, Some("bronze".into())],
+            ),
+        ]);
+        assert_eq!(
+            rows_as_text(&cfg.silver_location("cust"), &["seq", "score", "tier"]).await,
+            expected,
+            "silver has the new column; row 2's bad score did not apply"
+        );
+        let bronze_rows = rows_as_text(&cfg.bronze_location("cust"), &["tier"]).await;
+        assert_eq!(
+            bronze_rows.len(),
+            3,
+            "ids 1..3 (the latest bronze row per id): {bronze_rows:?}"
+        );
+        let q = lake::read_table(&cfg.quarantine_location("cust"))
+            .await
+            .unwrap();
+        let reasons: Vec<String> = q
+            .iter()
+            .flat_map(|b| {
+                let r = b.column_by_name("reason").unwrap().as_string::<i32>();
+                (0..b.num_rows())
+                    .map(|i| r.value(i).to_string())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            vec!["column `score`: `n/a` is not a valid long".to_string()]
+        );
+        // The schema change is its own commit in both tables' history.
+        for loc in [cfg.bronze_location("cust"), cfg.silver_location("cust")] {
+            let t = lake::open(&loc).await.unwrap().unwrap();
+            use futures::TryStreamExt;
+            let ops: Vec<String> = t
+                .history(None)
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+                .into_iter()
+                .filter_map(|c| c.operation)
+                .collect();
+            assert!(ops.iter().any(|o| o == "ADD COLUMN"), "{loc:?}: {ops:?}");
         }
     }
 
