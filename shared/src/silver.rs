@@ -1226,6 +1226,68 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn expired_tombstones_no_longer_stop_late_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[landing]\nuri = \"file://{d}/landing\"\n[lake]\nuri = \"file://{d}/lake\"\n[[table]]\nname = \"acct\"\nformat = \"jsonl\"\nkeys = [\"id\"]\nsequence_by = \"seq\"\ndelete_column = \"deleted\"\ntombstone_retention_days = 7\ncolumns = [\"id long not null\", \"seq long not null\", \"deleted boolean\"]\n",
+            d = dir.path().display()
+        );
+        let cfg = Arc::new(PipelineConfig::from_toml(&text, "test").unwrap());
+        let table = cfg.table("acct").unwrap();
+        let landing = dir.path().join("landing/acct");
+        std::fs::create_dir_all(&landing).unwrap();
+        let bronze = BronzeWriter::new(cfg.clone()).unwrap();
+        let silver = SilverWriter::new(cfg.clone());
+        let ingest = |name: &str, body: &str| {
+            let path = landing.join(name);
+            std::fs::write(&path, body).unwrap();
+            let obj = SourceObject {
+                bucket: String::new(),
+                key: path.to_str().unwrap().trim_start_matches('/').into(),
+                etag: None,
+            };
+            let bronze = &bronze;
+            async move { bronze.ingest(table, &[obj]).await.unwrap() }
+        };
+        // Keys 1 and 2 are inserted at 10 and deleted at 20.
+        ingest("a.jsonl", "{\"id\":1,\"seq\":10}\n{\"id\":2,\"seq\":10}\n{\"id\":1,\"seq\":20,\"deleted\":true}\n{\"id\":2,\"seq\":20,\"deleted\":true}\n").await;
+        silver.apply(table).await.unwrap();
+        // Key 2's delete was applied 8 days ago (past the 7-day retention): rewrite its tombstone so.
+        let loc = cfg.tombstone_location("acct");
+        let stones = lake::read_table(&loc).await.unwrap();
+        let all = concat_batches(&stones[0].schema(), &stones).unwrap();
+        let ids = all.column_by_name("id").unwrap().as_primitive::<Int64Type>().clone();
+        let old = (chrono::Utc::now() - chrono::Duration::days(8)).timestamp_micros();
+        let now = chrono::Utc::now().timestamp_micros();
+        let at: ArrayRef = Arc::new(
+            TimestampMicrosecondArray::from(
+                (0..all.num_rows()).map(|i| if ids.value(i) == 2 { old } else { now }).collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
+        );
+        let aged = conform(&all, all.schema_ref(), |_, _| None).unwrap();
+        let idx = aged.schema().index_of(DELETED_AT).unwrap();
+        let mut cols = aged.columns().to_vec();
+        cols[idx] = at;
+        let aged = RecordBatch::try_new(aged.schema(), cols).unwrap();
+        let t = lake::open(&loc).await.unwrap().unwrap();
+        t.write(vec![aged])
+            .with_save_mode(deltalake::protocol::SaveMode::Overwrite)
+            .await
+            .unwrap();
+        // Late inserts at 15, older than both deletes.
+        ingest("b.jsonl", "{\"id\":1,\"seq\":15}\n{\"id\":2,\"seq\":15}\n").await;
+        silver.apply(table).await.unwrap();
+        let ids: Vec<i64> = lake::read_table(&cfg.silver_location("acct"))
+            .await
+            .unwrap()
+            .iter()
+            .flat_map(|b| b.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec())
+            .collect();
+        assert_eq!(ids, vec![2], "key 1's tombstone still stops the late insert; key 2's expired");
+    }
+
+    #[tokio::test]
     async fn unusable_changes_are_quarantined_once_and_the_rest_applies() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!(
