@@ -180,6 +180,68 @@ pub struct TableConfig {
     pub unknown_fields: UnknownFields,
     pub csv_delimiter: u8,
     pub csv_header: bool,
+    /// How the local runner batches this table's messages (Lambda: the event source mapping's settings).
+    pub trigger: TriggerWindow,
+}
+
+/// A trigger window: a batch is handed to the function when it holds `max_batch` messages or its
+/// oldest message has waited `max_wait`, whichever comes first (Lambda's `BatchSize` and
+/// `MaximumBatchingWindowInSeconds`). Per-event: 1 and 0 s; daily: large and 86,400 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TriggerWindow {
+    pub max_batch: usize,
+    pub max_wait: std::time::Duration,
+}
+
+impl Default for TriggerWindow {
+    fn default() -> Self {
+        TriggerWindow {
+            max_batch: 100,
+            max_wait: std::time::Duration::from_secs(1),
+        }
+    }
+}
+
+impl TriggerWindow {
+    fn from_raw(table: &str, batch_size: Option<usize>, window_s: Option<f64>) -> Result<Self> {
+        let d = TriggerWindow::default();
+        let max_batch = batch_size.unwrap_or(d.max_batch);
+        if !(1..=10_000).contains(&max_batch) {
+            return Err(Error::config(
+                table,
+                "batch_size",
+                "must be between 1 and 10000",
+            ));
+        }
+        let max_wait = match window_s {
+            None => d.max_wait,
+            Some(w) if (0.0..=86_400.0).contains(&w) => std::time::Duration::from_secs_f64(w),
+            Some(_) => {
+                return Err(Error::config(
+                    table,
+                    "batch_window_seconds",
+                    "must be between 0 and 86400",
+                ))
+            }
+        };
+        Ok(TriggerWindow {
+            max_batch,
+            max_wait,
+        })
+    }
+}
+
+/// A gold view: DataFusion SQL over silver tables (named as in the config), grouped by `keys`. Gold
+/// keeps one row per group; a step recomputes only the groups its sources' changes touch.
+#[derive(Debug, Clone)]
+pub struct GoldView {
+    pub name: String,
+    pub sql: String,
+    /// The view's group-by key: output columns that identify a row.
+    pub keys: Vec<String>,
+    /// Silver tables the SQL reads.
+    pub sources: Vec<String>,
+    pub trigger: TriggerWindow,
 }
 
 impl TableConfig {
@@ -213,6 +275,7 @@ pub struct PipelineConfig {
     /// Next-layer queues by layer name (`silver`, `gold`): bronze announces its commits to `silver`.
     pub notify: HashMap<String, QueueConfig>,
     pub tables: Vec<TableConfig>,
+    pub gold: Vec<GoldView>,
     /// Bronze ingests at most this many bytes per parquet file before rolling to a new one.
     pub target_file_size: u64,
 }
@@ -286,6 +349,20 @@ impl PipelineConfig {
             .flatten()
     }
 
+    pub fn view(&self, name: &str) -> Option<&GoldView> {
+        self.gold.iter().find(|v| v.name == name)
+    }
+
+    /// The gold views that read silver table `table`.
+    pub fn views_on(&self, table: &str) -> impl Iterator<Item = &GoldView> {
+        let table = table.to_string();
+        self.gold.iter().filter(move |v| v.sources.contains(&table))
+    }
+
+    pub fn gold_location(&self, view: &str) -> Location {
+        self.lake.join(&["gold", view])
+    }
+
     pub fn silver_location(&self, table: &str) -> Location {
         self.lake.join(&["silver", table])
     }
@@ -326,6 +403,8 @@ struct RawConfig {
     notify: HashMap<String, QueueConfig>,
     #[serde(default, rename = "table")]
     tables: Vec<RawTable>,
+    #[serde(default)]
+    gold: Vec<RawGold>,
 }
 
 #[derive(Deserialize)]
@@ -353,6 +432,21 @@ struct RawTable {
     unknown_fields: UnknownFields,
     csv_delimiter: Option<String>,
     csv_header: Option<bool>,
+    batch_size: Option<usize>,
+    batch_window_seconds: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGold {
+    name: String,
+    sql: String,
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    sources: Vec<String>,
+    batch_size: Option<usize>,
+    batch_window_seconds: Option<f64>,
 }
 
 /// Expand `${NAME}` references from the environment; an unset variable is a config error naming the field.
@@ -650,6 +744,7 @@ impl RawTable {
                 ))
             }
         };
+        let trigger = TriggerWindow::from_raw(&t, self.batch_size, self.batch_window_seconds)?;
         Ok(TableConfig {
             name: t,
             prefix,
@@ -668,6 +763,55 @@ impl RawTable {
             unknown_fields: self.unknown_fields,
             csv_delimiter,
             csv_header: self.csv_header.unwrap_or(true),
+            trigger,
+        })
+    }
+}
+
+impl RawGold {
+    fn validate(self, tables: &[TableConfig]) -> Result<GoldView> {
+        let n = self.name.clone();
+        if !valid_name(&n) {
+            return Err(Error::config(
+                &n,
+                "gold.name",
+                "use lowercase letters, digits and _",
+            ));
+        }
+        if self.sql.trim().is_empty() {
+            return Err(Error::config(&n, "gold.sql", "is empty"));
+        }
+        if self.keys.is_empty() {
+            return Err(Error::config(
+                &n,
+                "gold.keys",
+                "name the view's group-by columns",
+            ));
+        }
+        if self.sources.is_empty() {
+            return Err(Error::config(
+                &n,
+                "gold.sources",
+                "name the silver tables the SQL reads",
+            ));
+        }
+        if let Some(s) = self
+            .sources
+            .iter()
+            .find(|s| !tables.iter().any(|t| &t.name == *s))
+        {
+            return Err(Error::config(
+                &n,
+                "gold.sources",
+                format!("`{s}` is not a table of this pipeline"),
+            ));
+        }
+        Ok(GoldView {
+            trigger: TriggerWindow::from_raw(&n, self.batch_size, self.batch_window_seconds)?,
+            name: n,
+            sql: self.sql,
+            keys: self.keys,
+            sources: self.sources,
         })
     }
 }
@@ -704,11 +848,13 @@ impl RawConfig {
         let target_file_size = self.target_file_size_mb.unwrap_or(128) * 1024 * 1024;
         let mut notify = HashMap::new();
         for (layer, q) in self.notify {
-            if layer != "silver" && layer != "gold" {
+            // `bronze` is bronze's own trigger queue (the landing bucket's notifications), polled by
+            // the local runner; `silver` and `gold` are where the layer before announces its commits.
+            if !["bronze", "silver", "gold"].contains(&layer.as_str()) {
                 return Err(Error::config(
                     "-",
                     &format!("notify.{layer}"),
-                    "layer must be silver or gold",
+                    "layer must be bronze, silver or gold",
                 ));
             }
             let field = |f: &str| format!("notify.{layer}.{f}");
@@ -723,11 +869,20 @@ impl RawConfig {
             };
             notify.insert(layer, q);
         }
+        let mut gold: Vec<GoldView> = Vec::new();
+        for g in self.gold {
+            let view = g.validate(&tables)?;
+            if gold.iter().any(|v| v.name == view.name) {
+                return Err(Error::config(&view.name, "gold.name", "declared twice"));
+            }
+            gold.push(view);
+        }
         Ok(PipelineConfig {
             landing,
             lake,
             notify,
             tables,
+            gold,
             target_file_size,
         })
     }

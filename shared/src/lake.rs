@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::Schema;
+use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
+use deltalake::operations::merge::MergeMetrics;
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
@@ -131,6 +133,17 @@ pub async fn open_or_create(
     schema: &Schema,
     partition_by: &[String],
 ) -> Result<DeltaTable> {
+    open_or_create_with(location, name, schema, partition_by, &[]).await
+}
+
+/// [`open_or_create`] with extra table properties set at creation.
+pub async fn open_or_create_with(
+    location: &Location,
+    name: &str,
+    schema: &Schema,
+    partition_by: &[String],
+    properties: &[(TableProperty, &str)],
+) -> Result<DeltaTable> {
     if let Some(t) = open(location).await? {
         return Ok(t);
     }
@@ -144,6 +157,7 @@ pub async fn open_or_create(
     .map_err(|e| Error::delta(table_name(location), "create", e))?;
     let created = uninit
         .create()
+        .with_configuration(properties.iter().map(|(p, v)| (p.as_ref(), Some(*v))))
         .with_table_name(name)
         .with_columns(fields.fields().cloned())
         .with_partition_columns(partition_by.to_vec())
@@ -317,7 +331,7 @@ pub async fn scan_keys(
 }
 
 /// The scan may return string views or dictionaries; callers get plain `Utf8` columns.
-fn plain_strings(
+pub(crate) fn plain_strings(
     batch: &deltalake::arrow::array::RecordBatch,
 ) -> Result<deltalake::arrow::array::RecordBatch> {
     use deltalake::arrow::datatypes::{DataType, Field};
@@ -395,4 +409,139 @@ pub async fn write_batches(
         .flush()
         .await
         .map_err(|e| Error::delta(location.url.to_string(), "write", e))
+}
+
+/// `name` as a quoted SQL identifier.
+pub fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `t.k = s.k AND ...` over `keys`.
+pub fn key_predicate(keys: &[String]) -> String {
+    keys.iter()
+        .map(|k| format!("t.{q} = s.{q}", q = quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// The conditions of one MERGE (SQL over source `s` and target `t`).
+pub struct MergeClauses {
+    pub on: String,
+    pub delete_when: String,
+    pub update_when: String,
+    pub insert_when: String,
+}
+
+/// Runs one MERGE of `source` into `silver` (any table), setting every column of `columns` on update and insert.
+pub async fn run_merge(
+    silver: DeltaTable,
+    source: RecordBatch,
+    columns: &Schema,
+    clauses: MergeClauses,
+    props: CommitProperties,
+) -> std::result::Result<(DeltaTable, MergeMetrics), DeltaTableError> {
+    let ctx = SessionContext::new();
+    let df = ctx.read_batch(source)?;
+    let cols: Vec<String> = columns.fields().iter().map(|f| quote(f.name())).collect();
+    let MergeClauses {
+        on,
+        delete_when,
+        update_when,
+        insert_when,
+    } = clauses;
+    silver
+        .merge(df, on)
+        .with_source_alias("s")
+        .with_target_alias("t")
+        .with_commit_properties(props)
+        .when_matched_delete(|d| d.predicate(delete_when))?
+        .when_matched_update(|u| {
+            cols.iter().fold(u.predicate(update_when), |u, c| {
+                u.update(c, format!("s.{c}"))
+            })
+        })?
+        .when_not_matched_insert(|i| {
+            cols.iter()
+                .fold(i.predicate(insert_when), |i, c| i.set(c, format!("s.{c}")))
+        })?
+        .await
+}
+
+/// Column of a MERGE source saying what to do with the matching target row (SCD2 history, gold).
+pub const ACTION: &str = "_lakehouse_action";
+pub const ACTION_UPSERT: &str = "U";
+pub const ACTION_DELETE: &str = "D";
+
+/// `s._lakehouse_action = '<action>'`.
+pub fn action_is(action: &str) -> String {
+    format!("s.{} = '{action}'", quote(ACTION))
+}
+
+/// `batch` with an [`ACTION`] column set to `action` (every other column made nullable, so deletes can
+/// carry only their keys).
+pub fn tag(batch: &RecordBatch, action: &str) -> Result<RecordBatch> {
+    use deltalake::arrow::array::StringArray;
+    use deltalake::arrow::datatypes::{DataType, Field};
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    fields.push(Field::new(ACTION, DataType::Utf8, false));
+    let mut cols = batch.columns().to_vec();
+    cols.push(std::sync::Arc::new(StringArray::from(vec![
+        action;
+        batch.num_rows()
+    ])));
+    RecordBatch::try_new(std::sync::Arc::new(Schema::new(fields)), cols)
+        .map_err(|e| Error::arrow("tagging MERGE source rows", e))
+}
+
+/// The row changes of versions `from..=to` of a table with the change data feed on: inserts, both
+/// images of updates and deletes, without the feed's own columns.
+pub async fn changes(
+    table: &DeltaTable,
+    location: &Location,
+    from: i64,
+    to: i64,
+) -> Result<Vec<RecordBatch>> {
+    let fail = |e: DeltaTableError| Error::delta(table_name(location), "read change feed", e);
+    let ctx = SessionContext::new();
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(fail)?;
+    let plan = table
+        .clone()
+        .scan_cdf()
+        .with_starting_version(from as _)
+        .with_ending_version(to as _)
+        .build(&ctx.state(), None)
+        .await
+        .map_err(fail)?;
+    let batches = deltalake::datafusion::physical_plan::collect(plan, ctx.task_ctx())
+        .await
+        .map_err(|e| fail(e.into()))?;
+    batches
+        .iter()
+        .map(|b| {
+            let keep: Vec<usize> = b
+                .schema()
+                .fields()
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| {
+                    !matches!(
+                        f.name().as_str(),
+                        "_change_type" | "_commit_version" | "_commit_timestamp"
+                    )
+                })
+                .map(|(i, _)| i)
+                .collect();
+            let b = b
+                .project(&keep)
+                .map_err(|e| Error::arrow("change feed columns", e))?;
+            plain_strings(&b)
+        })
+        .collect()
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod demo;
 pub mod error;
 pub mod events;
+pub mod gold;
 pub mod handler;
 pub mod lake;
 pub mod notify;

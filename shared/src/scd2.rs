@@ -22,10 +22,7 @@ use crate::schema::SOURCE_ROW;
 pub const VALID_FROM: &str = "valid_from";
 pub const VALID_TO: &str = "valid_to";
 pub const IS_CURRENT: &str = "is_current";
-/// Column of the MERGE source saying what to do with the matching history row.
-pub const ACTION: &str = "_scd2_action";
-pub const ACTION_UPSERT: &str = "U";
-pub const ACTION_DELETE: &str = "D";
+pub use crate::lake::{ACTION, ACTION_DELETE, ACTION_UPSERT};
 
 /// Names a row column may not take in an SCD2 table.
 pub const RESERVED: [&str; 3] = [VALID_FROM, VALID_TO, IS_CURRENT];
@@ -138,20 +135,7 @@ pub fn diff(existing: &RecordBatch, wanted: &RecordBatch, keys: &[String]) -> Re
     let tagged = |b: &RecordBatch, idx: Vec<u32>, action: &str| -> Result<RecordBatch> {
         let rows = take_record_batch(b, &UInt32Array::from(idx))
             .map_err(|e| Error::arrow("SCD2 diff", e))?;
-        let mut fields: Vec<Field> = rows
-            .schema()
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone().with_nullable(true))
-            .collect();
-        fields.push(Field::new(ACTION, DataType::Utf8, false));
-        let mut cols = rows.columns().to_vec();
-        cols.push(Arc::new(deltalake::arrow::array::StringArray::from(vec![
-            action;
-            rows.num_rows()
-        ])));
-        RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
-            .map_err(|e| Error::arrow("SCD2 diff", e))
+        crate::lake::tag(&rows, action)
     };
     let up = tagged(wanted, upserts, ACTION_UPSERT)?;
     let down = tagged(&existing, deletes, ACTION_DELETE)?;

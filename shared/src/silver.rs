@@ -18,11 +18,10 @@ use deltalake::arrow::array::{
 use deltalake::arrow::compute::{concat_batches, filter_record_batch};
 use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
 use deltalake::arrow::row::{RowConverter, SortField};
-use deltalake::datafusion::prelude::SessionContext;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::merge::MergeMetrics;
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use deltalake::{DeltaTable, DeltaTableError, Path};
+use deltalake::{DeltaTable, DeltaTableError, Path, TableProperty};
 use object_store::ObjectStoreExt;
 use serde_json::json;
 use tracing::{info, warn};
@@ -30,7 +29,7 @@ use tracing::{info, warn};
 use crate::cdc::{self, Normalizer, BRONZE_VERSION, OP, OP_DELETE, SEQ};
 use crate::config::{Location, PipelineConfig, TableConfig};
 use crate::error::{Error, Result};
-use crate::lake::{self, RetryPolicy};
+use crate::lake::{self, key_predicate, quote, RetryPolicy};
 use crate::scd2;
 use crate::schema::{self, SOURCE_ROW};
 
@@ -116,11 +115,13 @@ impl SilverWriter {
         let normalizer = Normalizer::new(table, &arrow)?;
         // The watermark is read from the very snapshot the MERGE will run against, so a step that
         // starts after another one committed sees its watermark and does nothing.
-        let mut silver = lake::open_or_create(
+        // Change data feed on: gold finds the groups a silver commit touched from its row changes.
+        let mut silver = lake::open_or_create_with(
             &silver_loc,
             &format!("silver_{}", table.name),
             &silver_table_schema(&normalizer, table)?,
             &table.partition_by,
+            &[(TableProperty::EnableChangeDataFeed, "true")],
         )
         .await?;
         // Schema evolution: columns bronze gained since silver was created are added to silver first.
@@ -380,17 +381,6 @@ impl SilverWriter {
     }
 }
 
-fn quote(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-fn key_predicate(keys: &[String]) -> String {
-    keys.iter()
-        .map(|k| format!("t.{q} = s.{q}", q = quote(k)))
-        .collect::<Vec<_>>()
-        .join(" AND ")
-}
-
 /// `s` is newer than `t`: by sequence (nulls lowest), then bronze version, then source row.
 fn newer() -> String {
     let (seq, bv, row) = (quote(SEQ), quote(BRONZE_VERSION), quote(SOURCE_ROW));
@@ -414,12 +404,22 @@ pub fn silver_schema(n: &Normalizer) -> Schema {
     )
 }
 
-/// The silver table's schema: [`silver_schema`], plus the validity columns for SCD type 2.
+/// The silver table's schema: [`silver_schema`], plus the validity columns for SCD type 2. Every column
+/// is nullable at the table level: with the change data feed on, delta-rs checks NOT NULL invariants on
+/// MERGE's intermediate rows (a delete of a key silver never had fails it). The step itself still
+/// rejects changes that lack a required column.
 pub fn silver_table_schema(n: &Normalizer, table: &TableConfig) -> Result<Schema> {
-    match table.scd_type {
-        2 => scd2::history_schema(&silver_schema(n)),
-        _ => Ok(silver_schema(n)),
-    }
+    let schema = match table.scd_type {
+        2 => scd2::history_schema(&silver_schema(n))?,
+        _ => silver_schema(n),
+    };
+    Ok(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// Scanned batches as one batch of `schema`.
@@ -612,14 +612,14 @@ async fn merge_into(
 ) -> std::result::Result<(DeltaTable, MergeMetrics), DeltaTableError> {
     let is_delete = format!("s.{} = '{OP_DELETE}'", quote(OP));
     let is_upsert = format!("s.{} <> '{OP_DELETE}'", quote(OP));
-    let clauses = MergeClauses {
+    let clauses = lake::MergeClauses {
         on: key_predicate(&table.keys),
         delete_when: format!("{is_delete} AND ({})", newer()),
         update_when: format!("{is_upsert} AND ({})", newer()),
         insert_when: is_upsert,
     };
     let columns = silver_schema(normalizer);
-    run_merge(silver, changes.clone(), &columns, clauses, props).await
+    lake::run_merge(silver, changes.clone(), &columns, clauses, props).await
 }
 
 /// SCD2: the rows that turn the touched keys' history in silver into their recomputed history
@@ -686,63 +686,19 @@ async fn merge_history(
     if source.num_rows() == 0 {
         return Ok((silver, MergeMetrics::default()));
     }
-    let action = |a: &str| format!("s.{} = '{a}'", quote(scd2::ACTION));
-    let clauses = MergeClauses {
+    let clauses = lake::MergeClauses {
         on: format!(
             "{} AND t.{vf} = s.{vf}",
             key_predicate(&table.keys),
             vf = quote(scd2::VALID_FROM)
         ),
-        delete_when: action(scd2::ACTION_DELETE),
-        update_when: action(scd2::ACTION_UPSERT),
-        insert_when: action(scd2::ACTION_UPSERT),
+        delete_when: lake::action_is(lake::ACTION_DELETE),
+        update_when: lake::action_is(lake::ACTION_UPSERT),
+        insert_when: lake::action_is(lake::ACTION_UPSERT),
     };
     let columns = silver_table_schema(normalizer, table)
         .map_err(|e| DeltaTableError::Generic(e.to_string()))?;
-    run_merge(silver, source, &columns, clauses, props).await
-}
-
-/// The conditions of one silver MERGE (SQL over source `s` and target `t`).
-struct MergeClauses {
-    on: String,
-    delete_when: String,
-    update_when: String,
-    insert_when: String,
-}
-
-/// Runs one MERGE of `source` into `silver`, setting every column of `columns` on update and insert.
-async fn run_merge(
-    silver: DeltaTable,
-    source: RecordBatch,
-    columns: &Schema,
-    clauses: MergeClauses,
-    props: CommitProperties,
-) -> std::result::Result<(DeltaTable, MergeMetrics), DeltaTableError> {
-    let ctx = SessionContext::new();
-    let df = ctx.read_batch(source)?;
-    let cols: Vec<String> = columns.fields().iter().map(|f| quote(f.name())).collect();
-    let MergeClauses {
-        on,
-        delete_when,
-        update_when,
-        insert_when,
-    } = clauses;
-    silver
-        .merge(df, on)
-        .with_source_alias("s")
-        .with_target_alias("t")
-        .with_commit_properties(props)
-        .when_matched_delete(|d| d.predicate(delete_when))?
-        .when_matched_update(|u| {
-            cols.iter().fold(u.predicate(update_when), |u, c| {
-                u.update(c, format!("s.{c}"))
-            })
-        })?
-        .when_not_matched_insert(|i| {
-            cols.iter()
-                .fold(i.predicate(insert_when), |i, c| i.set(c, format!("s.{c}")))
-        })?
-        .await
+    lake::run_merge(silver, source, &columns, clauses, props).await
 }
 
 fn lineage(
@@ -1256,12 +1212,18 @@ mod tests {
         let loc = cfg.tombstone_location("acct");
         let stones = lake::read_table(&loc).await.unwrap();
         let all = concat_batches(&stones[0].schema(), &stones).unwrap();
-        let ids = all.column_by_name("id").unwrap().as_primitive::<Int64Type>().clone();
+        let ids = all
+            .column_by_name("id")
+            .unwrap()
+            .as_primitive::<Int64Type>()
+            .clone();
         let old = (chrono::Utc::now() - chrono::Duration::days(8)).timestamp_micros();
         let now = chrono::Utc::now().timestamp_micros();
         let at: ArrayRef = Arc::new(
             TimestampMicrosecondArray::from(
-                (0..all.num_rows()).map(|i| if ids.value(i) == 2 { old } else { now }).collect::<Vec<_>>(),
+                (0..all.num_rows())
+                    .map(|i| if ids.value(i) == 2 { old } else { now })
+                    .collect::<Vec<_>>(),
             )
             .with_timezone("UTC"),
         );
@@ -1282,9 +1244,19 @@ mod tests {
             .await
             .unwrap()
             .iter()
-            .flat_map(|b| b.column_by_name("id").unwrap().as_primitive::<Int64Type>().values().to_vec())
+            .flat_map(|b| {
+                b.column_by_name("id")
+                    .unwrap()
+                    .as_primitive::<Int64Type>()
+                    .values()
+                    .to_vec()
+            })
             .collect();
-        assert_eq!(ids, vec![2], "key 1's tombstone still stops the late insert; key 2's expired");
+        assert_eq!(
+            ids,
+            vec![2],
+            "key 1's tombstone still stops the late insert; key 2's expired"
+        );
     }
 
     #[tokio::test]
