@@ -9,8 +9,10 @@ use serde_json::Value;
 use tracing::{error, warn};
 
 use crate::bronze::{BronzeCommit, BronzeWriter};
+use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::events::{self, Envelope, Invocation, LayerTrigger, SourceObject};
+use crate::gold::{GoldCommit, GoldWriter};
 use crate::notify::Committed;
 use crate::silver::{SilverCommit, SilverWriter};
 
@@ -164,71 +166,124 @@ pub async fn handle_payload(writer: &BronzeWriter, payload: &Value) -> Result<Va
     }
 }
 
-/// What a silver invocation did.
-#[derive(Debug, Default)]
-pub struct SilverOutcome {
-    pub commits: Vec<SilverCommit>,
+/// What a silver or gold invocation did.
+#[derive(Debug)]
+pub struct LayerOutcome<C> {
+    pub commits: Vec<C>,
     pub failed_messages: Vec<String>,
+    /// Tables (silver) or views (gold) whose step failed, with the error.
     pub table_errors: Vec<(String, String)>,
 }
 
-/// The tables a silver message asks to bring up to date: a bronze committed message, or an S3 event on
-/// a `bronze/<table>/_delta_log/` key of the lake. Anything else is an error for that message.
-fn silver_tables(
-    config: &crate::config::PipelineConfig,
-    body: &str,
-) -> std::result::Result<Vec<String>, String> {
-    let mut tables = Vec::new();
-    for t in events::layer_triggers(body).map_err(|e| e.to_string())? {
-        match t {
-            LayerTrigger::Committed(c)
-                if c.layer == "bronze" && config.table(&c.table).is_some() =>
-            {
-                tables.push(c.table)
-            }
-            LayerTrigger::Committed(c) => {
-                return Err(format!(
-                    "committed message for unknown {} table `{}`",
-                    c.layer, c.table
-                ))
-            }
-            LayerTrigger::Object(o) => match config.table_of_log_key("bronze", &o.bucket, &o.key) {
-                Some(t) => tables.push(t.name.clone()),
-                None => warn!(bucket = %o.bucket, key = %o.key, "not a bronze log object; ignored"),
-            },
+impl<C> Default for LayerOutcome<C> {
+    fn default() -> Self {
+        LayerOutcome {
+            commits: Vec::new(),
+            failed_messages: Vec::new(),
+            table_errors: Vec::new(),
         }
     }
-    Ok(tables)
 }
 
-/// Applies silver for every table named in `messages` ((message id, body) pairs), once per table.
-pub async fn apply_silver(
-    writer: &SilverWriter,
-    config: &crate::config::PipelineConfig,
+pub type SilverOutcome = LayerOutcome<SilverCommit>;
+pub type GoldOutcome = LayerOutcome<GoldCommit>;
+
+/// A layer fed by the one before it: which layer feeds it, and what a step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Downstream {
+    /// Silver tables, fed by bronze commits.
+    Silver,
+    /// Gold views, fed by silver commits.
+    Gold,
+}
+
+impl Downstream {
+    fn upstream(self) -> &'static str {
+        match self {
+            Downstream::Silver => "bronze",
+            Downstream::Gold => "silver",
+        }
+    }
+
+    /// What to bring up to date for a change of upstream table `table`: the silver table itself, or
+    /// the gold views that read it.
+    fn targets_of(self, config: &PipelineConfig, table: &str) -> Vec<String> {
+        match self {
+            Downstream::Silver => config
+                .table(table)
+                .map(|t| vec![t.name.clone()])
+                .unwrap_or_default(),
+            Downstream::Gold => config.views_on(table).map(|v| v.name.clone()).collect(),
+        }
+    }
+
+    /// The targets a message asks for: an upstream "committed" message, or an S3 event on an upstream
+    /// `_delta_log/` key of the lake. Anything else is an error for that message.
+    pub fn targets(
+        self,
+        config: &PipelineConfig,
+        body: &str,
+    ) -> std::result::Result<Vec<String>, String> {
+        let upstream = self.upstream();
+        let mut targets = Vec::new();
+        for t in events::layer_triggers(body).map_err(|e| e.to_string())? {
+            match t {
+                LayerTrigger::Committed(c)
+                    if c.layer == upstream && config.table(&c.table).is_some() =>
+                {
+                    targets.extend(self.targets_of(config, &c.table))
+                }
+                LayerTrigger::Committed(c) => {
+                    return Err(format!(
+                        "committed message for unknown {} table `{}`",
+                        c.layer, c.table
+                    ))
+                }
+                LayerTrigger::Object(o) => {
+                    match config.table_of_log_key(upstream, &o.bucket, &o.key) {
+                        Some(t) => targets.extend(self.targets_of(config, &t.name)),
+                        None => {
+                            warn!(bucket = %o.bucket, key = %o.key, "not a {upstream} log object; ignored")
+                        }
+                    }
+                }
+            }
+        }
+        Ok(targets)
+    }
+}
+
+/// Runs `step` once for every target named in `messages` ((message id, body) pairs), several at once;
+/// a message fails when one of its targets failed.
+async fn apply_downstream<C, F, Fut>(
+    layer: Downstream,
+    config: &PipelineConfig,
     messages: &[(Option<String>, String)],
-) -> SilverOutcome {
-    let mut outcome = SilverOutcome::default();
+    step: F,
+) -> LayerOutcome<C>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<C>>,
+{
+    let mut outcome = LayerOutcome::default();
     let mut per_message: Vec<(Option<String>, Vec<String>)> = Vec::new();
-    let mut tables: BTreeMap<String, ()> = BTreeMap::new();
+    let mut targets: BTreeMap<String, ()> = BTreeMap::new();
     for (id, body) in messages {
-        match silver_tables(config, body) {
+        match layer.targets(config, body) {
             Ok(ts) => {
-                tables.extend(ts.iter().map(|t| (t.clone(), ())));
+                targets.extend(ts.iter().map(|t| (t.clone(), ())));
                 per_message.push((id.clone(), ts));
             }
             Err(reason) => {
-                error!(message_id = ?id, %reason, "unusable silver message");
+                error!(message_id = ?id, %reason, ?layer, "unusable message");
                 outcome.failed_messages.extend(id.clone());
             }
         }
     }
-    let results: Vec<(String, Result<SilverCommit>)> = futures::stream::iter(tables.into_keys())
-        .map(|name| async move {
-            let result = match config.table(&name) {
-                Some(t) => writer.apply(t).await,
-                None => Err(Error::Event(format!("table {name} vanished from config"))),
-            };
-            (name, result)
+    let results: Vec<(String, Result<C>)> = futures::stream::iter(targets.into_keys())
+        .map(|name| {
+            let run = step(name.clone());
+            async move { (name, run.await) }
         })
         .buffer_unordered(TABLE_CONCURRENCY)
         .collect()
@@ -238,7 +293,7 @@ pub async fn apply_silver(
         match r {
             Ok(c) => outcome.commits.push(c),
             Err(e) => {
-                error!(table = %name, error = %e, "silver step failed");
+                error!(target = %name, error = %e, ?layer, "step failed");
                 failed.insert(name.clone());
                 outcome.table_errors.push((name, e.to_string()));
             }
@@ -249,27 +304,60 @@ pub async fn apply_silver(
             outcome.failed_messages.extend(id);
         }
     }
+    outcome
+}
+
+/// Applies silver for every table named in `messages`, once per table, and announces each table's
+/// version to gold (when a gold queue is configured; a failed announcement fails the table's messages
+/// so the announcement is retried).
+pub async fn apply_silver(
+    writer: &SilverWriter,
+    config: &PipelineConfig,
+    messages: &[(Option<String>, String)],
+) -> SilverOutcome {
+    let mut outcome = apply_downstream(Downstream::Silver, config, messages, |name| async move {
+        let table = config
+            .table(&name)
+            .ok_or_else(|| Error::Event(format!("table {name} vanished from config")))?;
+        let commit = writer.apply(table).await?;
+        if let (Some(n), Some(v)) = (writer.notifier(), commit.table_version) {
+            n.send(&Committed::new("silver", &name, v)).await?;
+        }
+        Ok(commit)
+    })
+    .await;
     outcome.commits.sort_by(|a, b| a.table.cmp(&b.table));
     outcome
 }
 
-/// The silver Lambda's logic: SQS batches answer with `batchItemFailures`; a direct event (a committed
-/// message or an S3 event) answers with a summary or an error.
-pub async fn handle_silver_payload(
-    writer: &SilverWriter,
-    config: &crate::config::PipelineConfig,
-    payload: &Value,
-) -> Result<Value> {
-    let records = payload.get("Records").and_then(Value::as_array);
+/// Brings every gold view that reads a table named in `messages` up to date, once per view.
+pub async fn apply_gold(
+    writer: &GoldWriter,
+    config: &PipelineConfig,
+    messages: &[(Option<String>, String)],
+) -> GoldOutcome {
+    let mut outcome = apply_downstream(Downstream::Gold, config, messages, |name| async move {
+        let view = config
+            .view(&name)
+            .ok_or_else(|| Error::Event(format!("view {name} vanished from config")))?;
+        writer.apply(view, false).await
+    })
+    .await;
+    outcome.commits.sort_by(|a, b| a.view.cmp(&b.view));
+    outcome
+}
+
+/// (message id, body) of each SQS record of a Lambda payload, or `None` when it is not an SQS batch.
+fn sqs_messages(payload: &Value) -> Option<Vec<(Option<String>, String)>> {
+    let records = payload.get("Records").and_then(Value::as_array)?;
     let is_sqs = records
-        .and_then(|r| r.first())
+        .first()
         .and_then(|r| r.get("eventSource"))
         .and_then(Value::as_str)
         == Some("aws:sqs");
-    if is_sqs {
-        let messages: Vec<(Option<String>, String)> = records
-            .into_iter()
-            .flatten()
+    is_sqs.then(|| {
+        records
+            .iter()
             .map(|r| {
                 (
                     r.get("messageId")
@@ -281,8 +369,18 @@ pub async fn handle_silver_payload(
                         .to_string(),
                 )
             })
-            .collect();
-        let outcome = apply_silver(writer, config, &messages).await;
+            .collect()
+    })
+}
+
+/// A downstream Lambda's answer: `batchItemFailures` for an SQS batch; for a direct event (a committed
+/// message or an S3 event) a summary, or an error so the invocation is retried.
+fn downstream_response<C>(
+    direct: bool,
+    outcome: LayerOutcome<C>,
+    summary: impl Fn(&C) -> Value,
+) -> Result<Value> {
+    if !direct {
         let response = BatchOutcome {
             failed_messages: outcome.failed_messages,
             ..Default::default()
@@ -290,16 +388,58 @@ pub async fn handle_silver_payload(
         .sqs_response();
         return serde_json::to_value(response).map_err(|e| Error::Event(e.to_string()));
     }
-    let body = payload.to_string();
-    silver_tables(config, &body).map_err(Error::Event)?;
-    let outcome = apply_silver(writer, config, &[(None, body)]).await;
     if let Some((t, e)) = outcome.table_errors.first() {
-        return Err(Error::Event(format!("silver step failed for {t}: {e}")));
+        return Err(Error::Event(format!("step failed for {t}: {e}")));
     }
-    Ok(serde_json::json!({
-        "tables": outcome.commits.iter().map(|c| serde_json::json!({
+    Ok(serde_json::json!({ "steps": outcome.commits.iter().map(summary).collect::<Vec<_>>() }))
+}
+
+/// The silver Lambda's logic.
+pub async fn handle_silver_payload(
+    writer: &SilverWriter,
+    config: &PipelineConfig,
+    payload: &Value,
+) -> Result<Value> {
+    let (messages, direct) = match sqs_messages(payload) {
+        Some(m) => (m, false),
+        None => {
+            let body = payload.to_string();
+            Downstream::Silver
+                .targets(config, &body)
+                .map_err(Error::Event)?;
+            (vec![(None, body)], true)
+        }
+    };
+    let outcome = apply_silver(writer, config, &messages).await;
+    downstream_response(direct, outcome, |c| {
+        serde_json::json!({
             "table": c.table, "version": c.version, "applied": c.applied, "changes": c.changes,
             "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted, "filesRewritten": c.files_rewritten
-        })).collect::<Vec<_>>()
-    }))
+        })
+    })
+}
+
+/// The gold Lambda's logic.
+pub async fn handle_gold_payload(
+    writer: &GoldWriter,
+    config: &PipelineConfig,
+    payload: &Value,
+) -> Result<Value> {
+    let (messages, direct) = match sqs_messages(payload) {
+        Some(m) => (m, false),
+        None => {
+            let body = payload.to_string();
+            Downstream::Gold
+                .targets(config, &body)
+                .map_err(Error::Event)?;
+            (vec![(None, body)], true)
+        }
+    };
+    let outcome = apply_gold(writer, config, &messages).await;
+    downstream_response(direct, outcome, |c| {
+        serde_json::json!({
+            "view": c.view, "version": c.version, "full": c.full, "groupsTouched": c.groups_touched,
+            "upserted": c.upserted, "deleted": c.deleted
+        })
+    })
 }

@@ -39,21 +39,25 @@ pub struct Notifier {
     queue_url: String,
 }
 
+/// An SQS client for queue `q` (its endpoint, region and keys when given; else the SDK's defaults).
+pub async fn sqs_client(q: &QueueConfig) -> aws_sdk_sqs::Client {
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(e) = &q.endpoint_url {
+        loader = loader.endpoint_url(e);
+    }
+    if let Some(r) = &q.region {
+        loader = loader.region(Region::new(r.clone()));
+    }
+    if let (Some(k), Some(s)) = (&q.access_key_id, &q.secret_access_key) {
+        loader = loader.credentials_provider(Credentials::new(k, s, None, None, "pipeline-config"));
+    }
+    aws_sdk_sqs::Client::new(&loader.load().await)
+}
+
 impl Notifier {
     pub async fn new(q: &QueueConfig) -> Notifier {
-        let mut loader = aws_config::defaults(BehaviorVersion::latest());
-        if let Some(e) = &q.endpoint_url {
-            loader = loader.endpoint_url(e);
-        }
-        if let Some(r) = &q.region {
-            loader = loader.region(Region::new(r.clone()));
-        }
-        if let (Some(k), Some(s)) = (&q.access_key_id, &q.secret_access_key) {
-            loader =
-                loader.credentials_provider(Credentials::new(k, s, None, None, "pipeline-config"));
-        }
         Notifier {
-            client: aws_sdk_sqs::Client::new(&loader.load().await),
+            client: sqs_client(q).await,
             queue_url: q.queue_url.clone(),
         }
     }

@@ -49,6 +49,8 @@ pub struct SilverCommit {
     pub applied: Option<(Option<i64>, i64)>,
     /// Silver version committed by this step.
     pub version: Option<i64>,
+    /// The silver table's version after this step (committed by it or before it): what gets announced.
+    pub table_version: Option<i64>,
     pub changes: usize,
     pub inserted: usize,
     pub updated: usize,
@@ -62,6 +64,8 @@ pub struct SilverCommit {
 pub struct SilverWriter {
     config: Arc<PipelineConfig>,
     retry: RetryPolicy,
+    /// Where commits are announced (the gold queue), if configured.
+    notifier: Option<crate::notify::Notifier>,
 }
 
 /// Changes read from bronze, normalised, one row per key.
@@ -75,7 +79,20 @@ impl SilverWriter {
         SilverWriter {
             config,
             retry: RetryPolicy::default(),
+            notifier: None,
         }
+    }
+
+    /// Announce commits on the `notify.gold` queue of the config, if any.
+    pub async fn with_configured_notifier(mut self) -> Self {
+        if let Some(q) = self.config.notify.get("gold") {
+            self.notifier = Some(crate::notify::Notifier::new(q).await);
+        }
+        self
+    }
+
+    pub fn notifier(&self) -> Option<&crate::notify::Notifier> {
+        self.notifier.as_ref()
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -155,6 +172,7 @@ impl SilverWriter {
                 tombs = lake::open(&tomb_loc).await?;
             }
         }
+        out.table_version = silver.version().map(|v| v as i64);
         if silver_wm.is_some_and(|w| w >= latest) {
             return Ok(out);
         }
@@ -223,6 +241,7 @@ impl SilverWriter {
             out.deleted = metrics.num_target_rows_deleted;
             out.files_rewritten = metrics.num_target_files_removed;
         }
+        out.table_version = out.version;
         mark("merge", &mut phases);
         self.append_tombstones(
             table,

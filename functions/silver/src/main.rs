@@ -1,5 +1,5 @@
 //! Silver Lambda: "bronze table T committed" messages (or S3 events on `bronze/<table>/_delta_log/`)
-//! → one exactly-once CDC MERGE into `silver/<table>`. Thin: parse, call the shared crate, answer
+//! → one exactly-once CDC MERGE into `silver/<table>`, announced to gold's queue. Thin: parse, call the shared crate, answer
 //! with SQS partial batch failures.
 
 use std::sync::Arc;
@@ -13,7 +13,11 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     telemetry::init();
     let config = Arc::new(PipelineConfig::from_env().await?);
-    let writer = Arc::new(SilverWriter::new(config.clone()));
+    let writer = Arc::new(
+        SilverWriter::new(config.clone())
+            .with_configured_notifier()
+            .await,
+    );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let (writer, config) = (writer.clone(), config.clone());
         async move {

@@ -13,7 +13,7 @@ use lakehouse::{handler, lake, telemetry, PipelineConfig};
 #[command(
     name = "lakehouse",
     version,
-    about = "Serverless delta-architecture lakehouse: demo, ingest and audit"
+    about = "Serverless delta-architecture lakehouse: demo, ingest, silver and gold steps, the local runner, backfill and audit"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -24,13 +24,20 @@ struct Cli {
 enum Layer {
     Bronze,
     Quarantine,
+    Silver,
+    /// Silver's delete tombstones.
+    Tombstones,
+    /// `--table` names a gold view.
+    Gold,
 }
 
-/// Which table: the pipeline file, the table name and the layer.
+/// Which table: the pipeline file, the table (or gold view) name and the layer.
 #[derive(clap::Args)]
 struct TableArgs {
+    /// Pipeline file: a path, file:// or s3:// URI.
     #[arg(long, env = "LAKEHOUSE_CONFIG")]
     config: String,
+    /// Table name (a gold view's name with --layer gold).
     #[arg(long)]
     table: String,
     #[arg(long, value_enum, default_value = "bronze")]
@@ -43,6 +50,9 @@ impl TableArgs {
         let loc = match self.layer {
             Layer::Bronze => cfg.bronze_location(&self.table),
             Layer::Quarantine => cfg.quarantine_location(&self.table),
+            Layer::Silver => cfg.silver_location(&self.table),
+            Layer::Tombstones => cfg.tombstone_location(&self.table),
+            Layer::Gold => cfg.gold_location(&self.table),
         };
         Ok(lake::open(&loc)
             .await?
@@ -70,6 +80,42 @@ enum Command {
         config: String,
         #[arg(long)]
         table: String,
+    },
+    /// Bring a gold view up to date (what the gold function does on a "silver committed" message):
+    /// only the groups touched since its watermarks, or everything with --full.
+    Gold {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
+        #[arg(long)]
+        view: String,
+        /// Recompute the whole view (also rebuilds a view whose SQL changed).
+        #[arg(long)]
+        full: bool,
+    },
+    /// The local runner: long-poll the configured queues (notify.bronze = landing notifications,
+    /// notify.silver, notify.gold), batch messages per table by its trigger window (batch_size,
+    /// batch_window_seconds), run the Lambda handlers, delete what succeeded. Stops cleanly on SIGTERM.
+    Run {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
+        /// Longest SQS long poll in seconds (1-20).
+        #[arg(long, default_value_t = 20)]
+        max_poll_seconds: u64,
+    },
+    /// Batch mode: push the objects already in the landing prefixes through bronze → silver → gold,
+    /// in chunks, with the same code as the functions. Re-running it is a no-op.
+    Backfill {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
+        /// Only this table (and the gold views that read it).
+        #[arg(long)]
+        table: Option<String>,
+        /// Only objects modified at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Objects per bronze commit.
+        #[arg(long, default_value_t = 100)]
+        chunk: usize,
     },
     /// Print a table's rows (optionally at an older version: time travel).
     Show {
@@ -115,6 +161,84 @@ async fn main_inner() -> Result<(), Box<dyn std::error::Error>> {
                     "elapsed_ms": start.elapsed().as_secs_f64() * 1000.0})
             );
         }
+        Command::Gold { config, view, full } => {
+            let cfg = Arc::new(PipelineConfig::load(&config).await?);
+            let v = cfg
+                .view(&view)
+                .ok_or_else(|| format!("no gold view `{view}` in {config}"))?
+                .clone();
+            let start = std::time::Instant::now();
+            let c = lakehouse::gold::GoldWriter::new(cfg.clone())
+                .apply(&v, full)
+                .await?;
+            println!(
+                "{}",
+                serde_json::json!({"view": c.view, "version": c.version, "full": c.full,
+                    "applied": c.applied, "groups_touched": c.groups_touched, "upserted": c.upserted,
+                    "deleted": c.deleted, "attempts": c.attempts,
+                    "elapsed_ms": start.elapsed().as_secs_f64() * 1000.0})
+            );
+        }
+        Command::Run {
+            config,
+            max_poll_seconds,
+        } => {
+            let cfg = Arc::new(PipelineConfig::load(&config).await?);
+            let options = lakehouse::runner::RunnerOptions {
+                max_poll: std::time::Duration::from_secs(max_poll_seconds.clamp(1, 20)),
+            };
+            lakehouse::runner::run(cfg, options, lakehouse::runner::stop_on_signals()).await?;
+        }
+        Command::Backfill {
+            config,
+            table,
+            since,
+            chunk,
+        } => {
+            let cfg = Arc::new(PipelineConfig::load(&config).await?);
+            let options = lakehouse::backfill::BackfillOptions {
+                table,
+                since,
+                chunk,
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let s = lakehouse::backfill::run(cfg, &options).await?;
+            println!(
+                "{} objects: {} ingested ({} rows), {} already ingested, {} quarantined whole, {} failed",
+                s.objects,
+                s.ingested,
+                s.rows,
+                s.already_ingested,
+                s.quarantined,
+                s.failed.len()
+            );
+            for c in &s.silver {
+                println!(
+                    "silver/{}: bronze {:?} → version {:?} ({} changes)",
+                    c.table, c.applied, c.table_version, c.changes
+                );
+            }
+            for g in &s.gold {
+                println!(
+                    "gold/{}: version {:?}, {} groups upserted, {} deleted{}",
+                    g.view,
+                    g.version,
+                    g.upserted,
+                    g.deleted,
+                    if g.full { " (full)" } else { "" }
+                );
+            }
+            for (key, reason) in &s.failed {
+                eprintln!("failed: {key}: {reason}");
+            }
+            if !s.failed.is_empty() {
+                return Err(format!(
+                    "{} objects could not be read; re-run to retry them",
+                    s.failed.len()
+                )
+                .into());
+            }
+        }
         Command::Show {
             target,
             version,
@@ -147,8 +271,12 @@ async fn main_inner() -> Result<(), Box<dyn std::error::Error>> {
             for (i, commit) in history.into_iter().enumerate() {
                 let commit = commit?;
                 let info = &commit.info;
+                let upstream = info
+                    .get("lakehouse.upstreamVersions")
+                    .map(|v| format!("  upstream {v}"))
+                    .unwrap_or_default();
                 println!(
-                    "version {:>4}  {}  {:<8}  rows {:<8}  fn {}  keys {}",
+                    "version {:>4}  {}  {:<12}  rows {:<8}  fn {}  keys {}{upstream}",
                     first + i as i64,
                     commit
                         .timestamp
@@ -158,6 +286,11 @@ async fn main_inner() -> Result<(), Box<dyn std::error::Error>> {
                         .unwrap_or_default(),
                     commit.operation.clone().unwrap_or_default(),
                     info.get("lakehouse.rows")
+                        .or_else(|| info.get("lakehouse.changes"))
+                        .or_else(|| {
+                            info.get("operationMetrics")
+                                .and_then(|m| m.get("num_output_rows"))
+                        })
                         .map(|v| v.to_string())
                         .unwrap_or_default(),
                     info.get("lakehouse.functionVersion")
