@@ -538,7 +538,7 @@ async fn runner_streams_three_layers_exactly_once_and_backfill_matches() {
     let mut runner = Some(Runner::start(&stream_path, &log));
     let per_round = |n: usize, r: usize| (n * r / ROUNDS, n * (r + 1) / ROUNDS);
     let mut first_orders_key = String::new();
-    for r in 0..ROUNDS {
+    for (r, customers) in customer_rounds.iter().enumerate() {
         let (a, b) = per_round(orders.len(), r);
         let mut body: String = orders[a..b]
             .iter()
@@ -558,10 +558,10 @@ async fn runner_streams_three_layers_exactly_once_and_backfill_matches() {
         }
         landing.put(&key, body.into_bytes()).await;
         let mut csv = String::from("customer_id,name,country,version\n");
-        for (c, country, v) in &customer_rounds[r] {
+        for (c, country, v) in customers {
             csv.push_str(&format!("{c},Customer {c},{country},{v}\n"));
         }
-        if customer_rounds[r].is_empty() {
+        if customers.is_empty() {
             csv.push_str("0,Customer 0,DE,0\n"); // stale (version 0): never wins
         }
         landing

@@ -277,10 +277,7 @@ impl GoldWriter {
         keys: &RecordBatch,
     ) -> Result<RecordBatch> {
         if keys.num_rows() == 0 {
-            return Ok(lake::tag(
-                &RecordBatch::new_empty(schema.clone()),
-                lake::ACTION_UPSERT,
-            )?);
+            return lake::tag(&RecordBatch::new_empty(schema.clone()), lake::ACTION_UPSERT);
         }
         let rows = view_rows(ctx, view).await?;
         // The touched keys, typed as the view's keys and renamed so the semi join is unambiguous.
