@@ -7,7 +7,7 @@ TOOLS_BIN := $(HOME)/.cache/lakehouse/venv-tools/bin
 # Loads the local endpoints/credentials and puts cargo-lambda and the Python reader on PATH.
 WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
 
-.PHONY: demo test install up down unit-test bench-bronze bench-merge lambda-zip release fmt lint
+.PHONY: demo test install up down unit-test bench-bronze bench-merge bench-e2e lambda-zip release fmt lint
 
 demo:
 	cargo run --quiet -p lakehouse --bin lakehouse -- demo --dir .state/demo
@@ -43,10 +43,17 @@ bench-merge: install
 	cargo build --release -p lakehouse --bin lakehouse
 	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && bench/bench_merge.sh
 
-## Lambda artifact (zip) for arm64 Graviton, built with zig for Lambda's glibc.
+## 10 tables through the release runner on LocalStack + MinIO: upload → visible in silver / gold latency.
+bench-e2e: install
+	cargo build --release -p lakehouse --bin lakehouse
+	$(WITH_ENV) && $(LOCAL)/up.sh >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
+	  $(HOME)/.cache/lakehouse/venv-localstack/bin/python bench/bench_e2e.py
+
+## Lambda artifacts (zip) for arm64 Graviton, built with zig for Lambda's glibc.
 lambda-zip: install
-	$(WITH_ENV) && cd functions/bronze && cargo lambda build --release --arm64 --output-format zip
-	ls -l $(CARGO_TARGET_DIR)/lambda/bronze/bootstrap.zip
+	$(WITH_ENV) && for f in bronze silver gold; do \
+	  (cd functions/$$f && cargo lambda build --release --arm64 --output-format zip) || exit 1; \
+	  ls -l $(CARGO_TARGET_DIR)/lambda/$$f/bootstrap.zip; done
 
 release:
 	cargo build --release --workspace --bins
