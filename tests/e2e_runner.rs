@@ -5,7 +5,8 @@
 //! MinIO), killed with SIGKILL mid-run and restarted, finally stopped with SIGTERM. Bronze, silver and
 //! two gold views (one a join of two tables) must equal oracles computed here from the generated data.
 //! Then `lakehouse backfill` over the same landing bucket into another lake must give the same tables
-//! (batch equals stream), and a second backfill must change nothing.
+//! (batch equals stream), and a second backfill must change nothing. A poison message (an object that
+//! does not exist) fails alone and reaches the DLQ while everything else, its own table included, flows.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -302,7 +303,7 @@ fn queue_toml(layer: &str, url: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn runner_streams_three_layers_exactly_once_and_backfill_matches() {
     let id = run_id("e2e");
-    let landing = Landing::create(&id, 5, 10).await;
+    let landing = Landing::create(&id, 2, 10).await;
     let silver_q = landing.plain_queue(&format!("{id}-silver")).await;
     let gold_q = landing.plain_queue(&format!("{id}-gold")).await;
     for q in [&silver_q, &gold_q] {
@@ -535,6 +536,17 @@ async fn runner_streams_three_layers_exactly_once_and_backfill_matches() {
 
     // ---- stream: rounds of uploads while the runner runs; SIGKILL and restart in the middle
     let log = dir.join("runner.log");
+    // Poison: a notification for an orders object that does not exist (storage cannot serve it).
+    let ghost = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": landing.bucket}, "object": {"key": "orders/ghost.jsonl", "eTag": "0"}}}]});
+    landing
+        .sqs
+        .send_message()
+        .queue_url(&landing.queue_url)
+        .message_body(ghost.to_string())
+        .send()
+        .await
+        .expect("send poison message");
     let mut runner = Some(Runner::start(&stream_path, &log));
     let per_round = |n: usize, r: usize| (n * r / ROUNDS, n * (r + 1) / ROUNDS);
     let mut first_orders_key = String::new();
@@ -625,6 +637,11 @@ async fn runner_streams_three_layers_exactly_once_and_backfill_matches() {
             runner.log_tail()
         );
     }
+    // The poison message: received, failed twice, moved to the DLQ (maxReceiveCount 2, visibility 10 s).
+    let in_dlq = landing
+        .receive_matching(&landing.dlq_url, 1, Duration::from_secs(90), "ghost.jsonl")
+        .await;
+    assert!(!in_dlq.is_empty());
     let status = runner.stop(Duration::from_secs(30));
     assert!(status.success(), "runner exit after SIGTERM: {status:?}");
 
