@@ -15,7 +15,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use deltalake::arrow::array::{new_null_array, ArrayRef, RecordBatch};
+use deltalake::arrow::array::{ArrayRef, RecordBatch};
 use deltalake::arrow::compute::{cast, concat_batches};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::row::{RowConverter, SortField};
@@ -32,6 +32,7 @@ use tracing::{info, warn};
 use crate::config::{GoldView, Location, PipelineConfig};
 use crate::error::{Error, Result};
 use crate::lake::{self, RetryPolicy};
+use crate::schema;
 
 /// Application id of a view's watermark on one of its sources.
 pub fn watermark_app_id(view: &str, source: &str) -> String {
@@ -261,7 +262,7 @@ impl GoldWriter {
         let schema = output_schema(first.schema_ref());
         let parts = parts
             .iter()
-            .map(|b| conform(b, &schema))
+            .map(|b| schema::as_schema(b, &schema, |_, _| None))
             .collect::<Result<Vec<_>>>()?;
         let all = concat_batches(&schema, &parts).map_err(|e| Error::arrow("touched groups", e))?;
         Ok(Some(distinct_rows(&all)?))
@@ -367,7 +368,7 @@ impl GoldWriter {
             &deltalake::arrow::array::UInt32Array::from(gone),
         )
         .map_err(|e| Error::arrow("deleted groups", e))?;
-        let gone = conform(&gone, schema)?;
+        let gone = schema::as_schema(&gone, schema, |_, _| None)?;
         let up = lake::tag(&recomputed, lake::ACTION_UPSERT)?;
         let down = lake::tag(&gone, lake::ACTION_DELETE)?;
         concat_batches(up.schema_ref(), [&up, &down]).map_err(|e| Error::arrow("gold changes", e))
@@ -434,25 +435,12 @@ fn output_schema(result: &Schema) -> SchemaRef {
     ))
 }
 
-/// `batch`'s columns as `schema` (by name; missing ones null).
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let cols = schema
-        .fields()
-        .iter()
-        .map(|f| match batch.column_by_name(f.name()) {
-            Some(c) => cast(c, f.data_type()).map_err(|e| Error::arrow("gold types", e)),
-            None => Ok(new_null_array(f.data_type(), batch.num_rows())),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("gold types", e))
-}
-
 async fn collect_as(df: DataFrame, schema: &SchemaRef, view: &str) -> Result<Vec<RecordBatch>> {
     df.collect()
         .await
         .map_err(|e| df_error(view, "compute", e))?
         .iter()
-        .map(|b| conform(b, schema))
+        .map(|b| schema::as_schema(b, schema, |_, _| None))
         .collect()
 }
 

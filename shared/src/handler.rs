@@ -394,22 +394,28 @@ fn downstream_response<C>(
     Ok(serde_json::json!({ "steps": outcome.commits.iter().map(summary).collect::<Vec<_>>() }))
 }
 
+/// The messages of a downstream Lambda payload and whether it was a direct event (a committed message
+/// or an S3 event, checked here so a bad one is an error) rather than an SQS batch.
+fn downstream_messages(
+    layer: Downstream,
+    config: &PipelineConfig,
+    payload: &Value,
+) -> Result<(Vec<(Option<String>, String)>, bool)> {
+    if let Some(m) = sqs_messages(payload) {
+        return Ok((m, false));
+    }
+    let body = payload.to_string();
+    layer.targets(config, &body).map_err(Error::Event)?;
+    Ok((vec![(None, body)], true))
+}
+
 /// The silver Lambda's logic.
 pub async fn handle_silver_payload(
     writer: &SilverWriter,
     config: &PipelineConfig,
     payload: &Value,
 ) -> Result<Value> {
-    let (messages, direct) = match sqs_messages(payload) {
-        Some(m) => (m, false),
-        None => {
-            let body = payload.to_string();
-            Downstream::Silver
-                .targets(config, &body)
-                .map_err(Error::Event)?;
-            (vec![(None, body)], true)
-        }
-    };
+    let (messages, direct) = downstream_messages(Downstream::Silver, config, payload)?;
     let outcome = apply_silver(writer, config, &messages).await;
     downstream_response(direct, outcome, |c| {
         serde_json::json!({
@@ -425,16 +431,7 @@ pub async fn handle_gold_payload(
     config: &PipelineConfig,
     payload: &Value,
 ) -> Result<Value> {
-    let (messages, direct) = match sqs_messages(payload) {
-        Some(m) => (m, false),
-        None => {
-            let body = payload.to_string();
-            Downstream::Gold
-                .targets(config, &body)
-                .map_err(Error::Event)?;
-            (vec![(None, body)], true)
-        }
-    };
+    let (messages, direct) = downstream_messages(Downstream::Gold, config, payload)?;
     let outcome = apply_gold(writer, config, &messages).await;
     downstream_response(direct, outcome, |c| {
         serde_json::json!({

@@ -100,7 +100,7 @@ pub fn diff(existing: &RecordBatch, wanted: &RecordBatch, keys: &[String]) -> Re
     let state_cols: Vec<String> = [VALID_TO, IS_CURRENT, BRONZE_VERSION, SOURCE_ROW]
         .map(String::from)
         .to_vec();
-    let existing = cast_to(existing, wanted.schema_ref())?;
+    let existing = crate::schema::as_schema(existing, wanted.schema_ref(), |_, _| None)?;
     let id_conv = converter(wanted, &id_cols)?;
     let state_conv = converter(wanted, &state_cols)?;
     let convert = |conv: &RowConverter, b: &RecordBatch, names: &[String]| -> Result<Rows> {
@@ -166,19 +166,6 @@ fn key_rows(b: &RecordBatch, keys: &[String]) -> Result<Rows> {
     converter(b, keys)?
         .convert_columns(&columns(b, keys)?)
         .map_err(|e| Error::arrow("SCD2 keys", e))
-}
-
-/// `batch` with `schema`'s columns, cast to its types (scans may return other string encodings).
-fn cast_to(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
-    let cols = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            cast(&column(batch, f.name())?, f.data_type())
-                .map_err(|e| Error::arrow("SCD2 types", e))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("SCD2 types", e))
 }
 
 #[cfg(test)]

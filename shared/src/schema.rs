@@ -345,6 +345,32 @@ fn to_schema(cols: Vec<(String, Option<Kind>)>) -> Schema {
     )
 }
 
+/// `batch` as `schema`: its columns by name, cast to the schema's types; `fill(name, rows)` supplies
+/// columns the batch lacks, and a missing nullable column is all nulls.
+pub fn as_schema(
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+    fill: impl Fn(&str, usize) -> Option<ArrayRef>,
+) -> Result<RecordBatch> {
+    let n = batch.num_rows();
+    let cols: Vec<ArrayRef> = schema
+        .fields()
+        .iter()
+        .map(
+            |f| match (batch.column_by_name(f.name()), fill(f.name(), n)) {
+                (Some(c), _) => deltalake::arrow::compute::cast(c, f.data_type())
+                    .map_err(|e| Error::arrow(format!("casting `{}`", f.name()), e)),
+                (None, Some(c)) => Ok(c),
+                (None, None) if f.is_nullable() => {
+                    Ok(deltalake::arrow::array::new_null_array(f.data_type(), n))
+                }
+                (None, None) => Err(Error::Task(format!("column `{}` is missing", f.name()))),
+            },
+        )
+        .collect::<Result<_>>()?;
+    RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("conforming a batch", e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,8 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    new_null_array, Array, ArrayRef, BooleanArray, RecordBatch, StringArray,
-    TimestampMicrosecondArray,
+    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use deltalake::arrow::compute::{concat_batches, filter_record_batch};
 use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
@@ -385,7 +384,7 @@ impl SilverWriter {
             Vec::new()
         } else {
             let now = chrono::Utc::now().timestamp_micros();
-            let rows = conform(&deletes, &Arc::new(tomb_schema), |name, n| {
+            let rows = schema::as_schema(&deletes, &Arc::new(tomb_schema), |name, n| {
                 (name == DELETED_AT).then(|| {
                     Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC"))
                         as ArrayRef
@@ -445,7 +444,7 @@ pub fn silver_table_schema(n: &Normalizer, table: &TableConfig) -> Result<Schema
 fn conform_all(batches: &[RecordBatch], schema: &SchemaRef) -> Result<RecordBatch> {
     let parts = batches
         .iter()
-        .map(|b| conform(b, schema, |_, _| None))
+        .map(|b| schema::as_schema(b, schema, |_, _| None))
         .collect::<Result<Vec<_>>>()?;
     concat_batches(schema, &parts).map_err(|e| Error::arrow("collecting rows", e))
 }
@@ -464,33 +463,6 @@ fn tombstone_schema(n: &Normalizer) -> Schema {
         .collect();
     fields.push(Field::new(DELETED_AT, schema::timestamp_type(), false));
     Schema::new(fields)
-}
-
-/// `batch` as `schema`: its columns by name, cast to the schema's types; `fill(name, rows)` supplies
-/// columns the batch lacks, and a missing nullable column is all nulls.
-fn conform(
-    batch: &RecordBatch,
-    schema: &SchemaRef,
-    fill: impl Fn(&str, usize) -> Option<ArrayRef>,
-) -> Result<RecordBatch> {
-    let n = batch.num_rows();
-    let cols: Vec<ArrayRef> = schema
-        .fields()
-        .iter()
-        .map(
-            |f| match (batch.column_by_name(f.name()), fill(f.name(), n)) {
-                (Some(c), _) => deltalake::arrow::compute::cast(c, f.data_type())
-                    .map_err(|e| Error::arrow(format!("casting `{}`", f.name()), e)),
-                (None, Some(c)) => Ok(c),
-                (None, None) if f.is_nullable() => Ok(new_null_array(f.data_type(), n)),
-                (None, None) => Err(Error::Task(format!(
-                    "column `{}` missing from changes",
-                    f.name()
-                ))),
-            },
-        )
-        .collect::<Result<_>>()?;
-    RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("conforming changes", e))
 }
 
 fn only_deletes(changes: &RecordBatch) -> Result<RecordBatch> {
@@ -682,11 +654,11 @@ async fn history_changes(
         None => Vec::new(),
     };
     let mut parts = vec![
-        conform(changes, &events_schema, none)?,
-        conform(&existing, &events_schema, op(cdc::OP_UPSERT))?,
+        schema::as_schema(changes, &events_schema, none)?,
+        schema::as_schema(&existing, &events_schema, op(cdc::OP_UPSERT))?,
     ];
     for b in &stones {
-        parts.push(conform(b, &events_schema, op(OP_DELETE))?);
+        parts.push(schema::as_schema(b, &events_schema, op(OP_DELETE))?);
     }
     let events = concat_batches(&events_schema, &parts)
         .map_err(|e| Error::arrow("collecting SCD2 events", e))?;
@@ -1107,41 +1079,72 @@ mod tests {
         out
     }
 
-    #[tokio::test]
-    async fn new_source_columns_evolve_bronze_and_silver_and_bad_casts_are_quarantined() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[landing]\nuri = \"file://{d}/landing\"\n[lake]\nuri = \"file://{d}/lake\"\n[[table]]\nname = \"cust\"\nformat = \"jsonl\"\nkeys = [\"id\"]\nsequence_by = \"seq\"\nunknown_fields = \"evolve\"\n",
-            d = dir.path().display()
-        );
-        let cfg = Arc::new(PipelineConfig::from_toml(&text, "test").unwrap());
-        let table = cfg.table("cust").unwrap();
-        let landing = dir.path().join("landing/cust");
-        std::fs::create_dir_all(&landing).unwrap();
-        let bronze = BronzeWriter::new(cfg.clone()).unwrap();
-        let silver = SilverWriter::new(cfg.clone());
-        let drop = |name: &str, body: &str| {
-            let path = landing.join(name);
+    /// A temporary landing folder and lake with the one table `toml` declares (named `name`).
+    struct Lab {
+        dir: tempfile::TempDir,
+        cfg: Arc<PipelineConfig>,
+        name: String,
+    }
+
+    impl Lab {
+        fn new(name: &str, toml: &str) -> Lab {
+            let dir = tempfile::tempdir().unwrap();
+            let text = format!(
+                "[landing]\nuri = \"file://{d}/landing\"\n[lake]\nuri = \"file://{d}/lake\"\n[[table]]\nname = \"{name}\"\n{toml}\n",
+                d = dir.path().display()
+            );
+            let cfg = Arc::new(PipelineConfig::from_toml(&text, "test").unwrap());
+            std::fs::create_dir_all(dir.path().join("landing").join(name)).unwrap();
+            Lab {
+                dir,
+                cfg,
+                name: name.to_string(),
+            }
+        }
+
+        fn table(&self) -> &TableConfig {
+            self.cfg.table(&self.name).unwrap()
+        }
+
+        /// Writes a landing file of the table and ingests it into bronze.
+        async fn ingest(&self, file: &str, body: &str) -> crate::bronze::BronzeCommit {
+            let path = self.dir.path().join("landing").join(&self.name).join(file);
             std::fs::write(&path, body).unwrap();
-            SourceObject {
+            let obj = SourceObject {
                 bucket: String::new(),
                 key: path.to_str().unwrap().trim_start_matches('/').into(),
                 etag: None,
-            }
-        };
+            };
+            BronzeWriter::new(self.cfg.clone())
+                .unwrap()
+                .ingest(self.table(), &[obj])
+                .await
+                .unwrap()
+        }
+    }
+
+    #[tokio::test]
+    async fn new_source_columns_evolve_bronze_and_silver_and_bad_casts_are_quarantined() {
+        let lab = Lab::new(
+            "cust",
+            "format = \"jsonl\"\nkeys = [\"id\"]\nsequence_by = \"seq\"\nunknown_fields = \"evolve\"",
+        );
+        let (cfg, table) = (&lab.cfg, lab.table());
+        let silver = SilverWriter::new(cfg.clone());
         // The schema is inferred from the first file: id, seq, score long.
-        let first = drop(
+        lab.ingest(
             "1.jsonl",
             "{\"id\": 1, \"seq\": 1, \"score\": 10}\n{\"id\": 2, \"seq\": 1, \"score\": 20}\n",
-        );
-        bronze.ingest(table, &[first]).await.unwrap();
+        )
+        .await;
         silver.apply(table).await.unwrap();
         // A new column `tier` arrives; one row changes `score`'s type to text that is no long.
-        let second = drop(
-            "2.jsonl",
-            "{\"id\": 1, \"seq\": 2, \"score\": 11, \"tier\": \"gold\"}\n{\"id\": 2, \"seq\": 2, \"score\": \"n/a\", \"tier\": \"silver\"}\n{\"id\": 3, \"seq\": 2, \"tier\": \"bronze\"}\n",
-        );
-        let report = bronze.ingest(table, &[second]).await.unwrap();
+        let report = lab
+            .ingest(
+                "2.jsonl",
+                "{\"id\": 1, \"seq\": 2, \"score\": 11, \"tier\": \"gold\"}\n{\"id\": 2, \"seq\": 2, \"score\": \"n/a\", \"tier\": \"silver\"}\n{\"id\": 3, \"seq\": 2, \"tier\": \"bronze\"}\n",
+            )
+            .await;
         assert!(report.version.is_some(), "{report:?}");
         silver.apply(table).await.unwrap();
 
@@ -1202,30 +1205,14 @@ mod tests {
 
     #[tokio::test]
     async fn expired_tombstones_no_longer_stop_late_events() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[landing]\nuri = \"file://{d}/landing\"\n[lake]\nuri = \"file://{d}/lake\"\n[[table]]\nname = \"acct\"\nformat = \"jsonl\"\nkeys = [\"id\"]\nsequence_by = \"seq\"\ndelete_column = \"deleted\"\ntombstone_retention_days = 7\ncolumns = [\"id long not null\", \"seq long not null\", \"deleted boolean\"]\n",
-            d = dir.path().display()
+        let lab = Lab::new(
+            "acct",
+            "format = \"jsonl\"\nkeys = [\"id\"]\nsequence_by = \"seq\"\ndelete_column = \"deleted\"\ntombstone_retention_days = 7\ncolumns = [\"id long not null\", \"seq long not null\", \"deleted boolean\"]",
         );
-        let cfg = Arc::new(PipelineConfig::from_toml(&text, "test").unwrap());
-        let table = cfg.table("acct").unwrap();
-        let landing = dir.path().join("landing/acct");
-        std::fs::create_dir_all(&landing).unwrap();
-        let bronze = BronzeWriter::new(cfg.clone()).unwrap();
+        let (cfg, table) = (&lab.cfg, lab.table());
         let silver = SilverWriter::new(cfg.clone());
-        let ingest = |name: &str, body: &str| {
-            let path = landing.join(name);
-            std::fs::write(&path, body).unwrap();
-            let obj = SourceObject {
-                bucket: String::new(),
-                key: path.to_str().unwrap().trim_start_matches('/').into(),
-                etag: None,
-            };
-            let bronze = &bronze;
-            async move { bronze.ingest(table, &[obj]).await.unwrap() }
-        };
         // Keys 1 and 2 are inserted at 10 and deleted at 20.
-        ingest("a.jsonl", "{\"id\":1,\"seq\":10}\n{\"id\":2,\"seq\":10}\n{\"id\":1,\"seq\":20,\"deleted\":true}\n{\"id\":2,\"seq\":20,\"deleted\":true}\n").await;
+        lab.ingest("a.jsonl", "{\"id\":1,\"seq\":10}\n{\"id\":2,\"seq\":10}\n{\"id\":1,\"seq\":20,\"deleted\":true}\n{\"id\":2,\"seq\":20,\"deleted\":true}\n").await;
         silver.apply(table).await.unwrap();
         // Key 2's delete was applied 8 days ago (past the 7-day retention): rewrite its tombstone so.
         let loc = cfg.tombstone_location("acct");
@@ -1246,7 +1233,7 @@ mod tests {
             )
             .with_timezone("UTC"),
         );
-        let aged = conform(&all, all.schema_ref(), |_, _| None).unwrap();
+        let aged = schema::as_schema(&all, all.schema_ref(), |_, _| None).unwrap();
         let idx = aged.schema().index_of(DELETED_AT).unwrap();
         let mut cols = aged.columns().to_vec();
         cols[idx] = at;
@@ -1257,7 +1244,8 @@ mod tests {
             .await
             .unwrap();
         // Late inserts at 15, older than both deletes.
-        ingest("b.jsonl", "{\"id\":1,\"seq\":15}\n{\"id\":2,\"seq\":15}\n").await;
+        lab.ingest("b.jsonl", "{\"id\":1,\"seq\":15}\n{\"id\":2,\"seq\":15}\n")
+            .await;
         silver.apply(table).await.unwrap();
         let ids: Vec<i64> = lake::read_table(&cfg.silver_location("acct"))
             .await
@@ -1280,26 +1268,13 @@ mod tests {
 
     #[tokio::test]
     async fn unusable_changes_are_quarantined_once_and_the_rest_applies() {
-        let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "[landing]\nuri = \"file://{d}/landing\"\n[lake]\nuri = \"file://{d}/lake\"\n[[table]]\nname = \"acct\"\nformat = \"csv\"\ncsv_header = false\ncdc = \"dms\"\nkeys = [\"id\"]\ncolumns = [\"Op string\", \"id long not null\", \"v long\"]\n",
-            d = dir.path().display()
+        let lab = Lab::new(
+            "acct",
+            "format = \"csv\"\ncsv_header = false\ncdc = \"dms\"\nkeys = [\"id\"]\ncolumns = [\"Op string\", \"id long not null\", \"v long\"]",
         );
-        let cfg = Arc::new(PipelineConfig::from_toml(&text, "test").unwrap());
-        let path = dir.path().join("landing/acct/f.csv");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, "I,1,10\nX,2,20\nI,3,30\nD,1,10\n").unwrap();
-        let obj = SourceObject {
-            bucket: String::new(),
-            key: path.to_str().unwrap().trim_start_matches('/').into(),
-            etag: None,
-        };
-        let table = cfg.table("acct").unwrap();
-        BronzeWriter::new(cfg.clone())
-            .unwrap()
-            .ingest(table, &[obj])
-            .await
-            .unwrap();
+        let (cfg, table) = (&lab.cfg, lab.table());
+        lab.ingest("f.csv", "I,1,10\nX,2,20\nI,3,30\nD,1,10\n")
+            .await;
         let silver = SilverWriter::new(cfg.clone());
         let first = silver.apply(table).await.unwrap();
         assert_eq!(first.rejected, 1);
