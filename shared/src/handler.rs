@@ -348,7 +348,7 @@ pub async fn apply_gold(
 }
 
 /// (message id, body) of each SQS record of a Lambda payload, or `None` when it is not an SQS batch.
-fn sqs_messages(payload: &Value) -> Option<Vec<(Option<String>, String)>> {
+fn sqs_messages(payload: &Value) -> Option<Messages> {
     let records = payload.get("Records").and_then(Value::as_array)?;
     let is_sqs = records
         .first()
@@ -394,13 +394,16 @@ fn downstream_response<C>(
     Ok(serde_json::json!({ "steps": outcome.commits.iter().map(summary).collect::<Vec<_>>() }))
 }
 
+/// SQS messages as (message id, body); the id is `None` for a direct invocation.
+pub type Messages = Vec<(Option<String>, String)>;
+
 /// The messages of a downstream Lambda payload and whether it was a direct event (a committed message
 /// or an S3 event, checked here so a bad one is an error) rather than an SQS batch.
 fn downstream_messages(
     layer: Downstream,
     config: &PipelineConfig,
     payload: &Value,
-) -> Result<(Vec<(Option<String>, String)>, bool)> {
+) -> Result<(Messages, bool)> {
     if let Some(m) = sqs_messages(payload) {
         return Ok((m, false));
     }
