@@ -781,6 +781,18 @@ impl RawGold {
         if self.sql.trim().is_empty() {
             return Err(Error::config(&n, "gold.sql", "is empty"));
         }
+        // Syntax now; names and types when a step plans the query against the silver tables.
+        match deltalake::datafusion::sql::parser::DFParser::parse_sql(&self.sql) {
+            Ok(statements) if statements.len() == 1 => {}
+            Ok(_) => {
+                return Err(Error::config(
+                    &n,
+                    "gold.sql",
+                    "must be exactly one SELECT statement",
+                ))
+            }
+            Err(e) => return Err(Error::config(&n, "gold.sql", e.to_string())),
+        }
         if self.keys.is_empty() {
             return Err(Error::config(
                 &n,
@@ -993,6 +1005,30 @@ mod tests {
             "test",
         );
         assert!(ok.is_ok(), "{ok:?}");
+        // SCD2, retention, evolution, trigger windows and gold views name their table and field too.
+        let t =
+            "[[table]]\nname = \"t1\"\nformat = \"csv\"\ncolumns = [\"id long\", \"seq long\"]\n";
+        for (extra, field) in [
+            ("scd_type = 2\nkeys = [\"id\"]\n", "`sequence_by`"),
+            ("scd_type = 2\nsequence_by = \"seq\"\n", "`keys`"),
+            ("tombstone_retention_days = 0\n", "`tombstone_retention_days`"),
+            ("keys = [\"id\"]\nsequence_by = \"seq\"\nscd_type = 2\ntombstone_retention_days = 3\n", "`tombstone_retention_days`"),
+            ("csv_header = false\nunknown_fields = \"evolve\"\n", "`unknown_fields`"),
+            ("batch_size = 0\n", "`batch_size`"),
+            ("batch_window_seconds = -1\n", "`batch_window_seconds`"),
+        ] {
+            let e = err_of(&format!("{base}{t}{extra}"));
+            assert!(e.contains("`t1`") && e.contains(field), "{extra}: {e}");
+        }
+        let gold = |sql: &str, keys: &str, sources: &str| {
+            err_of(&format!("{base}{t}[[gold]]\nname = \"v\"\nsql = \"{sql}\"\nkeys = {keys}\nsources = {sources}\n"))
+        };
+        let e = gold("SELEC id FROM t1", "[\"id\"]", "[\"t1\"]");
+        assert!(e.contains("`v`") && e.contains("`gold.sql`"), "{e}");
+        let e = gold("SELECT id FROM t1", "[]", "[\"t1\"]");
+        assert!(e.contains("`gold.keys`"), "{e}");
+        let e = gold("SELECT id FROM t2", "[\"id\"]", "[\"t2\"]");
+        assert!(e.contains("`gold.sources`") && e.contains("`t2`"), "{e}");
         let e = err_of(&format!(
             "{base}[[table]]\nname = \"t1\"\nformat = \"csv\"\nkeyz = []\n"
         ));
