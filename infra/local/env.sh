@@ -6,7 +6,9 @@ export LAKEHOUSE_STATE="${LAKEHOUSE_STATE:-$LAKEHOUSE_HOME/state}"
 
 export LOCALSTACK_VERSION="4.13.1"
 export MINIO_MODULE="github.com/minio/minio"
-export MINIO_VERSION="${MINIO_VERSION:-latest}"
+# Pinned: the pseudo-version `latest` resolved to on 2026-11-25 (builds with Go 1.26; MinIO has no tagged
+# Go-module releases). A moving `latest` could one day need a newer Go than the machine has.
+export MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 
 export LOCALSTACK_VENV="$LAKEHOUSE_HOME/venv-localstack"
 export TOOLS_VENV="$LAKEHOUSE_HOME/venv-tools"

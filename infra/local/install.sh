@@ -24,7 +24,7 @@ install_localstack() {
 }
 
 install_minio() {
-  local marker="$LAKEHOUSE_BIN/.minio-installed"
+  local marker="$LAKEHOUSE_BIN/.minio-installed-$MINIO_VERSION"
   if [[ -x "$LAKEHOUSE_BIN/minio" && -f "$marker" ]]; then log "minio already installed"; return; fi
   command -v go >/dev/null || { log "ERROR: go is required to build MinIO"; exit 1; }
   log "building minio from $MINIO_MODULE@$MINIO_VERSION (once per machine; takes minutes)"
