@@ -522,6 +522,25 @@ pub async fn changes(
     let batches = deltalake::datafusion::physical_plan::collect(plan, ctx.task_ctx())
         .await
         .map_err(|e| fail(e.into()))?;
+    // One schema for all rows (the table's current one, plain strings, nullable), even when the range
+    // spans a schema change: rows written before an added column read it as null.
+    let current = table.snapshot().map_err(fail)?.snapshot().arrow_schema();
+    let target = std::sync::Arc::new(Schema::new(
+        current
+            .fields()
+            .iter()
+            .map(|f| {
+                let dt = match f.data_type() {
+                    deltalake::arrow::datatypes::DataType::Utf8View
+                    | deltalake::arrow::datatypes::DataType::LargeUtf8 => {
+                        deltalake::arrow::datatypes::DataType::Utf8
+                    }
+                    other => other.clone(),
+                };
+                f.as_ref().clone().with_data_type(dt).with_nullable(true)
+            })
+            .collect::<Vec<_>>(),
+    ));
     batches
         .iter()
         .map(|b| {
@@ -541,7 +560,7 @@ pub async fn changes(
             let b = b
                 .project(&keep)
                 .map_err(|e| Error::arrow("change feed columns", e))?;
-            plain_strings(&b)
+            crate::schema::as_schema(&plain_strings(&b)?, &target, |_, _| None)
         })
         .collect()
 }

@@ -1056,6 +1056,7 @@ mod tests {
     async fn rows_as_text(
         location: &Location,
         columns: &[&str],
+        key: &str,
     ) -> BTreeMap<String, Vec<Option<String>>> {
         let mut out = BTreeMap::new();
         for b in lake::read_table(location).await.unwrap() {
@@ -1066,7 +1067,7 @@ mod tests {
                 )
                 .unwrap()
             };
-            let id = text("id");
+            let id = text(key);
             let cols: Vec<_> = columns.iter().map(|c| text(c)).collect();
             for i in 0..b.num_rows() {
                 let cell = |a: &ArrayRef| {
@@ -1127,10 +1128,12 @@ mod tests {
     async fn new_source_columns_evolve_bronze_and_silver_and_bad_casts_are_quarantined() {
         let lab = Lab::new(
             "cust",
-            "format = \"jsonl\"\nkeys = [\"id\"]\nsequence_by = \"seq\"\nunknown_fields = \"evolve\"",
+            "format = \"jsonl\"\nkeys = [\"id\"]\nsequence_by = \"seq\"\nunknown_fields = \"evolve\"\n[[gold]]\nname = \"by_seq\"\nsql = \"SELECT seq, COUNT(*) AS n FROM cust GROUP BY seq\"\nkeys = [\"seq\"]\nsources = [\"cust\"]",
         );
         let (cfg, table) = (&lab.cfg, lab.table());
         let silver = SilverWriter::new(cfg.clone());
+        let gold = crate::gold::GoldWriter::new(cfg.clone());
+        let view = cfg.view("by_seq").unwrap();
         // The schema is inferred from the first file: id, seq, score long.
         lab.ingest(
             "1.jsonl",
@@ -1138,6 +1141,7 @@ mod tests {
         )
         .await;
         silver.apply(table).await.unwrap();
+        assert!(gold.apply(view, false).await.unwrap().full);
         // A new column `tier` arrives; one row changes `score`'s type to text that is no long.
         let report = lab
             .ingest(
@@ -1147,6 +1151,17 @@ mod tests {
             .await;
         assert!(report.version.is_some(), "{report:?}");
         silver.apply(table).await.unwrap();
+        // Gold reads silver's change feed across the schema change.
+        let step = gold.apply(view, false).await.unwrap();
+        assert!(!step.full && step.groups_touched == 2, "{step:?}");
+        assert_eq!(
+            rows_as_text(&cfg.gold_location("by_seq"), &["n"], "seq").await,
+            BTreeMap::from([
+                ("1".to_string(), vec![Some("1".to_string())]),
+                ("2".to_string(), vec![Some("2".to_string())]),
+            ]),
+            "seq 1: id 2 (its update was quarantined); seq 2: ids 1 and 3"
+        );
 
         let some = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
         let expected: BTreeMap<String, Vec<Option<String>>> = BTreeMap::from([
@@ -1161,11 +1176,16 @@ mod tests {
             ),
         ]);
         assert_eq!(
-            rows_as_text(&cfg.silver_location("cust"), &["seq", "score", "tier"]).await,
+            rows_as_text(
+                &cfg.silver_location("cust"),
+                &["seq", "score", "tier"],
+                "id"
+            )
+            .await,
             expected,
             "silver has the new column; row 2's bad score did not apply"
         );
-        let bronze_rows = rows_as_text(&cfg.bronze_location("cust"), &["tier"]).await;
+        let bronze_rows = rows_as_text(&cfg.bronze_location("cust"), &["tier"], "id").await;
         assert_eq!(
             bronze_rows.len(),
             3,
