@@ -1,5 +1,6 @@
 """Create the default local resources (idempotent): the landing bucket, the bronze queue with its DLQ and
-redrive policy, and the notification s3:ObjectCreated:* → queue in LocalStack; the lake bucket in MinIO.
+redrive policy, the notification s3:ObjectCreated:* → queue, the silver and gold queues (with DLQs) in
+LocalStack; the lake bucket in MinIO. `infra/local/pipeline.toml` points at exactly these.
 Integration tests create their own isolated copies of these; this set is for manual runs and cargo lambda."""
 import json
 import os
@@ -34,6 +35,15 @@ def provision_localstack():
     s3.put_bucket_notification_configuration(Bucket=landing, NotificationConfiguration={
         "QueueConfigurations": [{"Id": "bronze", "QueueArn": q_arn, "Events": ["s3:ObjectCreated:*"]}]})
     print(f"[provision] landing s3://{landing} -> {q_url} (DLQ {dlq})")
+    # The layers' own queues: bronze announces to silver, silver to gold (each with a DLQ).
+    for name in (os.environ["SILVER_QUEUE"], os.environ["GOLD_QUEUE"]):
+        d_url = sqs.create_queue(QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": "1209600"})["QueueUrl"]
+        d_arn = sqs.get_queue_attributes(QueueUrl=d_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        url = sqs.create_queue(QueueName=name, Attributes={
+            "VisibilityTimeout": "300",
+            "RedrivePolicy": json.dumps({"deadLetterTargetArn": d_arn, "maxReceiveCount": "3"}),
+        })["QueueUrl"]
+        print(f"[provision] queue {url} (DLQ {name}-dlq)")
 
 
 def provision_minio():

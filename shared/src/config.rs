@@ -969,6 +969,32 @@ mod tests {
     }
 
     #[test]
+    fn the_local_example_pipeline_is_valid() {
+        for (k, v) in [
+            ("LANDING_BUCKET", "landing"),
+            ("LAKE_BUCKET", "lake"),
+            ("LOCALSTACK_ENDPOINT", "http://127.0.0.1:4566"),
+            ("MINIO_ENDPOINT", "http://127.0.0.1:9000"),
+            ("MINIO_ROOT_USER", "u"),
+            ("MINIO_ROOT_PASSWORD", "p"),
+            ("BRONZE_QUEUE", "b"),
+            ("SILVER_QUEUE", "s"),
+            ("GOLD_QUEUE", "g"),
+        ] {
+            if std::env::var(k).is_err() {
+                std::env::set_var(k, v);
+            }
+        }
+        let cfg = PipelineConfig::from_toml(
+            include_str!("../../infra/local/pipeline.toml"),
+            "infra/local/pipeline.toml",
+        )
+        .unwrap();
+        assert_eq!(cfg.notify.len(), 3);
+        assert_eq!(cfg.views_on("orders").count(), 1);
+    }
+
+    #[test]
     fn errors_name_table_and_field() {
         let base = "[landing]\nuri = \"s3://l\"\n[lake]\nuri = \"s3://k\"\n";
         let e = err_of(&format!(
