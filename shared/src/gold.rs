@@ -161,9 +161,14 @@ impl GoldWriter {
                 json!(env!("CARGO_PKG_VERSION")),
             ),
         ]);
-        let props = CommitProperties::default()
-            .with_application_transactions(txns.clone())
-            .with_metadata(metadata.clone());
+        // The commit's properties, with how many gold rows it writes or deletes.
+        let props = |rows: usize| {
+            let mut m = metadata.clone();
+            m.insert("lakehouse.rows".to_string(), json!(rows));
+            CommitProperties::default()
+                .with_application_transactions(txns.clone())
+                .with_metadata(m)
+        };
         let first = out.applied.iter().all(|(_, mark, _)| mark.is_none());
         let touched = if full || first {
             None
@@ -181,7 +186,7 @@ impl GoldWriter {
                     .with_save_mode(SaveMode::Overwrite)
                     // `--full` also rebuilds a view whose SQL (and so its schema) changed.
                     .with_schema_mode(deltalake::operations::write::SchemaMode::Overwrite)
-                    .with_commit_properties(props)
+                    .with_commit_properties(props(out.upserted))
                     .await
                     .map_err(|e| fail("overwrite", e))?;
             }
@@ -198,6 +203,7 @@ impl GoldWriter {
                     insert_when: lake::action_is(lake::ACTION_UPSERT),
                 };
                 if source.num_rows() > 0 {
+                    let props = props(source.num_rows());
                     gold = lake::run_merge(gold, source, &schema, clauses, props)
                         .await
                         .map_err(|e| fail("merge", e))?
