@@ -71,7 +71,7 @@ TOML
     timed env RUST_LOG="${BENCH_LOG:-warn}" "$BIN" silver --config "$cfg" --table accounts
     [[ "$(field "$LAST_JSON" changes)" == 1000 ]] || { echo "[bench] rust step saw $(field "$LAST_JSON" changes) changes: $LAST_JSON" >&2; exit 1; }
     rj="$LAST_JSON"; rw=$LAST_WALL; rr=$LAST_RSS_KB
-    grep -o 'phases_ms[^ ]*' "$work/err" >&2 || true
+    sed 's/\x1b\[[0-9;]*m//g' "$work/err" | grep -o 'phases_ms=\[[^]]*\]' >&2 || true
     timed "$PY" "$here/peer_merge.py" merge "$py_uri" "$data/landing/accounts/round-$r.jsonl" "$MINIO_ENDPOINT" "$MINIO_ROOT_USER" "$MINIO_ROOT_PASSWORD"
     echo "[bench] $n rows round $r: rust $rj | python $LAST_JSON" >&2
     if [[ $r -gt 0 ]]; then  # round 0 is the warm-up
