@@ -194,27 +194,6 @@ struct Order {
     deleted: bool,
 }
 
-struct StockEvent {
-    id: i64,
-    lsn: i64,
-    qty: i64,
-    delete: bool,
-}
-
-fn debezium(e: &StockEvent) -> String {
-    let row = json!({"id": e.id, "sku": format!("sku-{}", e.id), "qty": e.qty});
-    let (op, before, after) = if e.delete {
-        ("d", row, serde_json::Value::Null)
-    } else {
-        ("u", serde_json::Value::Null, row)
-    };
-    json!({"before": before, "after": after, "op": op, "ts_ms": 1_764_064_800_000i64 + e.lsn,
-        "source": {"version": "2.5.0.Final", "connector": "postgresql", "name": "shop", "db": "shop",
-            "schema": "public", "table": "stock", "lsn": e.lsn, "txId": e.lsn, "snapshot": "false"},
-        "transaction": null})
-    .to_string()
-}
-
 fn parquet(rows: &[(i64, i64, i64)]) -> Vec<u8> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("payment_id", DataType::Int64, false),
@@ -587,7 +566,7 @@ async fn runner_streams_three_layers_exactly_once_and_backfill_matches() {
             )
             .await;
         let (a, b) = per_round(stock.len(), r);
-        let body: String = stock[a..b].iter().map(|e| debezium(e) + "\n").collect();
+        let body: String = stock[a..b].iter().map(|e| e.debezium() + "\n").collect();
         landing
             .put(&format!("cdc/stock/stock-{r:02}.jsonl"), body.into_bytes())
             .await;

@@ -16,28 +16,7 @@ use lakehouse::{handler, lake, PipelineConfig};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
-
-struct Event {
-    id: i64,
-    lsn: i64,
-    qty: i64,
-    delete: bool,
-}
-
-fn debezium(e: &Event) -> String {
-    let row = json!({"id": e.id, "sku": format!("sku-{}", e.id), "qty": e.qty});
-    let (op, before, after) = if e.delete {
-        ("d", row, Value::Null)
-    } else {
-        ("u", Value::Null, row)
-    };
-    json!({"before": before, "after": after, "op": op, "ts_ms": 1_764_064_800_000i64 + e.lsn,
-        "source": {"version": "2.5.0.Final", "connector": "postgresql", "name": "shop", "db": "shop",
-            "schema": "public", "table": "stock", "lsn": e.lsn, "txId": e.lsn, "snapshot": "false"},
-        "transaction": null})
-    .to_string()
-}
+use serde_json::Value;
 
 fn failures(response: &Value) -> usize {
     response["batchItemFailures"]
@@ -89,15 +68,15 @@ scd_type = 2
 
     // Random change stream: updates/creates and deletes over 40 keys, unique increasing LSNs.
     let mut rng = StdRng::seed_from_u64(42);
-    let events: Vec<Event> = (0..600)
-        .map(|i| Event {
+    let events: Vec<StockEvent> = (0..600)
+        .map(|i| StockEvent {
             id: rng.gen_range(0..40),
             lsn: 1000 + i * 7,
             qty: rng.gen_range(0..500),
             delete: rng.gen_bool(0.25),
         })
         .collect();
-    let mut oracle: BTreeMap<i64, &Event> = BTreeMap::new();
+    let mut oracle: BTreeMap<i64, &StockEvent> = BTreeMap::new();
     for e in &events {
         if oracle.get(&e.id).is_none_or(|o| e.lsn > o.lsn) {
             oracle.insert(e.id, e);
@@ -109,7 +88,7 @@ scd_type = 2
         .map(|(k, e)| (k, (format!("sku-{k}"), e.qty)))
         .collect();
     // SCD2 oracle: per key in LSN order, each upsert is a version valid until the key's next event.
-    let mut by_key: BTreeMap<i64, Vec<&Event>> = BTreeMap::new();
+    let mut by_key: BTreeMap<i64, Vec<&StockEvent>> = BTreeMap::new();
     for e in &events {
         by_key.entry(e.id).or_default().push(e);
     }
@@ -127,7 +106,7 @@ scd_type = 2
         .chunks(30)
         .enumerate()
         .flat_map(|(i, c)| {
-            let body: String = c.iter().map(|e| debezium(e) + "\n").collect();
+            let body: String = c.iter().map(|e| e.debezium() + "\n").collect();
             ["stock", "stock_history"].map(|t| (format!("cdc/{t}/part-{i:03}.jsonl"), body.clone()))
         })
         .collect();

@@ -361,3 +361,29 @@ os._exit(0)
         .parse()
         .expect("row count from python")
 }
+
+/// One change of a `stock` row (id, sku, qty) as a Debezium PostgreSQL connector writes it: `u` with the
+/// after-image, or `d` with the before-image; `lsn` orders the events.
+pub struct StockEvent {
+    pub id: i64,
+    pub lsn: i64,
+    pub qty: i64,
+    pub delete: bool,
+}
+
+impl StockEvent {
+    /// The event as one JSON line (unwrapped JSON converter output).
+    pub fn debezium(&self) -> String {
+        let row = json!({"id": self.id, "sku": format!("sku-{}", self.id), "qty": self.qty});
+        let (op, before, after) = if self.delete {
+            ("d", row, Value::Null)
+        } else {
+            ("u", Value::Null, row)
+        };
+        json!({"before": before, "after": after, "op": op, "ts_ms": 1_764_064_800_000i64 + self.lsn,
+            "source": {"version": "2.5.0.Final", "connector": "postgresql", "name": "shop", "db": "shop",
+                "schema": "public", "table": "stock", "lsn": self.lsn, "txId": self.lsn, "snapshot": "false"},
+            "transaction": null})
+        .to_string()
+    }
+}
