@@ -214,6 +214,15 @@ mod tests {
         Arc::new(history_schema(&silver).unwrap())
     }
 
+    fn actions_of(b: &RecordBatch) -> Vec<&str> {
+        b.column_by_name(ACTION)
+            .unwrap()
+            .as_string::<i32>()
+            .iter()
+            .map(Option::unwrap)
+            .collect()
+    }
+
     fn ints(b: &RecordBatch, name: &str) -> Vec<Option<i64>> {
         b.column_by_name(name)
             .unwrap()
@@ -265,13 +274,7 @@ mod tests {
         )
         .unwrap();
         let d = diff(&before, &after, &keys).unwrap();
-        let actions: Vec<&str> = d
-            .column_by_name(ACTION)
-            .unwrap()
-            .as_string::<i32>()
-            .iter()
-            .map(Option::unwrap)
-            .collect();
+        let actions = actions_of(&d);
         assert_eq!(
             ints(&d, VALID_FROM),
             [10, 15, 20].map(Some),
@@ -286,13 +289,7 @@ mod tests {
         )
         .unwrap();
         let d = diff(&before, &gone, &keys).unwrap();
-        let actions: Vec<&str> = d
-            .column_by_name(ACTION)
-            .unwrap()
-            .as_string::<i32>()
-            .iter()
-            .map(Option::unwrap)
-            .collect();
+        let actions = actions_of(&d);
         assert_eq!(
             ints(&d, VALID_FROM),
             [20].map(Some),

@@ -1107,6 +1107,22 @@ mod tests {
             self.cfg.table(&self.name).unwrap()
         }
 
+        /// The `id` column of the table's silver rows.
+        async fn silver_ids(&self) -> Vec<i64> {
+            lake::read_table(&self.cfg.silver_location(&self.name))
+                .await
+                .unwrap()
+                .iter()
+                .flat_map(|b| {
+                    b.column_by_name("id")
+                        .unwrap()
+                        .as_primitive::<Int64Type>()
+                        .values()
+                        .to_vec()
+                })
+                .collect()
+        }
+
         /// Writes a landing file of the table and ingests it into bronze.
         async fn ingest(&self, file: &str, body: &str) -> crate::bronze::BronzeCommit {
             let path = self.dir.path().join("landing").join(&self.name).join(file);
@@ -1267,18 +1283,7 @@ mod tests {
         lab.ingest("b.jsonl", "{\"id\":1,\"seq\":15}\n{\"id\":2,\"seq\":15}\n")
             .await;
         silver.apply(table).await.unwrap();
-        let ids: Vec<i64> = lake::read_table(&cfg.silver_location("acct"))
-            .await
-            .unwrap()
-            .iter()
-            .flat_map(|b| {
-                b.column_by_name("id")
-                    .unwrap()
-                    .as_primitive::<Int64Type>()
-                    .values()
-                    .to_vec()
-            })
-            .collect();
+        let ids = lab.silver_ids().await;
         assert_eq!(
             ids,
             vec![2],
@@ -1316,18 +1321,7 @@ mod tests {
             reasons[0].starts_with("silver: unknown DMS operation `X`"),
             "{reasons:?}"
         );
-        let ids: Vec<i64> = lake::read_table(&cfg.silver_location("acct"))
-            .await
-            .unwrap()
-            .iter()
-            .flat_map(|b| {
-                b.column_by_name("id")
-                    .unwrap()
-                    .as_primitive::<Int64Type>()
-                    .values()
-                    .to_vec()
-            })
-            .collect();
+        let ids = lab.silver_ids().await;
         assert_eq!(
             ids,
             vec![3],
