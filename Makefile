@@ -9,8 +9,11 @@ WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
 
 .PHONY: demo test install up down unit-test bench-bronze bench-merge bench-e2e lambda-zip release fmt lint
 
+# The same workspace-wide build as `make test` (same features), so a later `make test` compiles no
+# dependency again; then the CLI binary runs the demo.
 demo:
-	cargo run --quiet -p lakehouse --bin lakehouse -- demo --dir .state/demo
+	cargo build --workspace --bins
+	$(CARGO_TARGET_DIR)/debug/lakehouse demo --dir .state/demo
 
 install:
 	$(LOCAL)/install.sh all
@@ -35,17 +38,17 @@ down:
 
 ## 100 MB JSONL object → bronze on MinIO, side by side with Python deltalake; writes bench/results/.
 bench-bronze: install
-	cargo build --release -p lakehouse --bin lakehouse
+	cargo build --release -p lakehouse-cli --bin lakehouse
 	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && bench/bench_bronze.sh
 
 ## 1,000-row CDC MERGE into 100k / 1M-row silver tables, side by side with Python deltalake.
 bench-merge: install
-	cargo build --release -p lakehouse --bin lakehouse
+	cargo build --release -p lakehouse-cli --bin lakehouse
 	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && bench/bench_merge.sh
 
 ## 10 tables through the release runner on LocalStack + MinIO: upload → visible in silver / gold latency.
 bench-e2e: install
-	cargo build --release -p lakehouse --bin lakehouse
+	cargo build --release -p lakehouse-cli --bin lakehouse
 	$(WITH_ENV) && $(LOCAL)/up.sh >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
 	  $(HOME)/.cache/lakehouse/venv-localstack/bin/python bench/bench_e2e.py
 

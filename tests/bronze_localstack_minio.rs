@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use integration_tests::*;
 use lakehouse::bronze::BronzeWriter;
+use lakehouse::handler::BronzeHandler;
 use lakehouse::deltalake_arrow as arrow;
-use lakehouse::{handler, lake, PipelineConfig};
+use lakehouse::{lake, PipelineConfig};
 use serde_json::Value;
 
 const TABLES: &str = r#"
@@ -112,7 +113,7 @@ fn failures(response: &Value) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn s3_notifications_to_bronze_on_minio_exactly_once() {
-    lakehouse::telemetry::init();
+    lakehouse::telemetry::init(lakehouse::telemetry::FUNCTION_DEFAULT);
     let id = run_id("it");
     let landing = Landing::create(&id, 2, 1).await;
     let lake_bucket = lake_bucket().await;
@@ -217,8 +218,8 @@ async fn s3_notifications_to_bronze_on_minio_exactly_once() {
         messages.iter().map(|m| m.body()).collect::<Vec<_>>()
     );
 
-    let writer = BronzeWriter::new(config.clone()).expect("writer");
-    let response = handler::handle_payload(&writer, &event)
+    let writer = BronzeHandler::new(BronzeWriter::new(config.clone()).expect("writer"));
+    let response = writer.handle(&event)
         .await
         .expect("handler");
     assert_eq!(
@@ -282,15 +283,15 @@ async fn s3_notifications_to_bronze_on_minio_exactly_once() {
     let versions = bronze_versions(&config).await;
 
     // ---- redelivery, then four concurrent handlers on the same batch: nothing changes
-    let again = handler::handle_payload(&writer, &event)
+    let again = writer.handle(&event)
         .await
         .expect("redelivery");
     assert_eq!(failures(&again), vec![ghost_id.clone()]);
-    let writers: Vec<BronzeWriter> = (0..4)
-        .map(|_| BronzeWriter::new(config.clone()).expect("writer"))
+    let writers: Vec<BronzeHandler> = (0..4)
+        .map(|_| BronzeHandler::new(BronzeWriter::new(config.clone()).expect("writer")))
         .collect();
     let responses =
-        futures::future::join_all(writers.iter().map(|w| handler::handle_payload(w, &event))).await;
+        futures::future::join_all(writers.iter().map(|w| w.handle(&event))).await;
     for r in responses {
         assert_eq!(
             failures(&r.expect("concurrent handler")),
@@ -340,7 +341,7 @@ async fn s3_notifications_to_bronze_on_minio_exactly_once() {
             .expect("receive");
         let msgs = redelivered.messages.unwrap_or_default();
         if !msgs.is_empty() {
-            let r = handler::handle_payload(&writer, &landing.lambda_event(&msgs))
+            let r = writer.handle(&landing.lambda_event(&msgs))
                 .await
                 .expect("handler");
             assert_eq!(
@@ -383,8 +384,8 @@ async fn keys_outside_tables_or_bucket_are_rejected_and_never_written() {
         .as_array_mut()
         .expect("records")
         .push(foreign);
-    let writer = BronzeWriter::new(config.clone()).expect("writer");
-    let response = handler::handle_payload(&writer, &event)
+    let writer = BronzeHandler::new(BronzeWriter::new(config.clone()).expect("writer"));
+    let response = writer.handle(&event)
         .await
         .expect("handler");
     assert!(
@@ -438,11 +439,11 @@ async fn concurrent_first_delivery_ingests_each_row_once() {
         .receive(&landing.queue_url, 6, Duration::from_secs(30))
         .await;
     let event = landing.lambda_event(&messages);
-    let writers: Vec<BronzeWriter> = (0..4)
-        .map(|_| BronzeWriter::new(config.clone()).expect("writer"))
+    let writers: Vec<BronzeHandler> = (0..4)
+        .map(|_| BronzeHandler::new(BronzeWriter::new(config.clone()).expect("writer")))
         .collect();
     let responses =
-        futures::future::join_all(writers.iter().map(|w| handler::handle_payload(w, &event))).await;
+        futures::future::join_all(writers.iter().map(|w| w.handle(&event))).await;
     for r in responses {
         let r = r.expect("handler");
         assert!(failures(&r).is_empty(), "every racer succeeds: {r}");

@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use integration_tests::*;
-use lakehouse::bronze::BronzeWriter;
+use lakehouse::handler::{BronzeHandler, SilverHandler};
 use lakehouse::silver::SilverWriter;
-use lakehouse::{handler, lake, PipelineConfig};
+use lakehouse::{lake, PipelineConfig};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -26,7 +26,7 @@ fn failures(response: &Value) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn debezium_feed_through_real_queues_with_racing_silver_invocations() {
-    lakehouse::telemetry::init();
+    lakehouse::telemetry::init(lakehouse::telemetry::FUNCTION_DEFAULT);
     let id = run_id("silver");
     let landing = Landing::create(&id, 3, 30).await;
     let silver_queue = landing.plain_queue(&format!("{id}-silver")).await;
@@ -119,17 +119,16 @@ scd_type = 2
         .await;
 
     // Bronze in three batches, the second delivered twice; each announces its commit on the silver queue.
-    let bronze = BronzeWriter::new(config.clone())
-        .expect("bronze")
-        .with_configured_notifier()
-        .await;
+    let bronze = BronzeHandler::from_config(config.clone())
+        .await
+        .expect("bronze");
     let batches: Vec<&[aws_sdk_sqs::types::Message]> =
         messages.chunks(messages.len().div_ceil(3)).collect();
     let mut announcements = 0;
     for (i, batch) in batches.iter().enumerate() {
         let deliveries = if i == 1 { 2 } else { 1 };
         for _ in 0..deliveries {
-            let r = handler::handle_payload(&bronze, &landing.lambda_event(batch))
+            let r = bronze.handle(&landing.lambda_event(batch))
                 .await
                 .expect("bronze");
             assert_eq!(failures(&r), 0, "{r}");
@@ -168,11 +167,13 @@ scd_type = 2
         ])
     );
     let event = landing.lambda_event(&silver_msgs);
-    let writers: Vec<SilverWriter> = (0..4).map(|_| SilverWriter::new(config.clone())).collect();
+    let writers: Vec<SilverHandler> = (0..4)
+        .map(|_| SilverHandler::new(SilverWriter::new(config.clone())))
+        .collect();
     let responses = futures::future::join_all(
         writers
             .iter()
-            .map(|w| handler::handle_silver_payload(w, &config, &event)),
+            .map(|w| w.handle(&event)),
     )
     .await;
     for r in responses {

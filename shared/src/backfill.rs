@@ -6,13 +6,12 @@
 use std::sync::Arc;
 
 use futures::TryStreamExt;
-use indicatif::{ProgressBar, ProgressStyle};
 use tracing::info;
 
 use crate::bronze::{BronzeWriter, ObjectStatus};
 use crate::config::{PipelineConfig, TableConfig};
 use crate::error::{Error, Result};
-use crate::events::SourceObject;
+use crate::events::{self, SourceObject};
 use crate::gold::{GoldCommit, GoldWriter};
 use crate::silver::{SilverCommit, SilverWriter};
 use crate::storage;
@@ -26,9 +25,23 @@ pub struct BackfillOptions {
     pub since: Option<chrono::DateTime<chrono::Utc>>,
     /// Objects per bronze commit.
     pub chunk: usize,
-    /// Draw a progress bar on stderr.
-    pub progress: bool,
 }
+
+/// Where a backfill reports its progress (the CLI draws a bar; the library prints nothing).
+pub trait Progress {
+    /// The listing is done: `objects` to go.
+    fn start(&self, _objects: usize) {}
+    /// Now working on `stage` (`bronze/<table>`, `silver/<table>`, `gold/<view>`).
+    fn stage(&self, _stage: &str) {}
+    /// `objects` more went through bronze.
+    fn advance(&self, _objects: usize) {}
+    fn finish(&self) {}
+}
+
+/// Reports nothing.
+pub struct Quiet;
+
+impl Progress for Quiet {}
 
 impl Default for BackfillOptions {
     fn default() -> Self {
@@ -36,7 +49,6 @@ impl Default for BackfillOptions {
             table: None,
             since: None,
             chunk: 100,
-            progress: false,
         }
     }
 }
@@ -75,11 +87,15 @@ pub async fn landing_objects(
         .map_ok(|m| SourceObject {
             bucket: config.landing.bucket().to_string(),
             key: m.location.to_string(),
-            etag: m.e_tag.as_deref().map(crate::events::clean_etag),
+            etag: m.e_tag.as_deref().map(events::clean_etag),
         })
         .try_collect()
         .await
-        .map_err(|e| Error::Event(format!("cannot list landing objects under {prefix}: {e}")))?;
+        .map_err(|e| Error::Storage {
+            what: "list landing objects under",
+            location: format!("{}/{prefix}", config.landing.bucket()),
+            source: Box::new(e),
+        })?;
     // Only what routes to this table (a listing may hold keys under an overlapping-looking prefix).
     objects.retain(|o| {
         config
@@ -90,10 +106,11 @@ pub async fn landing_objects(
     Ok(objects)
 }
 
-/// Runs the backfill.
+/// Runs the backfill, reporting to `progress`.
 pub async fn run(
     config: Arc<PipelineConfig>,
     options: &BackfillOptions,
+    progress: &dyn Progress,
 ) -> Result<BackfillSummary> {
     let tables: Vec<&TableConfig> = match &options.table {
         Some(name) => vec![config
@@ -106,23 +123,14 @@ pub async fn run(
         listed.push((*t, landing_objects(&config, t, options.since).await?));
     }
     let total: usize = listed.iter().map(|(_, o)| o.len()).sum();
-    let bar = if options.progress {
-        ProgressBar::new(total as u64)
-    } else {
-        ProgressBar::hidden()
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>24} [{bar:40}] {pos}/{len} objects ({eta})")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-    );
+    progress.start(total);
     let bronze = BronzeWriter::new(config.clone())?;
     let mut summary = BackfillSummary {
         objects: total,
         ..Default::default()
     };
     for (table, objects) in &listed {
-        bar.set_message(format!("bronze/{}", table.name));
+        progress.stage(&format!("bronze/{}", table.name));
         for chunk in objects.chunks(options.chunk.max(1)) {
             let commit = bronze.ingest(table, chunk).await?;
             for o in &commit.objects {
@@ -138,12 +146,12 @@ pub async fn run(
                     }
                 }
             }
-            bar.inc(chunk.len() as u64);
+            progress.advance(chunk.len());
         }
     }
     let silver = SilverWriter::new(config.clone());
     for (table, _) in &listed {
-        bar.set_message(format!("silver/{}", table.name));
+        progress.stage(&format!("silver/{}", table.name));
         summary.silver.push(silver.apply(table).await?);
     }
     let gold = GoldWriter::new(config.clone());
@@ -153,11 +161,11 @@ pub async fn run(
             .iter()
             .any(|s| tables.iter().any(|t| &t.name == s))
         {
-            bar.set_message(format!("gold/{}", view.name));
+            progress.stage(&format!("gold/{}", view.name));
             summary.gold.push(gold.apply(view, false).await?);
         }
     }
-    bar.finish_and_clear();
+    progress.finish();
     info!(
         objects = summary.objects,
         ingested = summary.ingested,

@@ -1,10 +1,17 @@
 //! The one error type of the shared crate. Messages name the table, object key and version involved so a
-//! log line alone tells an operator what failed and where.
+//! log line alone tells an operator what failed and where; the underlying error is kept as the
+//! `source`, so the whole chain is there for whoever walks it.
 
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::kernel::transaction::TransactionError;
 use deltalake::DeltaTableError;
 
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The SQS client's error when sending a message.
+pub type SqsSendError =
+    aws_sdk_sqs::error::SdkError<aws_sdk_sqs::operation::send_message::SendMessageError>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -20,9 +27,13 @@ pub enum Error {
     #[error("cannot load pipeline config from {location}: {reason}")]
     ConfigLoad { location: String, reason: String },
 
-    /// An incoming event could not be understood.
-    #[error("malformed event: {0}")]
-    Event(String),
+    /// An incoming event or message could not be understood.
+    #[error("malformed event: {reason}")]
+    Event {
+        reason: String,
+        #[source]
+        source: Option<serde_json::Error>,
+    },
 
     /// A Delta table operation failed.
     #[error("delta table {table} ({operation}): {source}")]
@@ -34,14 +45,81 @@ pub enum Error {
         source: Box<DeltaTableError>,
     },
 
+    /// Another writer committed first: reload the table and re-run the step (see `lake::RetryPolicy`).
+    #[error("delta table {table} ({operation}): lost a commit race: {source}")]
+    Conflict {
+        table: String,
+        operation: &'static str,
+        #[source]
+        source: Box<DeltaTableError>,
+    },
+
     /// Concurrent writers kept winning; the step was re-run `attempts` times and gave up.
-    #[error(
-        "delta table {table}: gave up after {attempts} attempts lost to concurrent commits: {last}"
-    )]
+    #[error("delta table {table}: gave up after {attempts} attempts lost to concurrent commits")]
     ConflictRetriesExhausted {
         table: String,
         attempts: u32,
-        last: String,
+        #[source]
+        last: Box<Error>,
+    },
+
+    /// A version that a step must read is gone from the table's log (log cleanup expired it).
+    #[error(
+        "delta table {table}: version {version} is no longer in the log (expired): what reads it needs a full rebuild from the table"
+    )]
+    LogExpired { table: String, version: i64 },
+
+    /// A commit in a table's log could not be parsed.
+    #[error("delta table {table}: commit {version} of the log is unreadable: {reason}")]
+    LogEntry {
+        table: String,
+        version: i64,
+        reason: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
+    /// A DataFusion query (MERGE source, gold view SQL, key scan) failed.
+    #[error("query on {table} ({what}): {source}")]
+    Query {
+        table: String,
+        what: String,
+        #[source]
+        source: Box<DataFusionError>,
+    },
+
+    /// Object storage failed to list or read something that is not a landing object (those are
+    /// read errors of their own): a landing prefix listing, a table's data file.
+    #[error("object storage ({what} {location}): {source}")]
+    Storage {
+        what: &'static str,
+        location: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+
+    /// A commit could not be announced to the next layer's queue.
+    #[error("cannot notify {queue} of {layer} {table} v{version}: {}", aws_sdk_sqs::error::DisplayErrorContext(source.as_ref()))]
+    Notify {
+        queue: String,
+        layer: String,
+        table: String,
+        version: i64,
+        #[source]
+        source: Box<SqsSendError>,
+    },
+
+    /// Part of a direct invocation failed (an object, a table's step): the invocation fails so Lambda
+    /// retries it. Each part's own error is logged, and in `summary`.
+    #[error("{summary}")]
+    StepFailed { summary: String },
+
+    /// A response or message could not be serialised.
+    #[error("cannot serialise {what}: {source}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
     },
 
     /// Arrow conversion failed on data the crate itself built (a bug, not bad input).
@@ -50,6 +128,14 @@ pub enum Error {
         context: String,
         #[source]
         source: deltalake::arrow::error::ArrowError,
+    },
+
+    /// Parquet encoding or decoding of a file the lake holds (not a landing object).
+    #[error("parquet error while {context}: {source}")]
+    Parquet {
+        context: String,
+        #[source]
+        source: deltalake::parquet::errors::ParquetError,
     },
 
     /// Local I/O (demo files, config files).
@@ -61,20 +147,42 @@ pub enum Error {
     },
 
     /// A background task died (a panic in a blocking parser thread, or cancellation).
-    #[error("task failed: {0}")]
-    Task(String),
+    #[error("task {what} failed: {source}")]
+    Task {
+        what: String,
+        #[source]
+        source: tokio::task::JoinError,
+    },
+
+    /// A blocking parser's output channel closed: the async side that consumed it stopped first.
+    #[error("{what}: the consumer stopped")]
+    ChannelClosed { what: String },
+
+    /// Data the crate built itself lacks what it must have (a missing column, a wrong type): a bug.
+    #[error("internal invariant broken: {0}")]
+    Invariant(String),
 }
 
 impl Error {
+    /// A failed Delta operation on `table`; a lost commit race becomes [`Error::Conflict`].
     pub(crate) fn delta(
         table: impl Into<String>,
         operation: &'static str,
         source: DeltaTableError,
     ) -> Self {
-        Error::Delta {
-            table: table.into(),
-            operation,
-            source: Box::new(source),
+        let (table, source) = (table.into(), Box::new(source));
+        if is_conflict(&source) {
+            Error::Conflict {
+                table,
+                operation,
+                source,
+            }
+        } else {
+            Error::Delta {
+                table,
+                operation,
+                source,
+            }
         }
     }
 
@@ -88,11 +196,59 @@ impl Error {
         }
     }
 
+    pub(crate) fn query(
+        table: impl Into<String>,
+        what: impl Into<String>,
+        source: DataFusionError,
+    ) -> Self {
+        Error::Query {
+            table: table.into(),
+            what: what.into(),
+            source: Box::new(source),
+        }
+    }
+
+    pub(crate) fn event(reason: impl Into<String>) -> Self {
+        Error::Event {
+            reason: reason.into(),
+            source: None,
+        }
+    }
+
     pub(crate) fn config(table: &str, field: &str, reason: impl Into<String>) -> Self {
         Error::Config {
             table: table.to_string(),
             field: field.to_string(),
             reason: reason.into(),
         }
+    }
+
+    pub(crate) fn invariant(what: impl Into<String>) -> Self {
+        Error::Invariant(what.into())
+    }
+
+    /// True when the step lost a commit race and can be re-run on a reloaded table.
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Conflict { .. })
+    }
+}
+
+/// True when the error means another writer committed first: reload and re-run the step. Decided by
+/// the error's type: a version that already exists (put-if-absent refused the commit file), a commit
+/// conflict found by delta-rs' conflict checker, or its own retries used up.
+pub fn is_conflict(e: &DeltaTableError) -> bool {
+    match e {
+        DeltaTableError::VersionAlreadyExists(_) => true,
+        DeltaTableError::Transaction { source } => matches!(
+            source,
+            TransactionError::CommitConflict(_)
+                | TransactionError::MaxCommitAttempts(_)
+                | TransactionError::VersionAlreadyExists(_)
+        ),
+        // A commit file's put-if-absent refused, surfaced without delta-rs' own mapping.
+        DeltaTableError::ObjectStore {
+            source: object_store::Error::AlreadyExists { .. },
+        } => true,
+        _ => false,
     }
 }

@@ -1,29 +1,38 @@
-//! Shared library of the serverless delta-architecture lakehouse. Modules follow the data's path:
-//! [`events`] (what arrived) → [`read`] (parse and conform) → [`bronze`] (append with lineage, exactly
-//! once) → [`cdc`] + [`silver`] (one MERGE per step; [`scd2`] history) → [`gold`] (views recomputed per
-//! touched group), all through [`lake`] (Delta commits, retries) with [`quarantine`] for what did not
-//! fit. [`handler`] is what the Lambda functions call; [`runner`] (queues → handlers, off AWS) and
-//! [`backfill`] (batch mode) drive the same code; [`demo`] is the embedded, nothing-installed run.
+//! Shared library of the serverless delta-architecture lakehouse: everything the functions, the local
+//! runner and the CLI do, with nothing printed and no command line. Modules follow the data's path:
+//!
+//! - [`events`]: what arrived (S3, SQS, SNS, EventBridge, "committed" messages), parsed once;
+//! - [`read`]: landing objects streamed, parsed and conformed ([`schema`]: column types and lineage);
+//! - [`bronze`]: raw rows with lineage, one commit per batch, exactly once per object version;
+//! - [`cdc`] + [`silver`]: changes normalised, one MERGE per step (SCD1 or SCD2), tombstones;
+//! - [`gold`]: views recomputed per touched group;
+//! - [`quarantine`]: what did not fit, with its reason.
+//!
+//! All of it goes through [`lake`] (the only module that talks to delta-rs) and [`storage`] (where
+//! things live). [`config`] is the pipeline file. [`handler`] is what each Lambda calls (and owns the
+//! announcements to the next layer); [`runner`] (queues → handlers, off AWS) and [`backfill`] (batch
+//! mode) drive the same handlers and writers. [`error`] is the crate's one error type.
 
 pub mod backfill;
 pub mod bronze;
 pub mod cdc;
 pub mod config;
-pub mod demo;
 pub mod error;
 pub mod events;
 pub mod gold;
 pub mod handler;
 pub mod lake;
-pub mod notify;
 pub mod quarantine;
 pub mod read;
 pub mod runner;
-pub mod scd2;
 pub mod schema;
 pub mod silver;
 pub mod storage;
 pub mod telemetry;
+#[cfg(test)]
+mod layering;
+#[cfg(test)]
+pub(crate) mod testkit;
 
 pub use config::PipelineConfig;
 pub use error::{Error, Result};

@@ -18,6 +18,12 @@ pub const SOURCE_ETAG: &str = "_source_etag";
 pub const SOURCE_ROW: &str = "_source_row";
 pub const INGESTED_AT: &str = "_ingested_at";
 
+/// SCD type 2 validity columns: the product's own, so a row column may not take these names.
+pub const VALID_FROM: &str = "valid_from";
+pub const VALID_TO: &str = "valid_to";
+pub const IS_CURRENT: &str = "is_current";
+pub const SCD2_RESERVED: [&str; 3] = [VALID_FROM, VALID_TO, IS_CURRENT];
+
 /// How many rows schema inference looks at.
 pub const INFER_SAMPLE_ROWS: usize = 1000;
 
@@ -364,7 +370,7 @@ pub fn as_schema(
                 (None, None) if f.is_nullable() => {
                     Ok(deltalake::arrow::array::new_null_array(f.data_type(), n))
                 }
-                (None, None) => Err(Error::Task(format!("column `{}` is missing", f.name()))),
+                (None, None) => Err(Error::invariant(format!("column `{}` is missing", f.name()))),
             },
         )
         .collect::<Result<_>>()?;

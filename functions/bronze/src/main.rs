@@ -3,24 +3,20 @@
 
 use std::sync::Arc;
 
-use lakehouse::bronze::BronzeWriter;
-use lakehouse::{handler, telemetry, PipelineConfig};
+use lakehouse::handler::BronzeHandler;
+use lakehouse::{telemetry, PipelineConfig};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    telemetry::init();
+    telemetry::init(telemetry::FUNCTION_DEFAULT);
     // Loaded once per cold start; a bad config fails the init phase with the table and field named.
     let config = Arc::new(PipelineConfig::from_env().await?);
-    let writer = Arc::new(BronzeWriter::new(config)?.with_configured_notifier().await);
+    let handler = Arc::new(BronzeHandler::from_config(config).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let writer = writer.clone();
-        async move {
-            handler::handle_payload(&writer, &event.payload)
-                .await
-                .map_err(Error::from)
-        }
+        let handler = handler.clone();
+        async move { handler.handle(&event.payload).await.map_err(Error::from) }
     }))
     .await
 }

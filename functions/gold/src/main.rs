@@ -5,23 +5,19 @@
 
 use std::sync::Arc;
 
-use lakehouse::gold::GoldWriter;
-use lakehouse::{handler, telemetry, PipelineConfig};
+use lakehouse::handler::GoldHandler;
+use lakehouse::{telemetry, PipelineConfig};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    telemetry::init();
+    telemetry::init(telemetry::FUNCTION_DEFAULT);
     let config = Arc::new(PipelineConfig::from_env().await?);
-    let writer = Arc::new(GoldWriter::new(config.clone()));
+    let handler = Arc::new(GoldHandler::from_config(config));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (writer, config) = (writer.clone(), config.clone());
-        async move {
-            handler::handle_gold_payload(&writer, &config, &event.payload)
-                .await
-                .map_err(Error::from)
-        }
+        let handler = handler.clone();
+        async move { handler.handle(&event.payload).await.map_err(Error::from) }
     }))
     .await
 }

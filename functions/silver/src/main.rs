@@ -1,30 +1,22 @@
 //! Silver Lambda: "bronze table T committed" messages (or S3 events on `bronze/<table>/_delta_log/`)
-//! → one exactly-once CDC MERGE into `silver/<table>`, announced to gold's queue. Thin: parse, call the shared crate, answer
-//! with SQS partial batch failures.
+//! → one exactly-once CDC MERGE into `silver/<table>`, announced to gold's queue. Thin: parse, call
+//! the shared crate, answer with SQS partial batch failures.
 
 use std::sync::Arc;
 
-use lakehouse::silver::SilverWriter;
-use lakehouse::{handler, telemetry, PipelineConfig};
+use lakehouse::handler::SilverHandler;
+use lakehouse::{telemetry, PipelineConfig};
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
-    telemetry::init();
+    telemetry::init(telemetry::FUNCTION_DEFAULT);
     let config = Arc::new(PipelineConfig::from_env().await?);
-    let writer = Arc::new(
-        SilverWriter::new(config.clone())
-            .with_configured_notifier()
-            .await,
-    );
+    let handler = Arc::new(SilverHandler::from_config(config).await);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let (writer, config) = (writer.clone(), config.clone());
-        async move {
-            handler::handle_silver_payload(&writer, &config, &event.payload)
-                .await
-                .map_err(Error::from)
-        }
+        let handler = handler.clone();
+        async move { handler.handle(&event.payload).await.map_err(Error::from) }
     }))
     .await
 }

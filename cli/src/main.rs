@@ -1,0 +1,346 @@
+//! `lakehouse`: the command-line face of the shared crate (demo, one-off steps, the local runner,
+//! backfill, audit). Everything it runs lives in the library; this crate parses arguments, prints, and
+//! draws the backfill's progress bar.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use deltalake::arrow::util::pretty::pretty_format_batches;
+use futures::StreamExt;
+use lakehouse::handler::BronzeHandler;
+use lakehouse::{lake, telemetry, PipelineConfig};
+
+mod demo;
+mod error;
+mod progress;
+
+use error::{io, CliError, Result};
+
+#[derive(Parser)]
+#[command(
+    name = "lakehouse",
+    version,
+    about = "Serverless delta-architecture lakehouse: demo, ingest, silver and gold steps, the local runner, backfill and audit"
+)]
+struct Cli {
+    /// Log every step (info level) on stderr; `RUST_LOG` overrides either way.
+    #[arg(long, short, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Layer {
+    Bronze,
+    Quarantine,
+    Silver,
+    /// Silver's delete tombstones.
+    Tombstones,
+    /// `--table` names a gold view.
+    Gold,
+}
+
+/// Which table: the pipeline file, the table (or gold view) name and the layer.
+#[derive(clap::Args)]
+struct TableArgs {
+    /// Pipeline file: a path, file:// or s3:// URI.
+    #[arg(long, env = "LAKEHOUSE_CONFIG")]
+    config: String,
+    /// Table name (a gold view's name with --layer gold).
+    #[arg(long)]
+    table: String,
+    #[arg(long, value_enum, default_value = "bronze")]
+    layer: Layer,
+}
+
+impl TableArgs {
+    async fn open(&self) -> Result<deltalake::DeltaTable> {
+        let cfg = PipelineConfig::load(&self.config).await?;
+        let loc = match self.layer {
+            Layer::Bronze => cfg.bronze_location(&self.table),
+            Layer::Quarantine => cfg.quarantine_location(&self.table),
+            Layer::Silver => cfg.silver_location(&self.table),
+            Layer::Tombstones => cfg.tombstone_location(&self.table),
+            Layer::Gold => cfg.gold_location(&self.table),
+        };
+        lake::open(&loc)
+            .await?
+            .ok_or_else(|| CliError::Usage(format!("no table at {}", loc.url)))
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the embedded demo: local files, in-process events, Delta tables under DIR.
+    Demo {
+        #[arg(long, default_value = ".state/demo")]
+        dir: PathBuf,
+    },
+    /// Run the bronze handler once on an event file (S3, SQS, SNS or EventBridge JSON) and print the response.
+    Ingest {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
+        event: PathBuf,
+    },
+    /// Run one silver step for a table (what the silver function does on a "bronze committed" message)
+    /// and print what it did, with the step's elapsed milliseconds.
+    Silver {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
+        #[arg(long)]
+        table: String,
+    },
+    /// Bring a gold view up to date (what the gold function does on a "silver committed" message):
+    /// only the groups touched since its watermarks, or everything with --full.
+    Gold {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
+        #[arg(long)]
+        view: String,
+        /// Recompute the whole view (also rebuilds a view whose SQL changed).
+        #[arg(long)]
+        full: bool,
+    },
+    /// The local runner: long-poll the configured queues (notify.bronze = landing notifications,
+    /// notify.silver, notify.gold), batch messages per table by its trigger window (batch_size,
+    /// batch_window_seconds), run the Lambda handlers, delete what succeeded. Stops cleanly on SIGTERM.
+    Run {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
+        /// Longest SQS long poll in seconds (1-20).
+        #[arg(long, default_value_t = 20)]
+        max_poll_seconds: u64,
+    },
+    /// Batch mode: push the objects already in the landing prefixes through bronze → silver → gold,
+    /// in chunks, with the same code as the functions. Re-running it is a no-op.
+    Backfill {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
+        /// Only this table (and the gold views that read it).
+        #[arg(long)]
+        table: Option<String>,
+        /// Only objects modified at or after this time (RFC 3339, e.g. 2026-11-01T00:00:00Z).
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Objects per bronze commit.
+        #[arg(long, default_value_t = 100)]
+        chunk: usize,
+    },
+    /// Print a table's rows (optionally at an older version: time travel).
+    Show {
+        #[command(flatten)]
+        target: TableArgs,
+        #[arg(long)]
+        version: Option<u64>,
+        #[arg(long, default_value_t = 20)]
+        limit: usize,
+    },
+    /// Print a table's commit history with lineage (source keys, rows, function version).
+    History {
+        #[command(flatten)]
+        target: TableArgs,
+    },
+}
+
+async fn main_inner() -> Result<()> {
+    let cli = Cli::parse();
+    telemetry::init(if cli.verbose {
+        telemetry::VERBOSE_DEFAULT
+    } else {
+        telemetry::QUIET_DEFAULT
+    });
+    match cli.command {
+        Command::Demo { dir } => demo::run(&dir).await?,
+        Command::Ingest { config, event } => {
+            let cfg = Arc::new(PipelineConfig::load(&config).await?);
+            let bytes = std::fs::read(&event).map_err(io(event.display()))?;
+            let payload: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|source| CliError::Json {
+                    what: format!("event file {}", event.display()),
+                    source,
+                })?;
+            let handler = BronzeHandler::from_config(cfg).await?;
+            let response = handler.handle(&payload).await?;
+            println!("{}", pretty(&response));
+        }
+        Command::Silver { config, table } => {
+            let cfg = Arc::new(PipelineConfig::load(&config).await?);
+            let t = cfg
+                .table(&table)
+                .ok_or_else(|| CliError::Usage(format!("no table `{table}` in {config}")))?
+                .clone();
+            let writer = lakehouse::silver::SilverWriter::new(cfg.clone());
+            let start = std::time::Instant::now();
+            let c = writer.apply(&t).await?;
+            println!(
+                "{}",
+                serde_json::json!({"table": c.table, "applied": c.applied, "version": c.version, "changes": c.changes,
+                    "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted,
+                    "files_rewritten": c.files_rewritten, "rejected": c.rejected, "attempts": c.attempts,
+                    "elapsed_ms": start.elapsed().as_secs_f64() * 1000.0})
+            );
+        }
+        Command::Gold { config, view, full } => {
+            let cfg = Arc::new(PipelineConfig::load(&config).await?);
+            let v = cfg
+                .view(&view)
+                .ok_or_else(|| CliError::Usage(format!("no gold view `{view}` in {config}")))?
+                .clone();
+            let start = std::time::Instant::now();
+            let c = lakehouse::gold::GoldWriter::new(cfg.clone())
+                .apply(&v, full)
+                .await?;
+            println!(
+                "{}",
+                serde_json::json!({"view": c.view, "version": c.version, "full": c.full,
+                    "applied": c.applied, "groups_touched": c.groups_touched, "upserted": c.upserted,
+                    "deleted": c.deleted, "attempts": c.attempts,
+                    "elapsed_ms": start.elapsed().as_secs_f64() * 1000.0})
+            );
+        }
+        Command::Run {
+            config,
+            max_poll_seconds,
+        } => {
+            let cfg = Arc::new(PipelineConfig::load(&config).await?);
+            let options = lakehouse::runner::RunnerOptions {
+                max_poll: std::time::Duration::from_secs(max_poll_seconds.clamp(1, 20)),
+            };
+            lakehouse::runner::run(cfg, options, lakehouse::runner::stop_on_signals()).await?;
+        }
+        Command::Backfill {
+            config,
+            table,
+            since,
+            chunk,
+        } => {
+            let cfg = Arc::new(PipelineConfig::load(&config).await?);
+            let options = lakehouse::backfill::BackfillOptions {
+                table,
+                since,
+                chunk,
+            };
+            let bar = progress::Bar::new(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+            let s = lakehouse::backfill::run(cfg, &options, &bar).await?;
+            println!(
+                "{} objects: {} ingested ({} rows), {} already ingested, {} quarantined whole, {} failed",
+                s.objects,
+                s.ingested,
+                s.rows,
+                s.already_ingested,
+                s.quarantined,
+                s.failed.len()
+            );
+            for c in &s.silver {
+                println!(
+                    "silver/{}: bronze {:?} → version {:?} ({} changes)",
+                    c.table, c.applied, c.table_version, c.changes
+                );
+            }
+            for g in &s.gold {
+                println!(
+                    "gold/{}: version {:?}, {} groups upserted, {} deleted{}",
+                    g.view,
+                    g.version,
+                    g.upserted,
+                    g.deleted,
+                    if g.full { " (full)" } else { "" }
+                );
+            }
+            for (key, reason) in &s.failed {
+                eprintln!("failed: {key}: {reason}");
+            }
+            if !s.failed.is_empty() {
+                return Err(CliError::Failed(format!(
+                    "{} objects could not be read; re-run to retry them",
+                    s.failed.len()
+                )));
+            }
+        }
+        Command::Show {
+            target,
+            version,
+            limit,
+        } => {
+            let mut t = target.open().await?;
+            if let Some(v) = version {
+                t.load_version(v as _).await?;
+            }
+            let (_, stream) = t.scan_table().await?;
+            let batches: Vec<_> = stream.filter_map(|b| async move { b.ok() }).collect().await;
+            let total: usize = batches.iter().map(|b| b.num_rows()).sum();
+            let shown: Vec<_> = batches
+                .iter()
+                .map(|b| b.slice(0, b.num_rows().min(limit)))
+                .take(1)
+                .collect();
+            println!(
+                "{}\n{total} rows at version {:?}",
+                pretty_format_batches(&shown)?,
+                t.version()
+            );
+        }
+        Command::History { target } => {
+            let t = target.open().await?;
+            let mut history: Vec<_> = t.history(None).collect().await;
+            history.reverse();
+            let latest = t.version().unwrap_or(0) as i64;
+            let first = latest + 1 - history.len() as i64;
+            for (i, commit) in history.into_iter().enumerate() {
+                let commit = commit?;
+                let info = &commit.info;
+                let upstream = info
+                    .get("lakehouse.upstreamVersions")
+                    .map(|v| format!("  upstream {v}"))
+                    .unwrap_or_default();
+                println!(
+                    "version {:>4}  {}  {:<12}  rows {:<8}  fn {}  keys {}{upstream}",
+                    first + i as i64,
+                    commit
+                        .timestamp
+                        .map(|ms| chrono::DateTime::from_timestamp_millis(ms)
+                            .map(|d| d.to_rfc3339())
+                            .unwrap_or_default())
+                        .unwrap_or_default(),
+                    commit.operation.clone().unwrap_or_default(),
+                    info.get("lakehouse.rows")
+                        .or_else(|| info.get("lakehouse.changes"))
+                        .or_else(|| {
+                            info.get("operationMetrics")
+                                .and_then(|m| m.get("num_output_rows"))
+                        })
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                    info.get("lakehouse.functionVersion")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("-"),
+                    info.get("lakehouse.sourceKeys")
+                        .map(|v| v.to_string())
+                        .unwrap_or_default(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pretty(v: &serde_json::Value) -> String {
+    serde_json::to_string_pretty(v).unwrap_or_else(|_| v.to_string())
+}
+
+#[tokio::main]
+async fn main() {
+    if let Err(e) = main_inner().await {
+        // The whole chain: the library keeps every underlying error as a source.
+        let mut text = format!("error: {e}");
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            text.push_str(&format!("\n  caused by: {s}"));
+            source = s.source();
+        }
+        eprintln!("{text}");
+        std::process::exit(1);
+    }
+}

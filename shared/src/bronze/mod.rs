@@ -1,0 +1,388 @@
+//! The bronze writer: landing objects of one table become raw Delta rows with lineage, in one commit per
+//! batch, exactly once per (key, etag).
+//!
+//! Idempotency: each ingested object is recorded as a Delta application transaction (`txn`, app id
+//! `<key>@<etag>`) in the same commit as its rows. A redelivered object finds its marker and appends
+//! nothing; two invocations racing on one object both try to commit the same app id, delta-rs rejects the
+//! second with a conflict, and its re-run finds the marker. Bad rows go to `quarantine/<table>` first,
+//! guarded the same way, so a crash between the two commits loses and duplicates nothing.
+
+//!
+//! [`report`] says what happened to each object; [`schema`] creates and evolves the table's schema.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::kernel::{Add, Transaction};
+use deltalake::writer::DeltaWriter;
+use deltalake::DeltaTable;
+use object_store::ObjectMeta;
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::config::{Format, Location, PipelineConfig, TableConfig, UnknownFields};
+use crate::error::{Error, Result};
+use crate::events::SourceObject;
+use crate::lake::{self, RetryPolicy};
+use crate::quarantine::{self, QuarantinedObject};
+use crate::read::{self, ReadError, ReadOutcome};
+use crate::schema::{BadRow, Lineage};
+use crate::storage::{self, StoreRef};
+
+mod report;
+mod schema;
+#[cfg(test)]
+mod tests;
+
+pub use report::{app_id, BronzeCommit, ObjectReport, ObjectStatus};
+
+/// Marker version in bronze: the object's rows are committed.
+const TXN_INGESTED: i64 = 1;
+
+/// Marker versions in quarantine: the object's bad rows are recorded / the whole object is quarantined.
+const TXN_BAD_ROWS: i64 = 1;
+
+const TXN_WHOLE_OBJECT: i64 = 2;
+
+/// Appends landing objects to bronze tables.
+pub struct BronzeWriter {
+    config: Arc<PipelineConfig>,
+    landing: StoreRef,
+    retry: RetryPolicy,
+    function_version: String,
+}
+
+/// Per-object work gathered during one attempt.
+#[derive(Default)]
+struct Attempt {
+    reports: Vec<ObjectReport>,
+    adds: Vec<Add>,
+    txns: Vec<Transaction>,
+    quarantine: Vec<QuarantinedObject>,
+    quarantine_txns: Vec<Transaction>,
+}
+impl BronzeWriter {
+    pub fn new(config: Arc<PipelineConfig>) -> Result<Self> {
+        let landing = storage::bucket_store(&config.landing)?;
+        let function_version = std::env::var("AWS_LAMBDA_FUNCTION_VERSION")
+            .map(|v| format!("{}:{v}", env!("CARGO_PKG_VERSION")))
+            .unwrap_or_else(|_| env!("CARGO_PKG_VERSION").to_string());
+        Ok(BronzeWriter {
+            config,
+            landing,
+            retry: RetryPolicy::default(),
+            function_version,
+        })
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    pub fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// Ingests `objects` (all routed to `table`) in one bronze commit, re-running the whole step when a
+    /// concurrent writer wins the commit race.
+    pub async fn ingest(
+        &self,
+        table: &TableConfig,
+        objects: &[SourceObject],
+    ) -> Result<BronzeCommit> {
+        let mut seen = HashSet::new();
+        let objects: Vec<&SourceObject> = objects
+            .iter()
+            .filter(|o| seen.insert((&o.key, &o.etag)))
+            .collect();
+        let what = format!("bronze/{}", table.name);
+        let ((version, table_version, reports), attempts) = self
+            .retry
+            .run(&what, || self.attempt(table, &objects))
+            .await?;
+        Ok(BronzeCommit {
+            table: table.name.clone(),
+            version,
+            table_version,
+            objects: reports,
+            attempts,
+        })
+    }
+
+    async fn attempt(
+        &self,
+        table: &TableConfig,
+        objects: &[&SourceObject],
+    ) -> Result<(Option<i64>, Option<i64>, Vec<ObjectReport>)> {
+        let bronze_loc = self.config.bronze_location(&table.name);
+        let quarantine_loc = self.config.quarantine_location(&table.name);
+        let mut bronze = lake::open(&bronze_loc).await?;
+        let quarantine = lake::open(&quarantine_loc).await?;
+        let ingested_at_us = chrono::Utc::now().timestamp_micros();
+        let mut work = Attempt::default();
+
+        for obj in objects {
+            let report = |etag: Option<&str>, status| ObjectReport {
+                key: obj.key.clone(),
+                etag: etag.map(str::to_string),
+                status,
+            };
+            let meta = match read::head(&self.landing, &obj.key).await {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!(table = %table.name, key = %obj.key, error = %e, "cannot read landing object");
+                    work.reports.push(report(
+                        obj.etag.as_deref(),
+                        ObjectStatus::Failed {
+                            reason: e.to_string(),
+                        },
+                    ));
+                    continue;
+                }
+            };
+            let etag = read::version_tag(&meta, obj.etag.as_deref());
+            let id = app_id(&obj.key, &etag);
+            let bronze_done = match &bronze {
+                Some(t) => lake::txn_version(t, &id).await?.is_some(),
+                None => false,
+            };
+            let quarantine_marker = match &quarantine {
+                Some(t) => lake::txn_version(t, &id).await?,
+                None => None,
+            };
+            if bronze_done || quarantine_marker == Some(TXN_WHOLE_OBJECT) {
+                info!(table = %table.name, key = %obj.key, %etag, "already ingested; skipping");
+                work.reports
+                    .push(report(Some(&etag), ObjectStatus::AlreadyIngested));
+                continue;
+            }
+            let lineage = Lineage {
+                key: obj.key.clone(),
+                etag: etag.clone(),
+                ingested_at_us,
+            };
+            let outcome = self
+                .read_into_bronze(table, &bronze_loc, &mut bronze, &meta, &lineage)
+                .await;
+            match outcome {
+                Ok((adds, out)) => {
+                    let quarantined = out.bad.len() as u64;
+                    work.adds.extend(adds);
+                    work.txns.push(lake::txn(&id, TXN_INGESTED));
+                    if !out.bad.is_empty() && quarantine_marker.is_none() {
+                        work.quarantine.push(QuarantinedObject {
+                            key: obj.key.clone(),
+                            etag: etag.clone(),
+                            rows: out.bad,
+                        });
+                        work.quarantine_txns.push(lake::txn(&id, TXN_BAD_ROWS));
+                    }
+                    work.reports.push(report(
+                        Some(&etag),
+                        ObjectStatus::Ingested {
+                            rows: out.rows_ok,
+                            quarantined,
+                        },
+                    ));
+                }
+                Err(ReadError::Unavailable(reason)) => {
+                    warn!(table = %table.name, key = %obj.key, %reason, "landing object became unreadable");
+                    work.reports
+                        .push(report(Some(&etag), ObjectStatus::Failed { reason }));
+                }
+                Err(ReadError::Malformed(reason)) => {
+                    warn!(table = %table.name, key = %obj.key, %reason, "quarantining whole object");
+                    work.quarantine.push(QuarantinedObject {
+                        key: obj.key.clone(),
+                        etag: etag.clone(),
+                        rows: vec![BadRow {
+                            row: None,
+                            raw: None,
+                            reason: reason.clone(),
+                        }],
+                    });
+                    work.quarantine_txns.push(lake::txn(&id, TXN_WHOLE_OBJECT));
+                    work.reports
+                        .push(report(Some(&etag), ObjectStatus::Quarantined { reason }));
+                }
+                Err(ReadError::Sink(e)) => return Err(e),
+            }
+        }
+
+        // Quarantine first: if bronze then loses a race, the re-run finds the quarantine markers.
+        if !work.quarantine.is_empty() {
+            self.commit_quarantine(table, &quarantine_loc, quarantine, &work, ingested_at_us)
+                .await?;
+        }
+        let version = match (&mut bronze, work.txns.is_empty()) {
+            (Some(t), false) => {
+                let metadata = self.commit_metadata(table, &work);
+                let v = lake::commit_append(
+                    t,
+                    std::mem::take(&mut work.adds),
+                    std::mem::take(&mut work.txns),
+                    metadata,
+                )
+                .await
+                .map_err(|e| Error::delta(bronze_loc.url.to_string(), "commit", e))?;
+                info!(table = %table.name, version = v, rows = work.reports.iter().map(|r| if let ObjectStatus::Ingested { rows, .. } = r.status { rows } else { 0 }).sum::<u64>(), "bronze commit");
+                Some(v)
+            }
+            _ => None,
+        };
+        let table_version =
+            version.or_else(|| bronze.as_ref().and_then(|t| t.version()).map(|v| v as i64));
+        Ok((version, table_version, work.reports))
+    }
+
+    fn commit_metadata(
+        &self,
+        table: &TableConfig,
+        work: &Attempt,
+    ) -> HashMap<String, serde_json::Value> {
+        let keys: Vec<&str> = work
+            .reports
+            .iter()
+            .filter(|r| matches!(r.status, ObjectStatus::Ingested { .. }))
+            .map(|r| r.key.as_str())
+            .collect();
+        let rows: u64 = work
+            .reports
+            .iter()
+            .map(|r| {
+                if let ObjectStatus::Ingested { rows, .. } = r.status {
+                    rows
+                } else {
+                    0
+                }
+            })
+            .sum();
+        self.lineage_metadata("bronze", table, &keys, rows)
+    }
+
+    /// commitInfo lineage: which layer and table, which source objects, how many rows, which code.
+    fn lineage_metadata(
+        &self,
+        layer: &str,
+        table: &TableConfig,
+        keys: &[&str],
+        rows: u64,
+    ) -> HashMap<String, serde_json::Value> {
+        HashMap::from([
+            ("lakehouse.layer".to_string(), json!(layer)),
+            ("lakehouse.table".to_string(), json!(table.name)),
+            ("lakehouse.sourceKeys".to_string(), json!(keys)),
+            ("lakehouse.rows".to_string(), json!(rows)),
+            (
+                "lakehouse.functionVersion".to_string(),
+                json!(self.function_version),
+            ),
+        ])
+    }
+
+    async fn commit_quarantine(
+        &self,
+        table: &TableConfig,
+        location: &Location,
+        existing: Option<DeltaTable>,
+        work: &Attempt,
+        ingested_at_us: i64,
+    ) -> Result<()> {
+        let batch = quarantine::to_batch(&work.quarantine, ingested_at_us)?;
+        let keys: Vec<&str> = work.quarantine.iter().map(|o| o.key.as_str()).collect();
+        let metadata = self.lineage_metadata("quarantine", table, &keys, batch.num_rows() as u64);
+        quarantine::append(
+            location,
+            &table.name,
+            existing,
+            batch,
+            work.quarantine_txns.clone(),
+            metadata,
+        )
+        .await
+    }
+
+
+    /// Streams one object into new parquet files of the bronze table; returns their adds (not committed).
+    async fn read_into_bronze(
+        &self,
+        table: &TableConfig,
+        location: &Location,
+        bronze: &mut Option<DeltaTable>,
+        meta: &ObjectMeta,
+        lineage: &Lineage,
+    ) -> Result<(Vec<Add>, ReadOutcome), ReadError> {
+        let key = lineage.key.clone();
+        let Some(target) = self
+            .ensure_table(table, location, bronze, &key, meta)
+            .await?
+        else {
+            return Err(ReadError::Malformed(
+                "no valid row to infer the table schema from".into(),
+            ));
+        };
+        let target = match table.unknown_fields {
+            UnknownFields::Evolve => {
+                self.evolve(table, location, bronze, meta, lineage, target)
+                    .await?
+            }
+            _ => target,
+        };
+        let Some(t) = bronze.as_ref() else {
+            return Err(ReadError::Malformed("bronze table missing".into()));
+        };
+        let gzip = read::is_gzip(table, &key);
+        let get = read::open(&self.landing, &key, meta).await?;
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
+        let parse_table = table.clone();
+        let parse_lineage = lineage.clone();
+        let parser = if table.format == Format::Parquet {
+            let bytes = read::read_all(get, gzip).await?;
+            tokio::task::spawn_blocking(move || {
+                read::parse_parquet(bytes, &parse_table, &target, &parse_lineage, &mut |b| {
+                    tx.blocking_send(b)
+                        .map_err(|_| Error::ChannelClosed {
+                            what: "bronze parser".into(),
+                        })
+                })
+            })
+        } else {
+            tokio::task::spawn_blocking(move || {
+                read::parse_text(
+                    read::blocking_reader(get, gzip),
+                    &parse_table,
+                    &target,
+                    &parse_lineage,
+                    &mut |b| {
+                        tx.blocking_send(b)
+                            .map_err(|_| Error::ChannelClosed {
+                            what: "bronze parser".into(),
+                        })
+                    },
+                )
+            })
+        };
+        let mut writer = lake::new_writer(t, location, Some(self.config.target_file_size))?;
+        while let Some(batch) = rx.recv().await {
+            writer
+                .write(batch)
+                .await
+                .map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
+        }
+        let outcome = parser
+            .await
+            .map_err(|source| {
+                ReadError::Sink(Error::Task {
+                    what: format!("parser for {key}"),
+                    source,
+                })
+            })??;
+        let adds = writer
+            .flush()
+            .await
+            .map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
+        Ok((adds, outcome))
+    }
+}

@@ -1,0 +1,113 @@
+//! The bronze table's schema: created from the declared columns or inferred from the first object,
+//! and evolved (new nullable columns, their own commit) when `unknown_fields = "evolve"`.
+
+use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::DeltaTable;
+use object_store::ObjectMeta;
+use serde_json::json;
+use tracing::info;
+
+use super::BronzeWriter;
+use crate::config::{Format, Location, TableConfig};
+use crate::error::Error;
+use crate::lake;
+use crate::read::{self, ReadError};
+use crate::schema::{self, Lineage};
+
+impl BronzeWriter {
+    /// The table's data schema, creating the bronze table (declared or inferred schema) when absent.
+    /// `Ok(None)`: the table does not exist and this object has no row to infer a schema from.
+    pub(super) async fn ensure_table(
+        &self,
+        table: &TableConfig,
+        location: &Location,
+        bronze: &mut Option<DeltaTable>,
+        key: &str,
+        meta: &ObjectMeta,
+    ) -> Result<Option<SchemaRef>, ReadError> {
+        if bronze.is_none() {
+            let data = match table.declared_schema() {
+                Some(s) => s.as_ref().clone(),
+                None => match self.infer(table, key, meta).await? {
+                    Some(s) => s,
+                    None => return Ok(None),
+                },
+            };
+            let created = lake::open_or_create(
+                location,
+                &format!("bronze_{}", table.name),
+                &schema::bronze_schema(&data),
+                &[],
+            )
+            .await?;
+            *bronze = Some(created);
+        }
+        let Some(t) = bronze.as_ref() else {
+            return Ok(None);
+        };
+        let snapshot = t
+            .snapshot()
+            .map_err(|e| Error::delta(location.url.to_string(), "read schema", e))?;
+        let arrow: Schema = snapshot.snapshot().arrow_schema().as_ref().clone();
+        Ok(Some(schema::data_schema(&arrow)))
+    }
+
+    async fn infer(
+        &self,
+        table: &TableConfig,
+        key: &str,
+        meta: &ObjectMeta,
+    ) -> Result<Option<Schema>, ReadError> {
+        let get = read::open(&self.landing, key, meta).await?;
+        let gzip = read::is_gzip(table, key);
+        if table.format == Format::Parquet {
+            return read::infer_parquet(read::read_all(get, gzip).await?);
+        }
+        let table = table.clone();
+        tokio::task::spawn_blocking(move || {
+            read::infer_text(read::blocking_reader(get, gzip), &table)
+        })
+        .await
+        .map_err(|source| {
+            ReadError::Sink(Error::Task {
+                what: format!("schema inference for {key}"),
+                source,
+            })
+        })?
+    }
+
+    /// Schema evolution: fields of this object (by inference on its first rows, or its Parquet schema)
+    /// that bronze lacks become new nullable columns, committed before the rows. Returns the data schema
+    /// to parse the object with.
+    pub(super) async fn evolve(
+        &self,
+        table: &TableConfig,
+        location: &Location,
+        bronze: &mut Option<DeltaTable>,
+        meta: &ObjectMeta,
+        lineage: &Lineage,
+        target: SchemaRef,
+    ) -> Result<SchemaRef, ReadError> {
+        let Some(found) = self.infer(table, &lineage.key, meta).await? else {
+            return Ok(target);
+        };
+        let Some(t) = bronze.as_mut() else {
+            return Ok(target);
+        };
+        let mut metadata =
+            self.lineage_metadata("bronze_schema", table, &[lineage.key.as_str()], 0);
+        metadata.insert("lakehouse.sourceEtag".into(), json!(lineage.etag));
+        let added = lake::add_missing_columns(t, location, &found, metadata).await?;
+        if added.is_empty() {
+            return Ok(target);
+        }
+        info!(table = %table.name, key = %lineage.key, columns = ?added, "bronze schema evolved");
+        let snapshot = t
+            .snapshot()
+            .map_err(|e| Error::delta(location.url.to_string(), "read schema", e))?;
+        Ok(schema::data_schema(
+            snapshot.snapshot().arrow_schema().as_ref(),
+        ))
+    }
+
+}

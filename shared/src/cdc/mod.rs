@@ -1,0 +1,387 @@
+//! CDC normalisation, silver's first step: bronze rows in a table's change-feed format (Debezium
+//! envelopes, AWS DMS rows with an `Op` column, or plain upserts) become one shape, a [`ChangeSet`]:
+//! the row columns (the after-image; for a delete only the keys matter), `_seq` (the configured
+//! `sequence_by`), `_op` (`U` upsert or `D` delete) and the tie-breakers `_bronze_version` and
+//! `_source_row`. [`latest_per_key`] then keeps one event per key, so duplicate keys never reach MERGE.
+//!
+//! [`debezium`] reads Debezium envelopes; [`latest`] is the dedupe step.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray, StringBuilder,
+};
+use deltalake::arrow::compute::{cast, filter_record_batch};
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+
+use crate::config::{CdcFormat, TableConfig};
+use crate::error::{Error, Result};
+use crate::schema::{self, SOURCE_KEY, SOURCE_ROW};
+
+pub const SEQ: &str = "_seq";
+pub const OP: &str = "_op";
+pub const BRONZE_VERSION: &str = "_bronze_version";
+pub const OP_UPSERT: &str = "U";
+pub const OP_DELETE: &str = "D";
+
+/// Default DMS operation column.
+pub const DMS_OP_COLUMN: &str = "Op";
+
+/// Normalised changes of one bronze version, and the rows that could not be normalised.
+#[derive(Debug)]
+pub struct ChangeSet {
+    pub batch: RecordBatch,
+    /// Rows that could not be normalised, for quarantine.
+    pub rejected: Vec<RejectedChange>,
+}
+
+/// A bronze row silver could not use, with where it came from and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedChange {
+    pub key: String,
+    pub etag: String,
+    pub row: i64,
+    pub reason: String,
+}
+
+/// Turns bronze batches of one table into [`ChangeSet`]s.
+#[derive(Debug, Clone)]
+pub struct Normalizer {
+    table: TableConfig,
+    /// The row columns silver keeps.
+    row_schema: SchemaRef,
+    seq_type: DataType,
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a ArrayRef> {
+    batch.column_by_name(name)
+}
+
+fn strings(array: &ArrayRef) -> Result<ArrayRef> {
+    cast(array, &DataType::Utf8).map_err(|e| Error::arrow("reading CDC column as text", e))
+}
+
+impl Normalizer {
+    /// `bronze_data` is the bronze table's schema without lineage columns.
+    pub fn new(table: &TableConfig, bronze_data: &Schema) -> Result<Normalizer> {
+        let row_schema: Schema = match (&table.row_columns, table.cdc) {
+            (Some(cols), _) => {
+                Schema::new(cols.iter().map(|c| c.arrow_field()).collect::<Vec<_>>())
+            }
+            (None, CdcFormat::Debezium) => {
+                return Err(Error::config(
+                    &table.name,
+                    "row_columns",
+                    "required for Debezium tables",
+                ))
+            }
+            (None, cdc) => {
+                let skip = match cdc {
+                    CdcFormat::Dms => Some(table.op_column.as_deref().unwrap_or(DMS_OP_COLUMN)),
+                    _ => table.delete_column.as_deref(),
+                };
+                Schema::new(
+                    bronze_data
+                        .fields()
+                        .iter()
+                        .filter(|f| Some(f.name().as_str()) != skip)
+                        .map(|f| f.as_ref().clone())
+                        .collect::<Vec<_>>(),
+                )
+            }
+        };
+        for k in &table.keys {
+            if row_schema.field_with_name(k).is_err() {
+                return Err(Error::config(
+                    &table.name,
+                    "keys",
+                    format!("key `{k}` is not a row column"),
+                ));
+            }
+        }
+        let seq_type = match table.sequence_by.as_deref() {
+            None => DataType::Int64,
+            Some(s)
+                if table.cdc == CdcFormat::Debezium
+                    && (s == "ts_ms" || s.starts_with("source.")) =>
+            {
+                DataType::Int64
+            }
+            Some(s) => row_schema
+                .field_with_name(s)
+                .map(|f| f.data_type().clone())
+                .map_err(|_| {
+                    Error::config(
+                        &table.name,
+                        "sequence_by",
+                        format!("`{s}` is not a row column"),
+                    )
+                })?,
+        };
+        Ok(Normalizer {
+            table: table.clone(),
+            row_schema: Arc::new(row_schema),
+            seq_type,
+        })
+    }
+
+    pub fn row_schema(&self) -> &SchemaRef {
+        &self.row_schema
+    }
+
+    pub fn keys(&self) -> &[String] {
+        &self.table.keys
+    }
+
+    /// Schema of a [`ChangeSet`] batch.
+    pub fn change_schema(&self) -> SchemaRef {
+        let mut fields: Vec<Field> = self
+            .row_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.push(Field::new(SEQ, self.seq_type.clone(), true));
+        fields.push(Field::new(OP, DataType::Utf8, false));
+        fields.push(Field::new(BRONZE_VERSION, DataType::Int64, false));
+        fields.push(Field::new(SOURCE_ROW, DataType::Int64, false));
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Normalises one bronze batch read from bronze version `bronze_version`.
+    pub fn normalize(&self, bronze: &RecordBatch, bronze_version: i64) -> Result<ChangeSet> {
+        let n = bronze.num_rows();
+        let keys_of = column(bronze, SOURCE_KEY).map(strings).transpose()?;
+        let etags_of = column(bronze, schema::SOURCE_ETAG)
+            .map(strings)
+            .transpose()?;
+        let rows_of = column(bronze, SOURCE_ROW)
+            .map(|a| cast(a, &DataType::Int64))
+            .transpose()
+            .map_err(|e| Error::arrow("source rows", e))?;
+        // Per row: the text cells of the row columns and the sequence, the op, or a rejection reason.
+        let mut cells: Vec<StringBuilder> = self
+            .row_schema
+            .fields()
+            .iter()
+            .map(|_| StringBuilder::new())
+            .collect();
+        let mut seq = StringBuilder::new();
+        let mut ops: Vec<&'static str> = Vec::with_capacity(n);
+        let mut reasons: Vec<Option<String>> = vec![None; n];
+        let mut skip = vec![false; n];
+        match self.table.cdc {
+            CdcFormat::Debezium => self.debezium(
+                bronze,
+                &mut cells,
+                &mut seq,
+                &mut ops,
+                &mut reasons,
+                &mut skip,
+            )?,
+            CdcFormat::Dms | CdcFormat::Upsert => {
+                self.tabular(bronze, &mut cells, &mut seq, &mut ops, &mut reasons)?
+            }
+        }
+        let sources: Vec<ArrayRef> = cells
+            .iter_mut()
+            .map(|b| Arc::new(b.finish()) as ArrayRef)
+            .collect();
+        // Deletes only need their keys: other columns may be absent or null whatever their nullability.
+        let relaxed = Schema::new(
+            self.row_schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    f.as_ref()
+                        .clone()
+                        .with_nullable(f.is_nullable() || !self.table.keys.contains(f.name()))
+                })
+                .collect::<Vec<_>>(),
+        );
+        let (mut typed, reasons) = schema::cast_columns(&relaxed, sources, n, &reasons);
+        let seq_source: ArrayRef = Arc::new(seq.finish());
+        let (mut seq_typed, reasons) = schema::cast_columns(
+            &Schema::new(vec![Field::new(
+                self.table.sequence_by.as_deref().unwrap_or(SEQ),
+                self.seq_type.clone(),
+                true,
+            )]),
+            vec![seq_source],
+            n,
+            &reasons,
+        );
+        typed.append(&mut seq_typed);
+        typed.push(Arc::new(StringArray::from(ops.clone())));
+        typed.push(Arc::new(Int64Array::from(vec![bronze_version; n])));
+        typed.push(match &rows_of {
+            Some(r) => r.clone(),
+            None => Arc::new(Int64Array::from_iter_values(1..=n as i64)),
+        });
+        // Upserts must carry every required column; SCD2 history is ordered by the sequence, so every
+        // event needs one.
+        let mut reasons = reasons;
+        let seq_values = &typed[self.row_schema.fields().len()];
+        for (i, op) in ops.iter().enumerate() {
+            if reasons[i].is_none() && !skip[i] && self.table.scd_type == 2 && seq_values.is_null(i)
+            {
+                reasons[i] = Some(format!(
+                    "sequence `{}` is required for SCD type 2 but is null or missing",
+                    self.table.sequence_by.as_deref().unwrap_or(SEQ)
+                ));
+            }
+            if reasons[i].is_none() && *op == OP_UPSERT {
+                for (f, col) in self.row_schema.fields().iter().zip(&typed) {
+                    if !f.is_nullable() && col.is_null(i) {
+                        reasons[i] = Some(format!(
+                            "column `{}` is required but is null or missing",
+                            f.name()
+                        ));
+                        break;
+                    }
+                }
+            }
+        }
+        // Rejected and skipped rows may hold nulls anywhere: filter them out under an all-nullable
+        // schema, then state the real one.
+        let final_schema = self.change_schema_relaxed(&relaxed);
+        let loose = Schema::new(
+            final_schema
+                .fields()
+                .iter()
+                .map(|f| f.as_ref().clone().with_nullable(true))
+                .collect::<Vec<_>>(),
+        );
+        let all = RecordBatch::try_new(Arc::new(loose), typed)
+            .map_err(|e| Error::arrow("building changes", e))?;
+        let keep = BooleanArray::from(
+            (0..n)
+                .map(|i| reasons[i].is_none() && !skip[i])
+                .collect::<Vec<_>>(),
+        );
+        let kept =
+            filter_record_batch(&all, &keep).map_err(|e| Error::arrow("filtering changes", e))?;
+        let kept = RecordBatch::try_new(final_schema, kept.columns().to_vec())
+            .map_err(|e| Error::arrow("building changes", e))?;
+        let rejected = reasons
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| !skip[*i])
+            .filter_map(|(i, r)| {
+                r.map(|reason| {
+                    let text = |a: &Option<ArrayRef>| {
+                        a.as_ref()
+                            .and_then(|a| text_at(a, i))
+                            .unwrap_or_default()
+                            .to_string()
+                    };
+                    let row = rows_of
+                        .as_ref()
+                        .map(|a| {
+                            a.as_primitive::<deltalake::arrow::datatypes::Int64Type>()
+                                .value(i)
+                        })
+                        .unwrap_or(i as i64 + 1);
+                    RejectedChange {
+                        key: text(&keys_of),
+                        etag: text(&etags_of),
+                        row,
+                        reason,
+                    }
+                })
+            })
+            .collect();
+        Ok(ChangeSet {
+            batch: kept,
+            rejected,
+        })
+    }
+
+    fn change_schema_relaxed(&self, relaxed: &Schema) -> SchemaRef {
+        let mut fields: Vec<Field> = relaxed
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(
+            self.change_schema()
+                .fields()
+                .iter()
+                .skip(relaxed.fields().len())
+                .map(|f| f.as_ref().clone()),
+        );
+        Arc::new(Schema::new(fields))
+    }
+
+    /// Upsert and DMS rows: the row columns are bronze columns; the op comes from the DMS `Op` column or
+    /// the upsert delete flag.
+    fn tabular(
+        &self,
+        bronze: &RecordBatch,
+        cells: &mut [StringBuilder],
+        seq: &mut StringBuilder,
+        ops: &mut Vec<&'static str>,
+        reasons: &mut [Option<String>],
+    ) -> Result<()> {
+        let n = bronze.num_rows();
+        let text_cols: Vec<Option<ArrayRef>> = self
+            .row_schema
+            .fields()
+            .iter()
+            .map(|f| column(bronze, f.name()).map(strings).transpose())
+            .collect::<Result<_>>()?;
+        let seq_col = self
+            .table
+            .sequence_by
+            .as_deref()
+            .and_then(|s| column(bronze, s))
+            .map(strings)
+            .transpose()?;
+        let (op_name, is_dms) = match self.table.cdc {
+            CdcFormat::Dms => (
+                Some(self.table.op_column.as_deref().unwrap_or(DMS_OP_COLUMN)),
+                true,
+            ),
+            _ => (self.table.delete_column.as_deref(), false),
+        };
+        let op_col = op_name
+            .and_then(|c| column(bronze, c))
+            .map(strings)
+            .transpose()?;
+        for (i, reason) in reasons.iter_mut().enumerate().take(n) {
+            for (b, col) in cells.iter_mut().zip(&text_cols) {
+                b.append_option(col.as_ref().and_then(|c| text_at(c, i)));
+            }
+            seq.append_option(seq_col.as_ref().and_then(|c| text_at(c, i)));
+            let flag = op_col
+                .as_ref()
+                .and_then(|c| text_at(c, i))
+                .map(|s| s.trim().to_ascii_uppercase());
+            let op = match (is_dms, flag.as_deref()) {
+                // DMS full-load files have no Op column: every row is an insert.
+                (true, None) | (true, Some("I")) | (true, Some("U")) => OP_UPSERT,
+                (true, Some("D")) => OP_DELETE,
+                (true, Some(other)) => {
+                    *reason = Some(format!(
+                        "unknown DMS operation `{other}` (expected I, U or D)"
+                    ));
+                    OP_UPSERT
+                }
+                (false, Some("TRUE" | "1" | "Y" | "YES" | "T")) => OP_DELETE,
+                (false, _) => OP_UPSERT,
+            };
+            ops.push(op);
+        }
+        Ok(())
+    }
+
+}
+
+mod debezium;
+mod latest;
+
+use debezium::text_at;
+pub use latest::latest_per_key;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,209 @@
+//! The declarative pipeline file: where landing objects arrive, where the lake lives, and per table how to
+//! read, type and key its data. Every function loads the same file (`LAKEHOUSE_CONFIG`: a path or `s3://` URI).
+//! Invalid config fails at load with the table and field named, never later on a data path.
+//!
+//! This module holds the validated types and their lookups; [`parse`] turns the TOML into them (and is
+//! the only place that validates), [`layout`] says where each layer's tables live in the lake,
+//! [`columns`] and [`trigger`] are the column declarations and trigger windows.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+
+mod columns;
+mod layout;
+mod parse;
+mod trigger;
+
+pub use crate::storage::Location;
+pub use columns::{Column, ColumnType};
+pub use trigger::TriggerWindow;
+
+/// Environment variable naming the pipeline file (path, `file://` or `s3://` URI).
+pub const CONFIG_ENV: &str = "LAKEHOUSE_CONFIG";
+
+/// Source file format. Compression is separate: `.gz` objects are detected by suffix (or forced).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    Jsonl,
+    Csv,
+    Parquet,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    /// `.gz` suffix means gzip, anything else is plain.
+    #[default]
+    Auto,
+    None,
+    Gzip,
+}
+
+/// How change records are encoded (used by the silver layer; parsed and validated now).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CdcFormat {
+    #[default]
+    Upsert,
+    Debezium,
+    Dms,
+}
+
+/// What to do with source fields that the table schema does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownFields {
+    /// The row goes to quarantine with the field named: nothing is silently dropped.
+    #[default]
+    Quarantine,
+    /// The field is dropped (the raw object stays in landing).
+    Ignore,
+    /// Schema evolution: a new field becomes a new nullable column of bronze (typed by inference on the
+    /// object that brings it) and then of silver. Values of an existing column that do not cast to its
+    /// type still go to quarantine.
+    Evolve,
+}
+
+
+/// Everything the pipeline knows about one table.
+#[derive(Debug, Clone)]
+pub struct TableConfig {
+    pub name: String,
+    /// Key prefix under the landing location (e.g. `orders/`).
+    pub prefix: String,
+    pub format: Format,
+    pub compression: Compression,
+    /// Declared schema; `None` means inferred from the first file and then enforced (stored in bronze).
+    pub columns: Option<Vec<Column>>,
+    /// The row (after-image) schema of a Debezium table, whose bronze rows are envelopes.
+    pub row_columns: Option<Vec<Column>>,
+    pub keys: Vec<String>,
+    pub sequence_by: Option<String>,
+    pub cdc: CdcFormat,
+    pub op_column: Option<String>,
+    pub delete_column: Option<String>,
+    pub partition_by: Vec<String>,
+    pub scd_type: u8,
+    /// SCD1: how long a delete tombstone can stop a late event (`None`: forever).
+    pub tombstone_retention_days: Option<u32>,
+    pub unknown_fields: UnknownFields,
+    pub csv_delimiter: u8,
+    pub csv_header: bool,
+    /// How the local runner batches this table's messages (Lambda: the event source mapping's settings).
+    pub trigger: TriggerWindow,
+}
+
+/// keeps one row per group; a step recomputes only the groups its sources' changes touch.
+#[derive(Debug, Clone)]
+pub struct GoldView {
+    pub name: String,
+    pub sql: String,
+    /// The view's group-by key: output columns that identify a row.
+    pub keys: Vec<String>,
+    /// Silver tables the SQL reads.
+    pub sources: Vec<String>,
+    pub trigger: TriggerWindow,
+}
+
+impl TableConfig {
+    /// The declared data schema (without lineage columns), if any.
+    pub fn declared_schema(&self) -> Option<SchemaRef> {
+        self.columns.as_ref().map(|cols| {
+            Arc::new(Schema::new(
+                cols.iter().map(Column::arrow_field).collect::<Vec<_>>(),
+            ))
+        })
+    }
+}
+
+/// An SQS queue a layer announces its commits to (the next layer's trigger). Values may use `${VAR}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    pub queue_url: String,
+    /// Endpoint override (LocalStack, ElasticMQ...); default: the SDK's resolution.
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
+/// The whole pipeline file, validated.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    pub landing: Location,
+    pub lake: Location,
+    /// Next-layer queues by layer name (`silver`, `gold`): bronze announces its commits to `silver`.
+    pub notify: HashMap<String, QueueConfig>,
+    pub tables: Vec<TableConfig>,
+    pub gold: Vec<GoldView>,
+    /// Bronze ingests at most this many bytes per parquet file before rolling to a new one.
+    pub target_file_size: u64,
+}
+
+impl PipelineConfig {
+    /// Parse and validate TOML text. `origin` names the file in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<PipelineConfig> {
+        let raw: parse::RawConfig = toml::from_str(text).map_err(|e| Error::ConfigLoad {
+            location: origin.to_string(),
+            reason: e.to_string(),
+        })?;
+        raw.validate()
+    }
+
+    /// Load from a local path, `file://` URI or `s3://` URI.
+    pub async fn load(location: &str) -> Result<PipelineConfig> {
+        let text = if location.starts_with("s3://") {
+            crate::storage::read_to_string(location).await?
+        } else {
+            let path = location.strip_prefix("file://").unwrap_or(location);
+            std::fs::read_to_string(path).map_err(|e| Error::ConfigLoad {
+                location: location.to_string(),
+                reason: e.to_string(),
+            })?
+        };
+        PipelineConfig::from_toml(&text, location)
+    }
+
+    /// Load from the `LAKEHOUSE_CONFIG` environment variable.
+    pub async fn from_env() -> Result<PipelineConfig> {
+        let location = std::env::var(CONFIG_ENV).map_err(|_| Error::ConfigLoad {
+            location: format!("${CONFIG_ENV}"),
+            reason: "environment variable is not set".into(),
+        })?;
+        PipelineConfig::load(&location).await
+    }
+
+    pub fn table(&self, name: &str) -> Option<&TableConfig> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+
+    /// Which table a landing object belongs to: the object must be in the landing bucket, under the landing
+    /// prefix and under exactly one table prefix (prefixes cannot overlap, checked at load).
+    pub fn route(&self, bucket: &str, key: &str) -> Option<&TableConfig> {
+        if bucket != self.landing.bucket() {
+            return None;
+        }
+        let rel = layout::relative_key(&self.landing, key)?;
+        self.tables.iter().find(|t| rel.starts_with(&t.prefix))
+    }
+
+    pub fn view(&self, name: &str) -> Option<&GoldView> {
+        self.gold.iter().find(|v| v.name == name)
+    }
+
+    /// The gold views that read silver table `table`.
+    pub fn views_on(&self, table: &str) -> impl Iterator<Item = &GoldView> {
+        let table = table.to_string();
+        self.gold.iter().filter(move |v| v.sources.contains(&table))
+    }
+}
+
+#[cfg(test)]
+mod tests;

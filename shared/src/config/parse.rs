@@ -1,0 +1,460 @@
+//! The raw (serde) form of the pipeline file and its validation into the types of [`super`]: every
+//! check that can fail at load does so here, naming the table and field.
+
+use std::collections::HashMap;
+
+use serde::Deserialize;
+use url::Url;
+
+use super::columns::parse_columns;
+use super::{
+    CdcFormat, Compression, Format, GoldView, Location, PipelineConfig, QueueConfig, TableConfig,
+    TriggerWindow, UnknownFields,
+};
+use crate::error::{Error, Result};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLocation {
+    uri: String,
+    #[serde(default)]
+    storage: HashMap<String, String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    landing: RawLocation,
+    lake: RawLocation,
+    #[serde(default)]
+    target_file_size_mb: Option<u64>,
+    #[serde(default)]
+    notify: HashMap<String, QueueConfig>,
+    #[serde(default, rename = "table")]
+    tables: Vec<RawTable>,
+    #[serde(default)]
+    gold: Vec<RawGold>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    name: String,
+    prefix: Option<String>,
+    format: Option<String>,
+    #[serde(default)]
+    compression: Compression,
+    columns: Option<Vec<String>>,
+    row_columns: Option<Vec<String>>,
+    #[serde(default)]
+    keys: Vec<String>,
+    sequence_by: Option<String>,
+    #[serde(default)]
+    cdc: Option<String>,
+    op_column: Option<String>,
+    delete_column: Option<String>,
+    #[serde(default)]
+    partition_by: Vec<String>,
+    scd_type: Option<u8>,
+    tombstone_retention_days: Option<u32>,
+    #[serde(default)]
+    unknown_fields: UnknownFields,
+    csv_delimiter: Option<String>,
+    csv_header: Option<bool>,
+    batch_size: Option<usize>,
+    batch_window_seconds: Option<f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGold {
+    name: String,
+    sql: String,
+    #[serde(default)]
+    keys: Vec<String>,
+    #[serde(default)]
+    sources: Vec<String>,
+    batch_size: Option<usize>,
+    batch_window_seconds: Option<f64>,
+}
+
+/// Expand `${NAME}` references from the environment; an unset variable is a config error naming the field.
+fn expand_env(value: &str, table: &str, field: &str) -> Result<String> {
+    let mut out = String::with_capacity(value.len());
+    let mut rest = value;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after.find('}').ok_or_else(|| {
+            Error::config(table, field, format!("unterminated `${{` in `{value}`"))
+        })?;
+        let name = &after[..end];
+        let v = std::env::var(name).map_err(|_| {
+            Error::config(
+                table,
+                field,
+                format!("environment variable `{name}` is not set"),
+            )
+        })?;
+        out.push_str(&v);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+
+impl RawLocation {
+    fn validate(self, field: &str) -> Result<Location> {
+        let uri = expand_env(&self.uri, "-", &format!("{field}.uri"))?;
+        let url = Url::parse(&uri).map_err(|e| {
+            Error::config(
+                "-",
+                &format!("{field}.uri"),
+                format!("`{uri}` is not a URI: {e}"),
+            )
+        })?;
+        match url.scheme() {
+            "s3" | "s3a" if url.host_str().is_some_and(|h| !h.is_empty()) => {}
+            "file" => {}
+            _ => {
+                return Err(Error::config(
+                    "-",
+                    &format!("{field}.uri"),
+                    format!("`{uri}` must be s3://bucket[/prefix] or file:///absolute/path"),
+                ))
+            }
+        }
+        let mut storage_options = HashMap::new();
+        for (k, v) in self.storage {
+            let v = expand_env(&v, "-", &format!("{field}.storage.{k}"))?;
+            storage_options.insert(k.to_ascii_lowercase(), v);
+        }
+        Ok(Location {
+            url,
+            storage_options,
+        })
+    }
+}
+
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+impl RawTable {
+    fn validate(self) -> Result<TableConfig> {
+        let t = self.name.clone();
+        if !valid_name(&t) {
+            return Err(Error::config(
+                &t,
+                "name",
+                "must be lowercase letters, digits and `_`, not starting with a digit",
+            ));
+        }
+        let prefix = self.prefix.unwrap_or_else(|| format!("{t}/"));
+        let prefix = prefix.trim_start_matches('/').to_string();
+        if prefix.is_empty() {
+            return Err(Error::config(&t, "prefix", "must not be empty"));
+        }
+        let format = match self.format.as_deref() {
+            Some("jsonl") | Some("json") | Some("ndjson") => Format::Jsonl,
+            Some("csv") => Format::Csv,
+            Some("parquet") => Format::Parquet,
+            Some(other) => {
+                return Err(Error::config(
+                    &t,
+                    "format",
+                    format!("`{other}` is not one of jsonl, csv, parquet"),
+                ))
+            }
+            None => {
+                return Err(Error::config(
+                    &t,
+                    "format",
+                    "is required (jsonl, csv or parquet)",
+                ))
+            }
+        };
+        let columns = parse_columns(self.columns.as_deref(), &t, "columns")?;
+        let row_columns = parse_columns(self.row_columns.as_deref(), &t, "row_columns")?;
+        let cdc = match self.cdc.as_deref() {
+            None | Some("upsert") => CdcFormat::Upsert,
+            Some("debezium") => CdcFormat::Debezium,
+            Some("dms") => CdcFormat::Dms,
+            Some(other) => {
+                return Err(Error::config(
+                    &t,
+                    "cdc",
+                    format!("`{other}` is not one of upsert, debezium, dms"),
+                ))
+            }
+        };
+        if cdc == CdcFormat::Debezium && row_columns.is_none() {
+            return Err(Error::config(
+                &t,
+                "row_columns",
+                "a Debezium table needs the row (after-image) schema; bronze keeps the envelopes",
+            ));
+        }
+        // Keys, sequence and partitions name row columns: `row_columns` for Debezium, else `columns`.
+        let (row_field, row_schema) = match &row_columns {
+            Some(cols) => ("row_columns", Some(cols)),
+            None => ("columns", columns.as_ref()),
+        };
+        let declared = |field: &str, col: &str| -> Result<()> {
+            match row_schema {
+                Some(cols) if !cols.iter().any(|c| c.name == col) => Err(Error::config(
+                    &t,
+                    field,
+                    format!("column `{col}` is not in `{row_field}`"),
+                )),
+                _ => Ok(()),
+            }
+        };
+        for k in &self.keys {
+            declared("keys", k)?;
+        }
+        if let Some(s) = &self.sequence_by {
+            // Debezium may order by envelope fields: `ts_ms` or `source.<field>` (e.g. `source.lsn`).
+            let envelope = cdc == CdcFormat::Debezium && (s == "ts_ms" || s.starts_with("source."));
+            if !envelope {
+                declared("sequence_by", s)?;
+            }
+        }
+        for p in &self.partition_by {
+            declared("partition_by", p)?;
+        }
+        if cdc != CdcFormat::Upsert && self.keys.is_empty() {
+            return Err(Error::config(&t, "keys", "a CDC table needs key columns"));
+        }
+        let scd_type = self.scd_type.unwrap_or(1);
+        if scd_type != 1 && scd_type != 2 {
+            return Err(Error::config(
+                &t,
+                "scd_type",
+                format!("`{scd_type}` must be 1 or 2"),
+            ));
+        }
+        if scd_type == 2 && self.sequence_by.is_none() {
+            return Err(Error::config(
+                &t,
+                "sequence_by",
+                "SCD type 2 needs a sequence column",
+            ));
+        }
+        match (self.tombstone_retention_days, scd_type) {
+            (Some(0), _) => {
+                return Err(Error::config(
+                    &t,
+                    "tombstone_retention_days",
+                    "must be at least 1",
+                ))
+            }
+            (Some(_), 2) => {
+                return Err(Error::config(
+                    &t,
+                    "tombstone_retention_days",
+                    "SCD type 2 history needs every tombstone; retention applies to SCD type 1",
+                ))
+            }
+            _ => {}
+        }
+        if scd_type == 2 && self.keys.is_empty() {
+            return Err(Error::config(&t, "keys", "SCD type 2 needs key columns"));
+        }
+        if scd_type == 2 {
+            let reserved = row_schema
+                .into_iter()
+                .flatten()
+                .find(|c| crate::schema::SCD2_RESERVED.contains(&c.name.as_str()));
+            if let Some(c) = reserved {
+                return Err(Error::config(
+                    &t,
+                    row_field,
+                    format!("column `{}` is reserved for SCD type 2 history", c.name),
+                ));
+            }
+        }
+        if self.unknown_fields == UnknownFields::Evolve
+            && format == Format::Csv
+            && self.csv_header == Some(false)
+        {
+            return Err(Error::config(
+                &t,
+                "unknown_fields",
+                "`evolve` needs a CSV header to name new columns",
+            ));
+        }
+        let csv_delimiter = match self.csv_delimiter.as_deref() {
+            None => b',',
+            Some("\\t") | Some("\t") => b'\t',
+            Some(d) if d.len() == 1 => d.as_bytes()[0],
+            Some(d) => {
+                return Err(Error::config(
+                    &t,
+                    "csv_delimiter",
+                    format!("`{d}` must be one ASCII character"),
+                ))
+            }
+        };
+        let trigger = TriggerWindow::from_raw(&t, self.batch_size, self.batch_window_seconds)?;
+        Ok(TableConfig {
+            name: t,
+            prefix,
+            format,
+            compression: self.compression,
+            columns,
+            row_columns,
+            keys: self.keys,
+            sequence_by: self.sequence_by,
+            cdc,
+            op_column: self.op_column,
+            delete_column: self.delete_column,
+            partition_by: self.partition_by,
+            scd_type,
+            tombstone_retention_days: self.tombstone_retention_days,
+            unknown_fields: self.unknown_fields,
+            csv_delimiter,
+            csv_header: self.csv_header.unwrap_or(true),
+            trigger,
+        })
+    }
+}
+
+impl RawGold {
+    fn validate(self, tables: &[TableConfig]) -> Result<GoldView> {
+        let n = self.name.clone();
+        if !valid_name(&n) {
+            return Err(Error::config(
+                &n,
+                "gold.name",
+                "use lowercase letters, digits and _",
+            ));
+        }
+        if self.sql.trim().is_empty() {
+            return Err(Error::config(&n, "gold.sql", "is empty"));
+        }
+        // Syntax now; names and types when a step plans the query against the silver tables.
+        match deltalake::datafusion::sql::parser::DFParser::parse_sql(&self.sql) {
+            Ok(statements) if statements.len() == 1 => {}
+            Ok(_) => {
+                return Err(Error::config(
+                    &n,
+                    "gold.sql",
+                    "must be exactly one SELECT statement",
+                ))
+            }
+            Err(e) => return Err(Error::config(&n, "gold.sql", e.to_string())),
+        }
+        if self.keys.is_empty() {
+            return Err(Error::config(
+                &n,
+                "gold.keys",
+                "name the view's group-by columns",
+            ));
+        }
+        if self.sources.is_empty() {
+            return Err(Error::config(
+                &n,
+                "gold.sources",
+                "name the silver tables the SQL reads",
+            ));
+        }
+        if let Some(s) = self
+            .sources
+            .iter()
+            .find(|s| !tables.iter().any(|t| &t.name == *s))
+        {
+            return Err(Error::config(
+                &n,
+                "gold.sources",
+                format!("`{s}` is not a table of this pipeline"),
+            ));
+        }
+        Ok(GoldView {
+            trigger: TriggerWindow::from_raw(&n, self.batch_size, self.batch_window_seconds)?,
+            name: n,
+            sql: self.sql,
+            keys: self.keys,
+            sources: self.sources,
+        })
+    }
+}
+
+impl RawConfig {
+    pub(super) fn validate(self) -> Result<PipelineConfig> {
+        let landing = self.landing.validate("landing")?;
+        let lake = self.lake.validate("lake")?;
+        if self.tables.is_empty() {
+            return Err(Error::config("-", "table", "no tables declared"));
+        }
+        let tables = self
+            .tables
+            .into_iter()
+            .map(RawTable::validate)
+            .collect::<Result<Vec<_>>>()?;
+        for (i, a) in tables.iter().enumerate() {
+            for b in &tables[i + 1..] {
+                if a.name == b.name {
+                    return Err(Error::config(&a.name, "name", "declared twice"));
+                }
+                if a.prefix.starts_with(&b.prefix) || b.prefix.starts_with(&a.prefix) {
+                    return Err(Error::config(
+                        &b.name,
+                        "prefix",
+                        format!(
+                            "`{}` overlaps `{}` of table `{}`",
+                            b.prefix, a.prefix, a.name
+                        ),
+                    ));
+                }
+            }
+        }
+        let target_file_size = self.target_file_size_mb.unwrap_or(128) * 1024 * 1024;
+        let mut notify = HashMap::new();
+        for (layer, q) in self.notify {
+            // `bronze` is bronze's own trigger queue (the landing bucket's notifications), polled by
+            // the local runner; `silver` and `gold` are where the layer before announces its commits.
+            if !["bronze", "silver", "gold"].contains(&layer.as_str()) {
+                return Err(Error::config(
+                    "-",
+                    &format!("notify.{layer}"),
+                    "layer must be bronze, silver or gold",
+                ));
+            }
+            let field = |f: &str| format!("notify.{layer}.{f}");
+            let opt =
+                |v: Option<String>, f: &str| v.map(|v| expand_env(&v, "-", &field(f))).transpose();
+            let q = QueueConfig {
+                queue_url: expand_env(&q.queue_url, "-", &field("queue_url"))?,
+                endpoint_url: opt(q.endpoint_url, "endpoint_url")?,
+                region: opt(q.region, "region")?,
+                access_key_id: opt(q.access_key_id, "access_key_id")?,
+                secret_access_key: opt(q.secret_access_key, "secret_access_key")?,
+            };
+            notify.insert(layer, q);
+        }
+        let mut gold: Vec<GoldView> = Vec::new();
+        for g in self.gold {
+            let view = g.validate(&tables)?;
+            if gold.iter().any(|v| v.name == view.name) {
+                return Err(Error::config(&view.name, "gold.name", "declared twice"));
+            }
+            gold.push(view);
+        }
+        Ok(PipelineConfig {
+            landing,
+            lake,
+            notify,
+            tables,
+            gold,
+            target_file_size,
+        })
+    }
+}

@@ -1,0 +1,52 @@
+//! Trigger windows: how many messages, or how long, a table or view waits before its batch runs.
+
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// A trigger window: a batch is handed to the function when it holds `max_batch` messages or its
+/// oldest message has waited `max_wait`, whichever comes first (Lambda's `BatchSize` and
+/// `MaximumBatchingWindowInSeconds`). Per-event: 1 and 0 s; daily: large and 86,400 s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TriggerWindow {
+    pub max_batch: usize,
+    pub max_wait: Duration,
+}
+
+impl Default for TriggerWindow {
+    fn default() -> Self {
+        TriggerWindow {
+            max_batch: 100,
+            max_wait: Duration::from_secs(1),
+        }
+    }
+}
+
+impl TriggerWindow {
+    pub(super) fn from_raw(table: &str, batch_size: Option<usize>, window_s: Option<f64>) -> Result<Self> {
+        let d = TriggerWindow::default();
+        let max_batch = batch_size.unwrap_or(d.max_batch);
+        if !(1..=10_000).contains(&max_batch) {
+            return Err(Error::config(
+                table,
+                "batch_size",
+                "must be between 1 and 10000",
+            ));
+        }
+        let max_wait = match window_s {
+            None => d.max_wait,
+            Some(w) if (0.0..=86_400.0).contains(&w) => Duration::from_secs_f64(w),
+            Some(_) => {
+                return Err(Error::config(
+                    table,
+                    "batch_window_seconds",
+                    "must be between 0 and 86400",
+                ))
+            }
+        };
+        Ok(TriggerWindow {
+            max_batch,
+            max_wait,
+        })
+    }
+}

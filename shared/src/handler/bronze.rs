@@ -1,0 +1,168 @@
+//! The bronze function's logic: route the objects a batch names to their tables, ingest each table in
+//! one commit, announce each table's version to silver, and say which messages failed.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde_json::Value;
+use tracing::{error, warn};
+
+use super::batch::{failed_messages, Outcome};
+use super::notify::Notifier;
+use super::{direct_error, to_json, TABLE_CONCURRENCY};
+use crate::bronze::{BronzeCommit, BronzeWriter};
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::events::{self, Committed, Invocation, ObjectEnvelope, SourceObject};
+
+/// What a bronze invocation did.
+pub type BatchOutcome = Outcome<BronzeCommit>;
+
+/// The bronze function: its writer and where it announces commits (silver's queue).
+pub struct BronzeHandler {
+    writer: BronzeWriter,
+    notifier: Option<Notifier>,
+}
+
+impl BronzeHandler {
+    /// A handler that announces nothing.
+    pub fn new(writer: BronzeWriter) -> Self {
+        BronzeHandler {
+            writer,
+            notifier: None,
+        }
+    }
+
+    /// The writer for `config`, announcing on its `notify.silver` queue when there is one.
+    pub async fn from_config(config: Arc<PipelineConfig>) -> Result<Self> {
+        let notifier = match config.notify.get("silver") {
+            Some(q) => Some(Notifier::new(q).await),
+            None => None,
+        };
+        Ok(BronzeHandler {
+            writer: BronzeWriter::new(config)?,
+            notifier,
+        })
+    }
+
+    pub fn writer(&self) -> &BronzeWriter {
+        &self.writer
+    }
+
+    fn config(&self) -> &PipelineConfig {
+        self.writer.config()
+    }
+
+    /// Ingests the objects named by `envelopes`. A message fails when its body is not an object event
+    /// (it then reaches the DLQ after the queue's maxReceiveCount), when one of its objects could not be
+    /// read, or when its table's commit (or the announcement of it) failed.
+    pub async fn ingest(&self, envelopes: &[ObjectEnvelope]) -> BatchOutcome {
+        let mut outcome = BatchOutcome::default();
+        let mut by_table: BTreeMap<String, Vec<SourceObject>> = BTreeMap::new();
+        for env in envelopes {
+            match &env.content {
+                Err(reason) => error!(message_id = ?env.message_id, %reason, "unusable message"),
+                Ok(objects) => {
+                    for obj in objects {
+                        match self.config().route(&obj.bucket, &obj.key) {
+                            Some(t) => by_table
+                                .entry(t.name.clone())
+                                .or_default()
+                                .push(obj.clone()),
+                            None => {
+                                warn!(bucket = %obj.bucket, key = %obj.key, "rejected: not under the landing location or any table prefix; nothing written");
+                                outcome.rejected.push(obj.clone());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let results: Vec<(String, Result<BronzeCommit>)> = futures::stream::iter(by_table)
+            .map(|(name, objects)| async move {
+                let result = self.ingest_table(&name, &objects).await;
+                (name, result)
+            })
+            .buffer_unordered(TABLE_CONCURRENCY)
+            .collect()
+            .await;
+
+        let mut failed_keys: HashSet<String> = HashSet::new();
+        let mut failed_tables: HashSet<String> = HashSet::new();
+        for (name, result) in results {
+            match result {
+                Ok(commit) => {
+                    failed_keys.extend(commit.failed().map(|o| o.key.clone()));
+                    outcome.commits.push(commit);
+                }
+                Err(e) => {
+                    error!(table = %name, error = %e, "bronze ingest failed");
+                    failed_tables.insert(name.clone());
+                    outcome.table_errors.push((name, e.to_string()));
+                }
+            }
+        }
+        outcome.failed_messages = failed_messages(envelopes, |objects| {
+            objects.iter().any(|o| {
+                failed_keys.contains(&o.key)
+                    || self
+                        .config()
+                        .route(&o.bucket, &o.key)
+                        .is_some_and(|t| failed_tables.contains(&t.name))
+            })
+        });
+        outcome.commits.sort_by(|a, b| a.table.cmp(&b.table));
+        outcome
+    }
+
+    /// One table's objects in one commit, then its version announced. The version is announced even
+    /// when this batch was a redelivery: the announcement of the first delivery may be what failed.
+    async fn ingest_table(&self, name: &str, objects: &[SourceObject]) -> Result<BronzeCommit> {
+        let table = self
+            .config()
+            .table(name)
+            .ok_or_else(|| Error::invariant(format!("routed to table {name}, not in the config")))?;
+        let commit = self.writer.ingest(table, objects).await?;
+        if let (Some(n), Some(v)) = (&self.notifier, commit.table_version) {
+            n.send(&Committed::new("bronze", name, v)).await?;
+        }
+        Ok(commit)
+    }
+
+    /// The Lambda entry point's logic: the JSON response (an `SqsBatchResponse` for SQS batches, a
+    /// summary for direct events) or an error for a direct event that must be retried.
+    pub async fn handle(&self, payload: &Value) -> Result<Value> {
+        match events::parse_invocation(payload)? {
+            Invocation::Sqs(envelopes) => {
+                to_json(&self.ingest(&envelopes).await.sqs_response(), "SQS response")
+            }
+            Invocation::Direct(envelope) => {
+                let outcome = self.ingest(std::slice::from_ref(&envelope)).await;
+                let failed: Vec<String> = outcome
+                    .commits
+                    .iter()
+                    .flat_map(|c| c.failed().map(|o| o.key.clone()))
+                    .chain(
+                        outcome
+                            .table_errors
+                            .iter()
+                            .map(|(t, e)| format!("{t}: {e}")),
+                    )
+                    .collect();
+                if !failed.is_empty() {
+                    return Err(direct_error(format!(
+                        "bronze ingest failed for: {}",
+                        failed.join(", ")
+                    )));
+                }
+                Ok(serde_json::json!({
+                    "tables": outcome.commits.iter().map(|c| serde_json::json!({
+                        "table": c.table, "version": c.version, "rows": c.rows(), "quarantined": c.quarantined_rows()
+                    })).collect::<Vec<_>>(),
+                    "rejected": outcome.rejected.iter().map(|o| format!("s3://{}/{}", o.bucket, o.key)).collect::<Vec<_>>(),
+                }))
+            }
+        }
+    }
+}

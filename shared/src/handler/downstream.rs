@@ -1,0 +1,295 @@
+//! The silver and gold functions' logic: the layers fed by the one before them. A message (an upstream
+//! "committed" message, or an S3 event on an upstream `_delta_log/` key) names upstream tables; each
+//! target (the silver table itself, or the gold views reading it) is brought up to date once per batch,
+//! however many messages name it.
+
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde_json::Value;
+use tracing::{error, warn};
+
+use super::batch::{failed_messages, Outcome};
+use super::notify::Notifier;
+use super::{direct_error, to_json, TABLE_CONCURRENCY};
+use crate::config::PipelineConfig;
+use crate::error::{Error, Result};
+use crate::events::{self, Committed, Envelope, Invocation, LayerTrigger, TriggerEnvelope};
+use crate::gold::{GoldCommit, GoldWriter};
+use crate::silver::{SilverCommit, SilverWriter};
+
+pub type SilverOutcome = Outcome<SilverCommit>;
+pub type GoldOutcome = Outcome<GoldCommit>;
+
+/// A layer fed by the one before it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Downstream {
+    /// Silver tables, fed by bronze commits.
+    Silver,
+    /// Gold views, fed by silver commits.
+    Gold,
+}
+
+impl Downstream {
+    fn upstream(self) -> &'static str {
+        match self {
+            Downstream::Silver => "bronze",
+            Downstream::Gold => "silver",
+        }
+    }
+
+    /// What to bring up to date for a change of upstream table `table`: the silver table itself, or
+    /// the gold views that read it.
+    fn targets_of(self, config: &PipelineConfig, table: &str) -> Vec<String> {
+        match self {
+            Downstream::Silver => config
+                .table(table)
+                .map(|t| vec![t.name.clone()])
+                .unwrap_or_default(),
+            Downstream::Gold => config.views_on(table).map(|v| v.name.clone()).collect(),
+        }
+    }
+
+    /// The targets the triggers of one message ask for. A committed message for an unknown table is an
+    /// error for that message; an object event off the upstream logs is ignored.
+    pub fn targets(
+        self,
+        config: &PipelineConfig,
+        triggers: &[LayerTrigger],
+    ) -> std::result::Result<Vec<String>, String> {
+        let upstream = self.upstream();
+        let mut targets = Vec::new();
+        for t in triggers {
+            match t {
+                LayerTrigger::Committed(c)
+                    if c.layer == upstream && config.table(&c.table).is_some() =>
+                {
+                    targets.extend(self.targets_of(config, &c.table))
+                }
+                LayerTrigger::Committed(c) => {
+                    return Err(format!(
+                        "committed message for unknown {} table `{}`",
+                        c.layer, c.table
+                    ))
+                }
+                LayerTrigger::Object(o) => {
+                    match config.table_of_log_key(upstream, &o.bucket, &o.key) {
+                        Some(t) => targets.extend(self.targets_of(config, &t.name)),
+                        None => {
+                            warn!(bucket = %o.bucket, key = %o.key, "not a {upstream} log object; ignored")
+                        }
+                    }
+                }
+            }
+        }
+        Ok(targets)
+    }
+
+    /// Each message's targets (or why it has none it could use).
+    pub fn target_envelopes(
+        self,
+        config: &PipelineConfig,
+        envelopes: &[TriggerEnvelope],
+    ) -> Vec<Envelope<Vec<String>>> {
+        envelopes
+            .iter()
+            .map(|e| Envelope {
+                message_id: e.message_id.clone(),
+                content: e
+                    .content
+                    .as_ref()
+                    .map_err(Clone::clone)
+                    .and_then(|ts| self.targets(config, ts)),
+            })
+            .collect()
+    }
+}
+
+/// Runs `step` once for every target the messages name, several at once; a message fails when it has
+/// no usable content or one of its targets failed.
+async fn apply<C, F, Fut>(
+    layer: Downstream,
+    config: &PipelineConfig,
+    envelopes: &[TriggerEnvelope],
+    step: F,
+) -> Outcome<C>
+where
+    F: Fn(String) -> Fut,
+    Fut: std::future::Future<Output = Result<C>>,
+{
+    let mut outcome = Outcome::default();
+    let per_message = layer.target_envelopes(config, envelopes);
+    let mut targets = BTreeSet::new();
+    for m in &per_message {
+        match &m.content {
+            Ok(ts) => targets.extend(ts.iter().cloned()),
+            Err(reason) => error!(message_id = ?m.message_id, %reason, ?layer, "unusable message"),
+        }
+    }
+    let results: Vec<(String, Result<C>)> = futures::stream::iter(targets)
+        .map(|name| {
+            let run = step(name.clone());
+            async move { (name, run.await) }
+        })
+        .buffer_unordered(TABLE_CONCURRENCY)
+        .collect()
+        .await;
+    let mut failed: HashSet<String> = HashSet::new();
+    for (name, r) in results {
+        match r {
+            Ok(c) => outcome.commits.push(c),
+            Err(e) => {
+                error!(target = %name, error = %e, ?layer, "step failed");
+                failed.insert(name.clone());
+                outcome.table_errors.push((name, e.to_string()));
+            }
+        }
+    }
+    outcome.failed_messages =
+        failed_messages(&per_message, |ts| ts.iter().any(|t| failed.contains(t)));
+    outcome
+}
+
+/// A downstream function's answer: `batchItemFailures` for an SQS batch; for a direct event (a
+/// committed message or an S3 event) a summary, or an error so the invocation is retried.
+async fn respond<C>(
+    layer: Downstream,
+    config: &PipelineConfig,
+    payload: &Value,
+    run: impl AsyncFnOnce(&[TriggerEnvelope]) -> Outcome<C>,
+    summary: impl Fn(&C) -> Value,
+) -> Result<Value> {
+    match events::parse_invocation::<Vec<LayerTrigger>>(payload)? {
+        Invocation::Sqs(envelopes) => to_json(&run(&envelopes).await.sqs_response(), "SQS response"),
+        Invocation::Direct(envelope) => {
+            // A direct event that names nothing usable is an error, not an empty success.
+            if let Ok(triggers) = &envelope.content {
+                layer.targets(config, triggers).map_err(Error::event)?;
+            }
+            let outcome = run(std::slice::from_ref(&envelope)).await;
+            if let Some((t, e)) = outcome.table_errors.first() {
+                return Err(direct_error(format!("step failed for {t}: {e}")));
+            }
+            Ok(serde_json::json!({ "steps": outcome.commits.iter().map(summary).collect::<Vec<_>>() }))
+        }
+    }
+}
+
+/// The silver function: its writer and where it announces commits (gold's queue).
+pub struct SilverHandler {
+    writer: SilverWriter,
+    notifier: Option<Notifier>,
+}
+
+impl SilverHandler {
+    /// A handler that announces nothing.
+    pub fn new(writer: SilverWriter) -> Self {
+        SilverHandler {
+            writer,
+            notifier: None,
+        }
+    }
+
+    /// The writer for `config`, announcing on its `notify.gold` queue when there is one.
+    pub async fn from_config(config: Arc<PipelineConfig>) -> Self {
+        let notifier = match config.notify.get("gold") {
+            Some(q) => Some(Notifier::new(q).await),
+            None => None,
+        };
+        SilverHandler {
+            writer: SilverWriter::new(config),
+            notifier,
+        }
+    }
+
+    pub fn writer(&self) -> &SilverWriter {
+        &self.writer
+    }
+
+    /// Applies silver once per table named in `envelopes` and announces each table's version to gold
+    /// (a failed announcement fails the table's messages, so it is retried).
+    pub async fn apply(&self, envelopes: &[TriggerEnvelope]) -> SilverOutcome {
+        let config = self.writer.config();
+        let mut outcome = apply(Downstream::Silver, config, envelopes, |name| async move {
+            let table = config
+                .table(&name)
+                .ok_or_else(|| Error::invariant(format!("target table {name} not in the config")))?;
+            let commit = self.writer.apply(table).await?;
+            if let (Some(n), Some(v)) = (&self.notifier, commit.table_version) {
+                n.send(&Committed::new("silver", &name, v)).await?;
+            }
+            Ok(commit)
+        })
+        .await;
+        outcome.commits.sort_by(|a, b| a.table.cmp(&b.table));
+        outcome
+    }
+
+    /// The silver Lambda's logic.
+    pub async fn handle(&self, payload: &Value) -> Result<Value> {
+        respond(
+            Downstream::Silver,
+            self.writer.config(),
+            payload,
+            async |e: &[TriggerEnvelope]| self.apply(e).await,
+            |c| {
+                serde_json::json!({
+                    "table": c.table, "version": c.version, "applied": c.applied, "changes": c.changes,
+                    "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted, "filesRewritten": c.files_rewritten
+                })
+            },
+        )
+        .await
+    }
+}
+
+/// The gold function.
+pub struct GoldHandler {
+    writer: GoldWriter,
+}
+
+impl GoldHandler {
+    pub fn new(writer: GoldWriter) -> Self {
+        GoldHandler { writer }
+    }
+
+    pub fn from_config(config: Arc<PipelineConfig>) -> Self {
+        GoldHandler::new(GoldWriter::new(config))
+    }
+
+    pub fn writer(&self) -> &GoldWriter {
+        &self.writer
+    }
+
+    /// Brings every gold view that reads a table named in `envelopes` up to date, once per view.
+    pub async fn apply(&self, envelopes: &[TriggerEnvelope]) -> GoldOutcome {
+        let config = self.writer.config();
+        let mut outcome = apply(Downstream::Gold, config, envelopes, |name| async move {
+            let view = config
+                .view(&name)
+                .ok_or_else(|| Error::invariant(format!("target view {name} not in the config")))?;
+            self.writer.apply(view, false).await
+        })
+        .await;
+        outcome.commits.sort_by(|a, b| a.view.cmp(&b.view));
+        outcome
+    }
+
+    /// The gold Lambda's logic.
+    pub async fn handle(&self, payload: &Value) -> Result<Value> {
+        respond(
+            Downstream::Gold,
+            self.writer.config(),
+            payload,
+            async |e: &[TriggerEnvelope]| self.apply(e).await,
+            |c| {
+                serde_json::json!({
+                    "view": c.view, "version": c.version, "full": c.full, "groupsTouched": c.groups_touched,
+                    "upserted": c.upserted, "deleted": c.deleted
+                })
+            },
+        )
+        .await
+    }
+}

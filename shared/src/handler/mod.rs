@@ -1,0 +1,35 @@
+//! What the Lambda functions call: a payload in, the JSON answer out. Each handler owns its layer's
+//! writer and the [`notify::Notifier`] that announces commits to the next layer; the writers know
+//! nothing of queues or payloads.
+//!
+//! [`bronze`] routes landing objects to tables; [`downstream`] serves silver and gold, fed by the
+//! layer before; [`batch`] maps what a batch did to SQS partial batch failures.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+pub mod batch;
+pub mod bronze;
+pub mod downstream;
+pub mod notify;
+#[cfg(test)]
+mod tests;
+
+pub use batch::{failed_messages, sqs_response, Outcome};
+pub use bronze::{BatchOutcome, BronzeHandler};
+pub use downstream::{Downstream, GoldHandler, GoldOutcome, SilverHandler, SilverOutcome};
+pub use notify::Notifier;
+
+/// How many tables (or views) of one batch are processed at once.
+const TABLE_CONCURRENCY: usize = 4;
+
+fn to_json(value: &impl Serialize, what: &'static str) -> Result<Value> {
+    serde_json::to_value(value).map_err(|source| Error::Serialize { what, source })
+}
+
+/// A direct invocation whose work failed: returned as the invocation's error so Lambda retries it.
+fn direct_error(summary: String) -> Error {
+    Error::StepFailed { summary }
+}

@@ -1,0 +1,119 @@
+//! Which messages of a batch fail, through the real handlers on a local lake: a batch holding a good
+//! object, a missing object, a body that is not JSON, a key outside every table prefix and S3's test
+//! event fails exactly the missing object's and the unparsable body's messages; the rest is committed
+//! or acknowledged.
+
+use serde_json::{json, Value};
+
+use super::*;
+use crate::events::Committed;
+use crate::gold::GoldWriter;
+use crate::silver::SilverWriter;
+use crate::testkit::{column_ints, Lab};
+
+fn lab() -> Lab {
+    Lab::with_table(
+        "orders",
+        "format = \"jsonl\"\nkeys = [\"id\"]\ncolumns = [\"id long not null\"]\n[[gold]]\nname = \"ids\"\nsql = \"SELECT id, COUNT(*) AS n FROM orders GROUP BY id\"\nkeys = [\"id\"]\nsources = [\"orders\"]",
+    )
+}
+
+/// An SQS record whose body is an S3 notification of `key` (no bucket: a file:// landing).
+fn s3_message(id: &str, key: &str) -> Value {
+    let body = json!({"Records": [{"eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": ""}, "object": {"key": key}}}]});
+    json!({"messageId": id, "eventSource": "aws:sqs", "body": body.to_string()})
+}
+
+fn sqs(records: Vec<Value>) -> Value {
+    json!({ "Records": records })
+}
+
+fn failed_ids(response: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = response["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_string())
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test]
+async fn bronze_batch_fails_only_the_messages_whose_objects_failed() {
+    let lab = lab();
+    let good = lab.put("orders/good.jsonl", b"{\"id\": 1}\n{\"id\": 2}\n");
+    let mut missing = good.clone();
+    missing.key = missing.key.replace("good", "missing");
+    let stray = lab.landing("elsewhere.jsonl");
+    let handler = BronzeHandler::new(crate::bronze::BronzeWriter::new(lab.cfg.clone()).unwrap());
+    let payload = sqs(vec![
+        s3_message("good", &good.key),
+        s3_message("missing", &missing.key),
+        json!({"messageId": "garbage", "eventSource": "aws:sqs", "body": "not json"}),
+        s3_message("stray", stray.to_str().unwrap().trim_start_matches('/')),
+        json!({"messageId": "test", "eventSource": "aws:sqs",
+            "body": json!({"Service": "Amazon S3", "Event": "s3:TestEvent"}).to_string()}),
+    ]);
+    let response = handler.handle(&payload).await.unwrap();
+    assert_eq!(failed_ids(&response), vec!["garbage", "missing"]);
+    assert_eq!(
+        column_ints(&lab.cfg.bronze_location("orders"), "id").await,
+        vec![Some(1), Some(2)],
+        "the good object is committed in the same batch"
+    );
+
+    // A direct event of the missing object is an error (Lambda retries it); of the good one, a summary.
+    let direct = json!({"Records": [{"eventName": "ObjectCreated:Put",
+        "s3": {"bucket": {"name": ""}, "object": {"key": missing.key}}}]});
+    let e = handler.handle(&direct).await.unwrap_err();
+    assert!(matches!(e, crate::Error::StepFailed { .. }), "{e:?}");
+}
+
+#[tokio::test]
+async fn downstream_batch_fails_unknown_tables_and_unparsable_bodies_only() {
+    let lab = lab();
+    lab.ingest("orders", "a.jsonl", "{\"id\": 7}\n").await;
+    let committed = |id: &str, layer: &str, table: &str| {
+        json!({"messageId": id, "eventSource": "aws:sqs",
+            "body": serde_json::to_string(&Committed::new(layer, table, 1)).unwrap()})
+    };
+    let silver = SilverHandler::new(SilverWriter::new(lab.cfg.clone()));
+    let response = silver
+        .handle(&sqs(vec![
+            committed("ok", "bronze", "orders"),
+            committed("again", "bronze", "orders"),
+            committed("unknown", "bronze", "nope"),
+            json!({"messageId": "garbage", "eventSource": "aws:sqs", "body": "{"}),
+        ]))
+        .await
+        .unwrap();
+    assert_eq!(failed_ids(&response), vec!["garbage", "unknown"]);
+    assert_eq!(
+        column_ints(&lab.cfg.silver_location("orders"), "id").await,
+        vec![Some(7)]
+    );
+    let outcome = silver
+        .apply(&[crate::events::Envelope::from_message(
+            Some("m".into()),
+            &serde_json::to_string(&Committed::new("bronze", "orders", 1)).unwrap(),
+        )])
+        .await;
+    assert_eq!(outcome.commits.len(), 1, "one step per table, however many messages");
+    assert!(outcome.commits[0].applied.is_none(), "already up to date");
+
+    let gold = GoldHandler::new(GoldWriter::new(lab.cfg.clone()));
+    let response = gold
+        .handle(&sqs(vec![committed("s", "silver", "orders")]))
+        .await
+        .unwrap();
+    assert!(failed_ids(&response).is_empty(), "{response}");
+    assert_eq!(
+        column_ints(&lab.cfg.gold_location("ids"), "n").await,
+        vec![Some(1)]
+    );
+    // A direct committed message for a table the pipeline lacks is an error, not an empty success.
+    let direct = serde_json::to_value(Committed::new("silver", "nope", 1)).unwrap();
+    assert!(gold.handle(&direct).await.is_err());
+}

@@ -1,0 +1,101 @@
+//! MERGE building blocks shared by silver (SCD1 and SCD2) and gold: SQL quoting, the key join, one
+//! MERGE with delete/update/insert clauses, and the action column that tells a MERGE what to do with
+//! each source row.
+
+use std::sync::Arc;
+
+use deltalake::arrow::array::{RecordBatch, StringArray};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::datafusion::prelude::SessionContext;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::merge::MergeMetrics;
+use deltalake::{DeltaTable, DeltaTableError};
+
+use crate::error::{Error, Result};
+
+/// `name` as a quoted SQL identifier.
+pub fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// `t.k = s.k AND ...` over `keys`.
+pub fn key_predicate(keys: &[String]) -> String {
+    keys.iter()
+        .map(|k| format!("t.{q} = s.{q}", q = quote(k)))
+        .collect::<Vec<_>>()
+        .join(" AND ")
+}
+
+/// The conditions of one MERGE (SQL over source `s` and target `t`).
+pub struct MergeClauses {
+    pub on: String,
+    pub delete_when: String,
+    pub update_when: String,
+    pub insert_when: String,
+}
+
+/// Runs one MERGE of `source` into `silver` (any table), setting every column of `columns` on update and insert.
+pub async fn run_merge(
+    silver: DeltaTable,
+    source: RecordBatch,
+    columns: &Schema,
+    clauses: MergeClauses,
+    props: CommitProperties,
+) -> std::result::Result<(DeltaTable, MergeMetrics), DeltaTableError> {
+    let ctx = SessionContext::new();
+    let df = ctx.read_batch(source)?;
+    let cols: Vec<String> = columns.fields().iter().map(|f| quote(f.name())).collect();
+    let MergeClauses {
+        on,
+        delete_when,
+        update_when,
+        insert_when,
+    } = clauses;
+    silver
+        .merge(df, on)
+        .with_source_alias("s")
+        .with_target_alias("t")
+        .with_commit_properties(props)
+        .when_matched_delete(|d| d.predicate(delete_when))?
+        .when_matched_update(|u| {
+            cols.iter().fold(u.predicate(update_when), |u, c| {
+                u.update(c, format!("s.{c}"))
+            })
+        })?
+        .when_not_matched_insert(|i| {
+            cols.iter()
+                .fold(i.predicate(insert_when), |i, c| i.set(c, format!("s.{c}")))
+        })?
+        .await
+}
+
+/// Column of a MERGE source saying what to do with the matching target row (SCD2 history, gold).
+pub const ACTION: &str = "_lakehouse_action";
+
+pub const ACTION_UPSERT: &str = "U";
+
+pub const ACTION_DELETE: &str = "D";
+
+/// `s._lakehouse_action = '<action>'`.
+pub fn action_is(action: &str) -> String {
+    format!("s.{} = '{action}'", quote(ACTION))
+}
+
+/// `batch` with an [`ACTION`] column set to `action` (every other column made nullable, so deletes can
+/// carry only their keys).
+pub fn tag(batch: &RecordBatch, action: &str) -> Result<RecordBatch> {
+    let mut fields: Vec<Field> = batch
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    fields.push(Field::new(ACTION, DataType::Utf8, false));
+    let mut cols = batch.columns().to_vec();
+    cols.push(Arc::new(StringArray::from(vec![
+        action;
+        batch.num_rows()
+    ])));
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
+        .map_err(|e| Error::arrow("tagging MERGE source rows", e))
+}

@@ -1,0 +1,173 @@
+//! Delta tables in the lake, the only module that talks to delta-rs: open, create (safe against a
+//! concurrent creator), schema evolution, application transactions (watermarks and idempotency
+//! markers); [`write`] new files and append commits, [`scan`] reads, [`merge`] MERGE building blocks,
+//! [`log`] the files each commit added, [`changes`] the change data feed, [`retry`] the re-run loop
+//! for lost commit races.
+
+use std::collections::HashMap;
+
+use deltalake::arrow::datatypes::Schema;
+use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::StructType;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError, TableProperty};
+
+use crate::error::{Error, Result};
+use crate::storage::Location;
+
+mod changes;
+mod log;
+mod merge;
+mod retry;
+mod scan;
+mod write;
+
+pub use changes::changes;
+pub use log::commit_files;
+pub use merge::{
+    action_is, key_predicate, quote, run_merge, tag, MergeClauses, ACTION, ACTION_DELETE,
+    ACTION_UPSERT,
+};
+pub use retry::{is_conflict, RetryPolicy};
+pub use scan::{read_table, scan, scan_keys};
+pub use write::{commit_append, new_writer, txn, write_batches};
+
+/// How long application-transaction markers (idempotency state) are kept. Longer than SQS's maximum
+/// message retention (14 days), so any redelivery still finds its marker.
+pub const TXN_RETENTION: &str = "interval 30 days";
+
+pub(crate) fn table_name(location: &Location) -> String {
+    location.url.to_string()
+}
+
+/// Opens the table at `location`; `None` when no table exists there yet.
+pub async fn open(location: &Location) -> Result<Option<DeltaTable>> {
+    if location.url.scheme() == "file" {
+        let path = location.url.path();
+        std::fs::create_dir_all(path).map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
+    }
+    let table = DeltaTable::try_from_url_with_storage_options(
+        location.url.clone(),
+        location.storage_options.clone(),
+    )
+    .await
+    .map_err(|e| Error::delta(table_name(location), "open", e))?;
+    Ok(table.version().is_some().then_some(table))
+}
+
+/// Opens the table, creating it with `schema` when absent. If another writer creates it first, theirs wins
+/// and is returned (its schema is the table's schema from then on).
+pub async fn open_or_create(
+    location: &Location,
+    name: &str,
+    schema: &Schema,
+    partition_by: &[String],
+) -> Result<DeltaTable> {
+    open_or_create_with(location, name, schema, partition_by, &[]).await
+}
+
+/// [`open_or_create`] with extra table properties set at creation.
+pub async fn open_or_create_with(
+    location: &Location,
+    name: &str,
+    schema: &Schema,
+    partition_by: &[String],
+    properties: &[(TableProperty, &str)],
+) -> Result<DeltaTable> {
+    if let Some(t) = open(location).await? {
+        return Ok(t);
+    }
+    let fields = StructType::try_from_arrow(schema)
+        .map_err(|e| Error::delta(table_name(location), "create", e.into()))?;
+    let uninit = DeltaTable::try_from_url_with_storage_options(
+        location.url.clone(),
+        location.storage_options.clone(),
+    )
+    .await
+    .map_err(|e| Error::delta(table_name(location), "create", e))?;
+    let created = uninit
+        .create()
+        .with_configuration(properties.iter().map(|(p, v)| (p.as_ref(), Some(*v))))
+        .with_table_name(name)
+        .with_columns(fields.fields().cloned())
+        .with_partition_columns(partition_by.to_vec())
+        .with_configuration_property(
+            TableProperty::SetTransactionRetentionDuration,
+            Some(TXN_RETENTION),
+        )
+        .with_save_mode(SaveMode::Ignore)
+        // Version 0 or nothing: a retried CREATE would land as version 1, 2... with a new table id,
+        // rewriting the metadata of a table that concurrent creators already write to.
+        .with_commit_properties(CommitProperties::default().with_max_retries(0))
+        .await;
+    match created {
+        Ok(t) if t.version().is_some() => Ok(t),
+        Ok(_) => open(location).await?.ok_or_else(|| {
+            Error::invariant(format!(
+                "table {} vanished after create",
+                table_name(location)
+            ))
+        }),
+        Err(e) if is_conflict(&e) => open(location)
+            .await?
+            .ok_or_else(|| Error::delta(table_name(location), "create", e)),
+        Err(e) => Err(Error::delta(table_name(location), "create", e)),
+    }
+}
+
+/// Schema evolution: adds the fields of `wanted` that `table` lacks, as nullable columns, in one
+/// `ADD COLUMNS` commit of their own (a racing writer that appends meanwhile conflicts and re-runs with
+/// the new schema). Returns the names added; `table` is then at the new version.
+pub async fn add_missing_columns(
+    table: &mut DeltaTable,
+    location: &Location,
+    wanted: &Schema,
+    metadata: HashMap<String, serde_json::Value>,
+) -> Result<Vec<String>> {
+    let fail = |e: DeltaTableError| Error::delta(table_name(location), "add columns", e);
+    let current = table.snapshot().map_err(fail)?.snapshot().arrow_schema();
+    let missing: Vec<_> = wanted
+        .fields()
+        .iter()
+        .filter(|f| current.field_with_name(f.name()).is_err())
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let names = missing.iter().map(|f| f.name().clone()).collect();
+    let fields = StructType::try_from_arrow(&Schema::new(missing)).map_err(|e| fail(e.into()))?;
+    let evolved = table
+        .clone()
+        .add_columns()
+        .with_fields(fields.fields().cloned().collect::<Vec<_>>())
+        .with_commit_properties(CommitProperties::default().with_metadata(metadata))
+        .await
+        .map_err(fail)?;
+    *table = evolved;
+    tracing::info!(table = %location.url, columns = ?names, version = ?table.version(), "schema evolved: columns added");
+    Ok(names)
+}
+
+/// Version of the application transaction `app_id` recorded in the table, if any.
+pub async fn txn_version(table: &DeltaTable, app_id: &str) -> Result<Option<i64>> {
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| Error::delta(table.table_url().to_string(), "read txn", e))?;
+    snapshot
+        .transaction_version(table.log_store().as_ref(), app_id)
+        .await
+        .map_err(|e| Error::delta(table.table_url().to_string(), "read txn", e))
+}
+
+/// Current version of the table at `location`, if it exists.
+pub async fn version(location: &Location) -> Result<Option<i64>> {
+    Ok(open(location)
+        .await?
+        .and_then(|t| t.version())
+        .map(|v| v as i64))
+}

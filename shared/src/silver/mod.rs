@@ -1,0 +1,324 @@
+//! The silver writer: the bronze commits after silver's watermark become one CDC MERGE into
+//! `silver/<table>`, exactly once and out-of-order safe.
+//!
+//! Watermark: the last bronze version applied, committed atomically with the data as a Delta
+//! application transaction (`txn`, app id `silver/<table>`). A step reads only the files the bronze
+//! commits after the watermark added, normalises them ([`crate::cdc`]), keeps the latest event per key,
+//! drops events older than a delete tombstone, and MERGEs: insert new keys, update or delete only when the
+//! incoming event is newer than the row (sequence, then bronze version, then source row). Deletes are then
+//! recorded in `silver_tombstones/<table>` (same watermark) so a late update cannot resurrect the key.
+//!
+//! [`merge`] is the MERGE itself (SCD1, and SCD2 through [`scd2`]), [`tombstones`] the delete records,
+//! [`columns`] silver's columns, [`rejects`] the changes silver cannot use.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::compute::concat_batches;
+use deltalake::arrow::datatypes::Schema;
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::{DeltaTable, TableProperty};
+use serde_json::json;
+use tracing::{info, warn};
+
+use crate::cdc::{self, Normalizer, SEQ};
+use crate::config::{Location, PipelineConfig, TableConfig};
+use crate::error::{Error, Result};
+use crate::lake::{self, RetryPolicy};
+use crate::schema;
+
+mod columns;
+mod merge;
+mod rejects;
+pub mod scd2;
+#[cfg(test)]
+mod tests;
+mod tombstones;
+
+pub use columns::{silver_schema, silver_table_schema};
+pub use tombstones::DELETED_AT;
+
+use merge::{merge_history, merge_into};
+use scd2::history_changes;
+use tombstones::{drop_superseded, only_deletes};
+
+/// Application id of a silver table's watermark (in the silver and the tombstone table).
+pub fn watermark_app_id(table: &str) -> String {
+    format!("silver/{table}")
+}
+
+/// What one silver step did.
+#[derive(Debug, Clone, Default)]
+pub struct SilverCommit {
+    pub table: String,
+    /// Bronze versions applied: (after, up to] — `None` when silver was already up to date.
+    pub applied: Option<(Option<i64>, i64)>,
+    /// Silver version committed by this step.
+    pub version: Option<i64>,
+    /// The silver table's version after this step (committed by it or before it): what gets announced.
+    pub table_version: Option<i64>,
+    pub changes: usize,
+    pub inserted: usize,
+    pub updated: usize,
+    pub deleted: usize,
+    pub files_rewritten: usize,
+    pub rejected: usize,
+    pub attempts: u32,
+}
+
+/// Applies bronze changes to silver tables.
+pub struct SilverWriter {
+    config: Arc<PipelineConfig>,
+    retry: RetryPolicy,
+}
+
+/// Changes read from bronze, normalised, one row per key.
+struct Batch {
+    changes: RecordBatch,
+    rejected: Vec<cdc::RejectedChange>,
+}
+
+impl SilverWriter {
+    pub fn new(config: Arc<PipelineConfig>) -> Self {
+        SilverWriter {
+            config,
+            retry: RetryPolicy::default(),
+        }
+    }
+
+    pub fn config(&self) -> &Arc<PipelineConfig> {
+        &self.config
+    }
+
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// Brings `silver/<table>` up to the latest bronze version. Safe to call concurrently and repeatedly:
+    /// a losing commit reloads and re-runs the whole step; a step with nothing new does nothing.
+    pub async fn apply(&self, table: &TableConfig) -> Result<SilverCommit> {
+        let what = format!("silver/{}", table.name);
+        let (mut commit, attempts) = self.retry.run(&what, || self.attempt(table)).await?;
+        commit.attempts = attempts;
+        Ok(commit)
+    }
+
+    async fn attempt(&self, table: &TableConfig) -> Result<SilverCommit> {
+        let mut out = SilverCommit {
+            table: table.name.clone(),
+            ..Default::default()
+        };
+        // Phase timings (ms) for the step's log line: where a step's time goes.
+        let clock = std::time::Instant::now();
+        let mut phases: Vec<(&str, u128)> = Vec::new();
+        let mark = |name: &'static str, phases: &mut Vec<(&str, u128)>| {
+            phases.push((name, clock.elapsed().as_millis()));
+        };
+        let bronze_loc = self.config.bronze_location(&table.name);
+        let Some(bronze) = lake::open(&bronze_loc).await? else {
+            return Ok(out);
+        };
+        let latest = bronze.version().map(|v| v as i64).unwrap_or(0);
+        let app = watermark_app_id(&table.name);
+        let silver_loc = self.config.silver_location(&table.name);
+        let tomb_loc = self.config.tombstone_location(&table.name);
+        let arrow = bronze_data_schema(&bronze, &bronze_loc)?;
+        let normalizer = Normalizer::new(table, &arrow)?;
+        // The watermark is read from the very snapshot the MERGE will run against, so a step that
+        // starts after another one committed sees its watermark and does nothing.
+        // Change data feed on: gold finds the groups a silver commit touched from its row changes.
+        let mut silver = lake::open_or_create_with(
+            &silver_loc,
+            &format!("silver_{}", table.name),
+            &silver_table_schema(&normalizer, table)?,
+            &table.partition_by,
+            &[(TableProperty::EnableChangeDataFeed, "true")],
+        )
+        .await?;
+        // Schema evolution: columns bronze gained since silver was created are added to silver first.
+        lake::add_missing_columns(
+            &mut silver,
+            &silver_loc,
+            &silver_table_schema(&normalizer, table)?,
+            HashMap::from([
+                ("lakehouse.layer".to_string(), json!("silver_schema")),
+                ("lakehouse.table".to_string(), json!(table.name)),
+            ]),
+        )
+        .await?;
+        let silver_wm = lake::txn_version(&silver, &app).await?;
+        let mut tombs = lake::open(&tomb_loc).await?;
+        mark("open", &mut phases);
+        let tomb_wm = match &tombs {
+            Some(t) => lake::txn_version(t, &app).await?,
+            None => None,
+        };
+
+        // A crash between the silver and the tombstone commit: record the missed deletes first.
+        if tomb_wm < silver_wm {
+            if let Some(to) = silver_wm {
+                let batch = self
+                    .read_changes(&bronze, &bronze_loc, &normalizer, table, tomb_wm, to)
+                    .await?;
+                let deletes = only_deletes(&batch.changes)?;
+                self.append_tombstones(table, &tomb_loc, tombs.take(), &normalizer, deletes, to)
+                    .await?;
+                tombs = lake::open(&tomb_loc).await?;
+            }
+        }
+        out.table_version = silver.version().map(|v| v as i64);
+        if silver_wm.is_some_and(|w| w >= latest) {
+            return Ok(out);
+        }
+        let batch = self
+            .read_changes(&bronze, &bronze_loc, &normalizer, table, silver_wm, latest)
+            .await?;
+        out.applied = Some((silver_wm, latest));
+        out.rejected = batch.rejected.len();
+        mark("read", &mut phases);
+        self.quarantine_rejects(table, &batch.rejected, latest)
+            .await?;
+        // The snapshot opened above serves both the check and the append: a tombstone committed since
+        // by a racing step carries the same watermark txn, so our append would conflict and re-run.
+        // SCD2 keeps late events (they are history); SCD1 drops what a newer delete superseded.
+        let changes = match table.scd_type {
+            2 => batch.changes.clone(),
+            _ => drop_superseded(&batch.changes, table, tombs.as_ref(), &tomb_loc).await?,
+        };
+        out.changes = changes.num_rows();
+
+        mark("tombstone_check", &mut phases);
+        let metadata = lineage(table, silver_wm, latest, &out);
+        let props = CommitProperties::default()
+            .with_application_transaction(lake::txn(&app, latest))
+            .with_metadata(metadata.clone());
+        if changes.num_rows() == 0 {
+            // Nothing survives (all superseded): still advance the watermark, atomically.
+            let v = lake::commit_append(
+                &mut silver,
+                Vec::new(),
+                vec![lake::txn(&app, latest)],
+                metadata,
+            )
+            .await
+            .map_err(|e| Error::delta(silver_loc.url.to_string(), "commit", e))?;
+            out.version = Some(v);
+        } else {
+            let before = silver.version();
+            let (mut t, metrics) = match table.scd_type {
+                2 => {
+                    let source = history_changes(
+                        &silver,
+                        &silver_loc,
+                        &changes,
+                        tombs.as_ref(),
+                        &tomb_loc,
+                        &normalizer,
+                        table,
+                    )
+                    .await?;
+                    merge_history(silver, &silver_loc, source, &normalizer, table, props).await
+                }
+                _ => merge_into(silver, &silver_loc, &changes, &normalizer, table, props).await,
+            }?;
+            if t.version() == before {
+                // delta-rs does not commit a MERGE that changes no row (every change was older than
+                // its row); the watermark must still advance.
+                lake::commit_append(&mut t, Vec::new(), vec![lake::txn(&app, latest)], metadata)
+                    .await
+                    .map_err(|e| Error::delta(silver_loc.url.to_string(), "commit", e))?;
+            }
+            out.version = t.version().map(|v| v as i64);
+            out.inserted = metrics.num_target_rows_inserted;
+            out.updated = metrics.num_target_rows_updated;
+            out.deleted = metrics.num_target_rows_deleted;
+            out.files_rewritten = metrics.num_target_files_removed;
+        }
+        out.table_version = out.version;
+        mark("merge", &mut phases);
+        self.append_tombstones(
+            table,
+            &tomb_loc,
+            tombs,
+            &normalizer,
+            only_deletes(&changes)?,
+            latest,
+        )
+        .await?;
+        mark("tombstones", &mut phases);
+        info!(table = %table.name, phases_ms = ?phases, from = ?silver_wm, to = latest, version = ?out.version, changes = out.changes,
+            inserted = out.inserted, updated = out.updated, deleted = out.deleted, files_rewritten = out.files_rewritten, "silver commit");
+        Ok(out)
+    }
+
+    /// Normalised, deduplicated changes of bronze versions (after, to].
+    async fn read_changes(
+        &self,
+        bronze: &DeltaTable,
+        location: &Location,
+        normalizer: &Normalizer,
+        table: &TableConfig,
+        after: Option<i64>,
+        to: i64,
+    ) -> Result<Batch> {
+        let schema = normalizer.change_schema();
+        let mut parts = Vec::new();
+        let mut rejected = Vec::new();
+        for (version, batches) in
+            lake::commit_files(bronze, location, after.map_or(0, |a| a + 1), to).await?
+        {
+            for b in batches {
+                let set = normalizer.normalize(&b, version)?;
+                for r in &set.rejected {
+                    warn!(table = %table.name, key = %r.key, row = r.row, reason = %r.reason, "silver: change rejected");
+                }
+                rejected.extend(set.rejected);
+                parts.push(set.batch);
+            }
+        }
+        let all =
+            concat_batches(&schema, &parts).map_err(|e| Error::arrow("collecting changes", e))?;
+        // SCD1 keeps the latest event per key; SCD2 one event per key and sequence (its history).
+        let mut group = table.keys.clone();
+        if table.scd_type == 2 {
+            group.push(SEQ.to_string());
+        }
+        Ok(Batch {
+            changes: cdc::latest_per_key(&all, &group)?,
+            rejected,
+        })
+    }
+
+}
+
+fn lineage(
+    table: &TableConfig,
+    from: Option<i64>,
+    to: i64,
+    out: &SilverCommit,
+) -> HashMap<String, serde_json::Value> {
+    HashMap::from([
+        ("lakehouse.layer".to_string(), json!("silver")),
+        ("lakehouse.table".to_string(), json!(table.name)),
+        (
+            "lakehouse.upstreamVersions".to_string(),
+            json!({"bronze": {"after": from, "to": to}}),
+        ),
+        ("lakehouse.changes".to_string(), json!(out.changes)),
+        ("lakehouse.rejected".to_string(), json!(out.rejected)),
+        (
+            "lakehouse.functionVersion".to_string(),
+            json!(env!("CARGO_PKG_VERSION")),
+        ),
+    ])
+}
+
+fn bronze_data_schema(bronze: &DeltaTable, location: &Location) -> Result<Schema> {
+    let snapshot = bronze
+        .snapshot()
+        .map_err(|e| Error::delta(location.url.to_string(), "read schema", e))?;
+    let arrow: Schema = snapshot.snapshot().arrow_schema().as_ref().clone();
+    Ok(schema::data_schema(&arrow).as_ref().clone())
+}

@@ -1,0 +1,400 @@
+//! Silver against an independent oracle: a plain map from key to the event with the highest
+//! sequence, written here and sharing no code with the merge. Random CDC streams (inserts, updates,
+//! deletes, re-inserts) are split into random files and delivered shuffled, some twice, with silver
+//! steps at random points (some concurrent).
+
+use super::*;
+use crate::bronze::BronzeWriter;
+use crate::testkit::{self, bools, column_ints, ints, quarantine_reasons, rows_as_text, Lab};
+use deltalake::arrow::array::{ArrayRef, AsArray, RecordBatch, TimestampMicrosecondArray};
+use deltalake::arrow::datatypes::Int64Type;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+
+#[derive(Clone, Debug)]
+struct Event {
+    id: i64,
+    seq: i64,
+    balance: i64,
+    deleted: bool,
+}
+
+/// The `accounts` table: id, sequence, balance and a delete flag, SCD type `scd_type`.
+fn accounts(scd_type: u8) -> Lab {
+    Lab::with_table(
+        "accounts",
+        &format!(
+            "format = \"jsonl\"\nkeys = [\"id\"]\nsequence_by = \"seq\"\ndelete_column = \"deleted\"\ncolumns = [\"id long not null\", \"seq long not null\", \"balance long\", \"deleted boolean\"]\nscd_type = {scd_type}"
+        ),
+    )
+}
+
+/// The oracle: latest event per key by sequence; a delete means absent.
+fn oracle(events: &[Event]) -> BTreeMap<i64, (i64, i64)> {
+    let mut latest: BTreeMap<i64, &Event> = BTreeMap::new();
+    for e in events {
+        if latest.get(&e.id).is_none_or(|l| e.seq > l.seq) {
+            latest.insert(e.id, e);
+        }
+    }
+    latest
+        .into_iter()
+        .filter(|(_, e)| !e.deleted)
+        .map(|(k, e)| (k, (e.seq, e.balance)))
+        .collect()
+}
+
+async fn silver_rows(cfg: &PipelineConfig) -> BTreeMap<i64, (i64, i64)> {
+    let mut out = BTreeMap::new();
+    for b in testkit::rows(&cfg.silver_location("accounts")).await {
+        let (id, seq, bal) = (ints(&b, "id"), ints(&b, "seq"), ints(&b, "balance"));
+        for i in 0..b.num_rows() {
+            let id = id[i].unwrap();
+            assert!(
+                out.insert(id, (seq[i].unwrap(), bal[i].unwrap())).is_none(),
+                "duplicate key {id}"
+            );
+        }
+    }
+    out
+}
+
+fn random_stream(rng: &mut StdRng, n: usize, keys: i64) -> Vec<Event> {
+    let mut live = std::collections::BTreeSet::new();
+    (0..n as i64)
+        .map(|seq| {
+            let id = rng.gen_range(0..keys);
+            let deleted = live.contains(&id) && rng.gen_bool(0.3);
+            if deleted {
+                live.remove(&id);
+            } else {
+                live.insert(id);
+            }
+            Event {
+                id,
+                seq: seq * 10 + rng.gen_range(0..10),
+                balance: rng.gen_range(-1000..1000),
+                deleted,
+            }
+        })
+        .collect()
+}
+
+/// Writes the stream as random files, delivers them shuffled (a quarter twice) through bronze, with
+/// silver steps at random points (sometimes three racing), then a final step.
+async fn deliver_shuffled(lab: &Lab, events: &[Event], rng: &mut StdRng) {
+    let cfg = &lab.cfg;
+    let mut files = Vec::new();
+    let mut rest = events;
+    while !rest.is_empty() {
+        let k = rng.gen_range(1..=40).min(rest.len());
+        files.push(rest[..k].to_vec());
+        rest = &rest[k..];
+    }
+    let mut deliveries: Vec<usize> = (0..files.len()).collect();
+    deliveries.extend((0..files.len()).filter(|_| rng.gen_bool(0.25)));
+    deliveries.shuffle(rng);
+    let bronze = BronzeWriter::new(cfg.clone()).unwrap();
+    let silver = SilverWriter::new(cfg.clone());
+    let table = cfg.table("accounts").unwrap();
+    for (n, f) in deliveries.iter().enumerate() {
+        let path = lab.landing(&format!("accounts/part-{f:03}.jsonl"));
+        if !path.exists() {
+            let body: String = files[*f]
+                .iter()
+                .map(|e| {
+                    let deleted = if e.deleted { ", \"deleted\": true" } else { "" };
+                    format!(
+                        "{{\"id\": {}, \"seq\": {}, \"balance\": {}{deleted}}}\n",
+                        e.id, e.seq, e.balance
+                    )
+                })
+                .collect();
+            std::fs::write(&path, body).unwrap();
+        }
+        bronze
+            .ingest(table, &[testkit::object(&path)])
+            .await
+            .unwrap();
+        match n % 7 {
+            0 => {
+                // Three silver steps racing on the same bronze state.
+                let racers =
+                    futures::future::join_all((0..3).map(|_| silver.apply(table))).await;
+                for r in racers {
+                    r.unwrap();
+                }
+            }
+            1 | 3 | 4 => {
+                silver.apply(table).await.unwrap();
+            }
+            _ => {}
+        }
+    }
+    silver.apply(table).await.unwrap();
+    let again = silver.apply(table).await.unwrap();
+    assert!(
+        again.applied.is_none(),
+        "a step with nothing new does nothing: {again:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn random_cdc_streams_match_an_independent_oracle() {
+    for seed in [1u64, 2, 3] {
+        let lab = accounts(1);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let events = random_stream(&mut rng, 400, 30);
+        deliver_shuffled(&lab, &events, &mut rng).await;
+        assert_eq!(
+            silver_rows(&lab.cfg).await,
+            oracle(&events),
+            "seed {seed}: silver differs from the oracle"
+        );
+    }
+}
+
+/// SCD2 oracle: per key, its events in sequence order; every upsert is a version valid until the
+/// key's next event (update or delete), current when there is none.
+fn history_oracle(events: &[Event]) -> BTreeSet<(i64, i64, Option<i64>, bool, i64)> {
+    let mut by_key: BTreeMap<i64, Vec<&Event>> = BTreeMap::new();
+    for e in events {
+        by_key.entry(e.id).or_default().push(e);
+    }
+    let mut out = BTreeSet::new();
+    for (id, mut es) in by_key {
+        es.sort_by_key(|e| e.seq);
+        for (i, e) in es.iter().enumerate() {
+            if !e.deleted {
+                let next = es.get(i + 1).map(|n| n.seq);
+                out.insert((id, e.seq, next, next.is_none(), e.balance));
+            }
+        }
+    }
+    out
+}
+
+async fn history_rows(cfg: &PipelineConfig) -> Vec<(i64, i64, Option<i64>, bool, i64)> {
+    let mut out = Vec::new();
+    for b in testkit::rows(&cfg.silver_location("accounts")).await {
+        let (id, from, to, bal) = (
+            ints(&b, "id"),
+            ints(&b, "valid_from"),
+            ints(&b, "valid_to"),
+            ints(&b, "balance"),
+        );
+        let current = bools(&b, "is_current");
+        for i in 0..b.num_rows() {
+            out.push((
+                id[i].unwrap(),
+                from[i].unwrap(),
+                to[i],
+                current[i].unwrap(),
+                bal[i].unwrap(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scd2_history_matches_an_independent_oracle() {
+    for seed in [4u64, 5] {
+        let lab = accounts(2);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let events = random_stream(&mut rng, 300, 20);
+        deliver_shuffled(&lab, &events, &mut rng).await;
+        let rows = history_rows(&lab.cfg).await;
+        let unique: BTreeSet<_> = rows.iter().cloned().collect();
+        assert_eq!(
+            unique.len(),
+            rows.len(),
+            "seed {seed}: duplicate history rows"
+        );
+        assert_eq!(
+            unique,
+            history_oracle(&events),
+            "seed {seed}: SCD2 history differs from the oracle"
+        );
+    }
+}
+
+#[tokio::test]
+async fn new_source_columns_evolve_bronze_and_silver_and_bad_casts_are_quarantined() {
+    let lab = Lab::with_table(
+        "cust",
+        "format = \"jsonl\"\nkeys = [\"id\"]\nsequence_by = \"seq\"\nunknown_fields = \"evolve\"\n[[gold]]\nname = \"by_seq\"\nsql = \"SELECT seq, COUNT(*) AS n FROM cust GROUP BY seq\"\nkeys = [\"seq\"]\nsources = [\"cust\"]",
+    );
+    let (cfg, table) = (&lab.cfg, lab.table(&lab.cfg.tables[0].name));
+    let silver = SilverWriter::new(cfg.clone());
+    let gold = crate::gold::GoldWriter::new(cfg.clone());
+    let view = cfg.view("by_seq").unwrap();
+    // The schema is inferred from the first file: id, seq, score long.
+    lab.ingest(&table.name, 
+        "1.jsonl",
+        "{\"id\": 1, \"seq\": 1, \"score\": 10}\n{\"id\": 2, \"seq\": 1, \"score\": 20}\n",
+    )
+    .await;
+    silver.apply(table).await.unwrap();
+    assert!(gold.apply(view, false).await.unwrap().full);
+    // A new column `tier` arrives; one row changes `score`'s type to text that is no long.
+    let report = lab
+        .ingest(
+            &table.name,
+            "2.jsonl",
+            "{\"id\": 1, \"seq\": 2, \"score\": 11, \"tier\": \"gold\"}\n{\"id\": 2, \"seq\": 2, \"score\": \"n/a\", \"tier\": \"silver\"}\n{\"id\": 3, \"seq\": 2, \"tier\": \"bronze\"}\n",
+        )
+        .await;
+    assert!(report.version.is_some(), "{report:?}");
+    silver.apply(table).await.unwrap();
+    // Gold reads silver's change feed across the schema change.
+    let step = gold.apply(view, false).await.unwrap();
+    assert!(!step.full && step.groups_touched == 2, "{step:?}");
+    assert_eq!(
+        rows_as_text(&cfg.gold_location("by_seq"), &["n"], "seq").await,
+        BTreeMap::from([
+            ("1".to_string(), vec![Some("1".to_string())]),
+            ("2".to_string(), vec![Some("2".to_string())]),
+        ]),
+        "seq 1: id 2 (its update was quarantined); seq 2: ids 1 and 3"
+    );
+
+    let some = |v: &[&str]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+    let expected: BTreeMap<String, Vec<Option<String>>> = BTreeMap::from([
+        ("1".to_string(), some(&["2", "11", "gold"])),
+        (
+            "2".to_string(),
+            some(&["1", "20"]).into_iter().chain([None]).collect(),
+        ),
+        (
+            "3".to_string(),
+            vec![Some("2".into()), None, Some("bronze".into())],
+        ),
+    ]);
+    assert_eq!(
+        rows_as_text(
+            &cfg.silver_location("cust"),
+            &["seq", "score", "tier"],
+            "id"
+        )
+        .await,
+        expected,
+        "silver has the new column; row 2's bad score did not apply"
+    );
+    let bronze_rows = rows_as_text(&cfg.bronze_location("cust"), &["tier"], "id").await;
+    assert_eq!(
+        bronze_rows.len(),
+        3,
+        "ids 1..3 (the latest bronze row per id): {bronze_rows:?}"
+    );
+    let reasons = quarantine_reasons(cfg, "cust").await;
+    assert_eq!(
+        reasons,
+        vec!["column `score`: `n/a` is not a valid long".to_string()]
+    );
+    // The schema change is its own commit in both tables' history.
+    for loc in [cfg.bronze_location("cust"), cfg.silver_location("cust")] {
+        let t = lake::open(&loc).await.unwrap().unwrap();
+        use futures::TryStreamExt;
+        let ops: Vec<String> = t
+            .history(None)
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter_map(|c| c.operation)
+            .collect();
+        assert!(ops.iter().any(|o| o == "ADD COLUMN"), "{loc:?}: {ops:?}");
+    }
+}
+
+#[tokio::test]
+async fn expired_tombstones_no_longer_stop_late_events() {
+    let lab = Lab::with_table(
+        "acct",
+        "format = \"jsonl\"\nkeys = [\"id\"]\nsequence_by = \"seq\"\ndelete_column = \"deleted\"\ntombstone_retention_days = 7\ncolumns = [\"id long not null\", \"seq long not null\", \"deleted boolean\"]",
+    );
+    let (cfg, table) = (&lab.cfg, lab.table(&lab.cfg.tables[0].name));
+    let silver = SilverWriter::new(cfg.clone());
+    // Keys 1 and 2 are inserted at 10 and deleted at 20.
+    lab.ingest(&table.name, "a.jsonl", "{\"id\":1,\"seq\":10}\n{\"id\":2,\"seq\":10}\n{\"id\":1,\"seq\":20,\"deleted\":true}\n{\"id\":2,\"seq\":20,\"deleted\":true}\n").await;
+    silver.apply(table).await.unwrap();
+    // Key 2's delete was applied 8 days ago (past the 7-day retention): rewrite its tombstone so.
+    let loc = cfg.tombstone_location("acct");
+    let stones = testkit::rows(&loc).await;
+    let all = concat_batches(&stones[0].schema(), &stones).unwrap();
+    let ids = all
+        .column_by_name("id")
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .clone();
+    let old = (chrono::Utc::now() - chrono::Duration::days(8)).timestamp_micros();
+    let now = chrono::Utc::now().timestamp_micros();
+    let at: ArrayRef = Arc::new(
+        TimestampMicrosecondArray::from(
+            (0..all.num_rows())
+                .map(|i| if ids.value(i) == 2 { old } else { now })
+                .collect::<Vec<_>>(),
+        )
+        .with_timezone("UTC"),
+    );
+    let aged = schema::as_schema(&all, all.schema_ref(), |_, _| None).unwrap();
+    let idx = aged.schema().index_of(DELETED_AT).unwrap();
+    let mut cols = aged.columns().to_vec();
+    cols[idx] = at;
+    let aged = RecordBatch::try_new(aged.schema(), cols).unwrap();
+    let t = lake::open(&loc).await.unwrap().unwrap();
+    t.write(vec![aged])
+        .with_save_mode(deltalake::protocol::SaveMode::Overwrite)
+        .await
+        .unwrap();
+    // Late inserts at 15, older than both deletes.
+    lab.ingest(&table.name, "b.jsonl", "{\"id\":1,\"seq\":15}\n{\"id\":2,\"seq\":15}\n")
+        .await;
+    silver.apply(table).await.unwrap();
+    let ids = silver_ids(&lab).await;
+    assert_eq!(
+        ids,
+        vec![2],
+        "key 1's tombstone still stops the late insert; key 2's expired"
+    );
+}
+
+#[tokio::test]
+async fn unusable_changes_are_quarantined_once_and_the_rest_applies() {
+    let lab = Lab::with_table(
+        "acct",
+        "format = \"csv\"\ncsv_header = false\ncdc = \"dms\"\nkeys = [\"id\"]\ncolumns = [\"Op string\", \"id long not null\", \"v long\"]",
+    );
+    let (cfg, table) = (&lab.cfg, lab.table(&lab.cfg.tables[0].name));
+    lab.ingest(&table.name, "f.csv", "I,1,10\nX,2,20\nI,3,30\nD,1,10\n")
+        .await;
+    let silver = SilverWriter::new(cfg.clone());
+    let first = silver.apply(table).await.unwrap();
+    assert_eq!(first.rejected, 1);
+    silver.apply(table).await.unwrap();
+    let reasons = quarantine_reasons(cfg, "acct").await;
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(
+        reasons[0].starts_with("silver: unknown DMS operation `X`"),
+        "{reasons:?}"
+    );
+    let ids = silver_ids(&lab).await;
+    assert_eq!(
+        ids,
+        vec![3],
+        "1 was deleted later in the same file, 2 was unusable"
+    );
+}
+
+/// The `id` column of the lab's table's silver rows.
+async fn silver_ids(lab: &Lab) -> Vec<i64> {
+    column_ints(&lab.cfg.silver_location(&lab.cfg.tables[0].name), "id")
+        .await
+        .into_iter()
+        .map(Option::unwrap)
+        .collect()
+}
