@@ -14,6 +14,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::kernel::{Add, Transaction};
 use deltalake::writer::DeltaWriter;
 use deltalake::DeltaTable;
@@ -341,27 +342,13 @@ impl BronzeWriter {
         let parser = if table.format == Format::Parquet {
             let bytes = read::read_all(get, gzip).await?;
             tokio::task::spawn_blocking(move || {
-                read::parse_parquet(bytes, &parse_table, &target, &parse_lineage, &mut |b| {
-                    tx.blocking_send(b)
-                        .map_err(|_| Error::ChannelClosed {
-                            what: "bronze parser".into(),
-                        })
-                })
+                let dest = destination(&target, &parse_lineage, tx);
+                read::parse_parquet(bytes, &parse_table, dest)
             })
         } else {
             tokio::task::spawn_blocking(move || {
-                read::parse_text(
-                    read::blocking_reader(get, gzip),
-                    &parse_table,
-                    &target,
-                    &parse_lineage,
-                    &mut |b| {
-                        tx.blocking_send(b)
-                            .map_err(|_| Error::ChannelClosed {
-                            what: "bronze parser".into(),
-                        })
-                    },
-                )
+                let dest = destination(&target, &parse_lineage, tx);
+                read::parse_text(read::blocking_reader(get, gzip), &parse_table, dest)
             })
         };
         let mut writer = lake::new_writer(t, location, Some(self.config.target_file_size))?;
@@ -384,5 +371,22 @@ impl BronzeWriter {
             .await
             .map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
         Ok((adds, outcome))
+    }
+}
+
+/// The blocking parser's destination: each conformed chunk goes to the async writer through `tx`.
+fn destination<'a>(
+    target: &'a SchemaRef,
+    lineage: &'a Lineage,
+    tx: tokio::sync::mpsc::Sender<RecordBatch>,
+) -> read::Destination<'a> {
+    read::Destination {
+        target,
+        lineage,
+        sink: Box::new(move |b| {
+            tx.blocking_send(b).map_err(|_| Error::ChannelClosed {
+                what: "bronze parser".into(),
+            })
+        }),
     }
 }

@@ -1,10 +1,10 @@
 //! Debezium envelopes (`{before, after, op, ts_ms, source}`, with or without the JSON converter's
 //! `{schema, payload}` wrapper) as row cells, sequence and operation.
 
-use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringBuilder};
+use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use serde_json::{Map, Value};
 
-use super::{strings, Normalizer, OP_DELETE, OP_UPSERT};
+use super::{strings, Events, Normalizer, OP_DELETE, OP_UPSERT};
 use crate::error::{Error, Result};
 use crate::read::jsonl::json_cell;
 use crate::schema;
@@ -13,15 +13,14 @@ impl Normalizer {
     /// Debezium envelopes: `{before, after, op, ts_ms, source}`, with or without the outer
     /// `{schema, payload}` wrapper. Creates, reads (snapshots) and updates take the after-image; deletes
     /// take the keys from `before`.
-    pub(super) fn debezium(
-        &self,
-        bronze: &RecordBatch,
-        cells: &mut [StringBuilder],
-        seq: &mut StringBuilder,
-        ops: &mut Vec<&'static str>,
-        reasons: &mut [Option<String>],
-        skip: &mut [bool],
-    ) -> Result<()> {
+    pub(super) fn debezium(&self, bronze: &RecordBatch, events: &mut Events) -> Result<()> {
+        let Events {
+            cells,
+            seq,
+            ops,
+            reasons,
+            skip,
+        } = events;
         let n = bronze.num_rows();
         let text: Vec<(String, ArrayRef)> = bronze
             .schema()

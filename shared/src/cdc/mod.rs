@@ -53,6 +53,16 @@ pub struct Normalizer {
     seq_type: DataType,
 }
 
+/// Per bronze row, what a change format's reader fills in: the text cells of the row columns and of
+/// the sequence, the operation, why the row cannot be used, or that it is to be skipped silently.
+struct Events {
+    cells: Vec<StringBuilder>,
+    seq: StringBuilder,
+    ops: Vec<&'static str>,
+    reasons: Vec<Option<String>>,
+    skip: Vec<bool>,
+}
+
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a ArrayRef> {
     batch.column_by_name(name)
 }
@@ -159,30 +169,26 @@ impl Normalizer {
             .map(|a| cast(a, &DataType::Int64))
             .transpose()
             .map_err(|e| Error::arrow("source rows", e))?;
-        // Per row: the text cells of the row columns and the sequence, the op, or a rejection reason.
-        let mut cells: Vec<StringBuilder> = self
-            .row_schema
-            .fields()
-            .iter()
-            .map(|_| StringBuilder::new())
-            .collect();
-        let mut seq = StringBuilder::new();
-        let mut ops: Vec<&'static str> = Vec::with_capacity(n);
-        let mut reasons: Vec<Option<String>> = vec![None; n];
-        let mut skip = vec![false; n];
+        let mut events = Events {
+            cells: (0..self.row_schema.fields().len())
+                .map(|_| StringBuilder::new())
+                .collect(),
+            seq: StringBuilder::new(),
+            ops: Vec::with_capacity(n),
+            reasons: vec![None; n],
+            skip: vec![false; n],
+        };
         match self.table.cdc {
-            CdcFormat::Debezium => self.debezium(
-                bronze,
-                &mut cells,
-                &mut seq,
-                &mut ops,
-                &mut reasons,
-                &mut skip,
-            )?,
-            CdcFormat::Dms | CdcFormat::Upsert => {
-                self.tabular(bronze, &mut cells, &mut seq, &mut ops, &mut reasons)?
-            }
+            CdcFormat::Debezium => self.debezium(bronze, &mut events)?,
+            CdcFormat::Dms | CdcFormat::Upsert => self.tabular(bronze, &mut events)?,
         }
+        let Events {
+            mut cells,
+            mut seq,
+            ops,
+            reasons,
+            skip,
+        } = events;
         let sources: Vec<ArrayRef> = cells
             .iter_mut()
             .map(|b| Arc::new(b.finish()) as ArrayRef)
@@ -315,14 +321,14 @@ impl Normalizer {
 
     /// Upsert and DMS rows: the row columns are bronze columns; the op comes from the DMS `Op` column or
     /// the upsert delete flag.
-    fn tabular(
-        &self,
-        bronze: &RecordBatch,
-        cells: &mut [StringBuilder],
-        seq: &mut StringBuilder,
-        ops: &mut Vec<&'static str>,
-        reasons: &mut [Option<String>],
-    ) -> Result<()> {
+    fn tabular(&self, bronze: &RecordBatch, events: &mut Events) -> Result<()> {
+        let Events {
+            cells,
+            seq,
+            ops,
+            reasons,
+            ..
+        } = events;
         let n = bronze.num_rows();
         let text_cols: Vec<Option<ArrayRef>> = self
             .row_schema

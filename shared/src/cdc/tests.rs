@@ -19,11 +19,15 @@ fn changes(t: &TableConfig, input: &str, version: i64) -> ChangeSet {
         ingested_at_us: 0,
     };
     let mut batches = Vec::new();
-    let out = read::parse_text(input.as_bytes(), t, &data, &lineage, &mut |b| {
-        batches.push(b);
-        Ok(())
-    })
-    .unwrap();
+    let dest = read::Destination {
+        target: &data,
+        lineage: &lineage,
+        sink: Box::new(|b| {
+            batches.push(b);
+            Ok(())
+        }),
+    };
+    let out = read::parse_text(input.as_bytes(), t, dest).unwrap();
     assert!(
         out.bad.is_empty(),
         "bronze rejected sample rows: {:?}",

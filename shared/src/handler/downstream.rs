@@ -151,27 +151,39 @@ where
     outcome
 }
 
-/// A downstream function's answer: `batchItemFailures` for an SQS batch; for a direct event (a
-/// committed message or an S3 event) a summary, or an error so the invocation is retried.
-async fn respond<C>(
-    layer: Downstream,
-    config: &PipelineConfig,
-    payload: &Value,
-    run: impl AsyncFnOnce(&[TriggerEnvelope]) -> Outcome<C>,
-    summary: impl Fn(&C) -> Value,
-) -> Result<Value> {
-    match events::parse_invocation::<Vec<LayerTrigger>>(payload)? {
-        Invocation::Sqs(envelopes) => to_json(&run(&envelopes).await.sqs_response(), "SQS response"),
-        Invocation::Direct(envelope) => {
-            // A direct event that names nothing usable is an error, not an empty success.
-            if let Ok(triggers) = &envelope.content {
-                layer.targets(config, triggers).map_err(Error::event)?;
+/// What the silver and gold handlers share: a layer fed by the one before, its batch step, and what a
+/// direct invocation answers per commit.
+trait Fed {
+    type Commit;
+    const LAYER: Downstream;
+
+    fn config(&self) -> &PipelineConfig;
+
+    async fn run(&self, envelopes: &[TriggerEnvelope]) -> Outcome<Self::Commit>;
+
+    fn summary(commit: &Self::Commit) -> Value;
+
+    /// The function's answer: `batchItemFailures` for an SQS batch; for a direct event (a committed
+    /// message or an S3 event) a summary, or an error so the invocation is retried.
+    async fn respond(&self, payload: &Value) -> Result<Value> {
+        match events::parse_invocation::<Vec<LayerTrigger>>(payload)? {
+            Invocation::Sqs(envelopes) => {
+                to_json(&self.run(&envelopes).await.sqs_response(), "SQS response")
             }
-            let outcome = run(std::slice::from_ref(&envelope)).await;
-            if let Some((t, e)) = outcome.table_errors.first() {
-                return Err(direct_error(format!("step failed for {t}: {e}")));
+            Invocation::Direct(envelope) => {
+                // A direct event that names nothing usable is an error, not an empty success.
+                if let Ok(triggers) = &envelope.content {
+                    Self::LAYER
+                        .targets(self.config(), triggers)
+                        .map_err(Error::event)?;
+                }
+                let outcome = self.run(std::slice::from_ref(&envelope)).await;
+                if let Some((t, e)) = outcome.table_errors.first() {
+                    return Err(direct_error(format!("step failed for {t}: {e}")));
+                }
+                let steps: Vec<Value> = outcome.commits.iter().map(Self::summary).collect();
+                Ok(serde_json::json!({ "steps": steps }))
             }
-            Ok(serde_json::json!({ "steps": outcome.commits.iter().map(summary).collect::<Vec<_>>() }))
         }
     }
 }
@@ -228,19 +240,27 @@ impl SilverHandler {
 
     /// The silver Lambda's logic.
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
-        respond(
-            Downstream::Silver,
-            self.writer.config(),
-            payload,
-            async |e: &[TriggerEnvelope]| self.apply(e).await,
-            |c| {
-                serde_json::json!({
-                    "table": c.table, "version": c.version, "applied": c.applied, "changes": c.changes,
-                    "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted, "filesRewritten": c.files_rewritten
-                })
-            },
-        )
-        .await
+        self.respond(payload).await
+    }
+}
+
+impl Fed for SilverHandler {
+    type Commit = SilverCommit;
+    const LAYER: Downstream = Downstream::Silver;
+
+    fn config(&self) -> &PipelineConfig {
+        self.writer.config()
+    }
+
+    async fn run(&self, envelopes: &[TriggerEnvelope]) -> SilverOutcome {
+        self.apply(envelopes).await
+    }
+
+    fn summary(c: &SilverCommit) -> Value {
+        serde_json::json!({
+            "table": c.table, "version": c.version, "applied": c.applied, "changes": c.changes,
+            "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted, "filesRewritten": c.files_rewritten
+        })
     }
 }
 
@@ -278,18 +298,26 @@ impl GoldHandler {
 
     /// The gold Lambda's logic.
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
-        respond(
-            Downstream::Gold,
-            self.writer.config(),
-            payload,
-            async |e: &[TriggerEnvelope]| self.apply(e).await,
-            |c| {
-                serde_json::json!({
-                    "view": c.view, "version": c.version, "full": c.full, "groupsTouched": c.groups_touched,
-                    "upserted": c.upserted, "deleted": c.deleted
-                })
-            },
-        )
-        .await
+        self.respond(payload).await
+    }
+}
+
+impl Fed for GoldHandler {
+    type Commit = GoldCommit;
+    const LAYER: Downstream = Downstream::Gold;
+
+    fn config(&self) -> &PipelineConfig {
+        self.writer.config()
+    }
+
+    async fn run(&self, envelopes: &[TriggerEnvelope]) -> GoldOutcome {
+        self.apply(envelopes).await
+    }
+
+    fn summary(c: &GoldCommit) -> Value {
+        serde_json::json!({
+            "view": c.view, "version": c.version, "full": c.full, "groupsTouched": c.groups_touched,
+            "upserted": c.upserted, "deleted": c.deleted
+        })
     }
 }

@@ -4,33 +4,23 @@
 use std::io::BufRead;
 use std::sync::Arc;
 
-use deltalake::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
-use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::arrow::array::{ArrayRef, StringBuilder};
 
 use super::object::classify;
-use super::{ReadError, ReadOutcome, CHUNK_ROWS};
-use crate::error::Error;
-use crate::schema::{self, BadRow, Lineage};
+use super::{Destination, ReadError, ReadOutcome, CHUNK_ROWS};
 
 /// Accumulates text rows as string columns aligned to the target schema, then conforms them.
-pub(super) struct TextChunk<'a> {
-    target: &'a SchemaRef,
-    lineage: &'a Lineage,
+pub(super) struct TextChunk {
     builders: Vec<StringBuilder>,
     rows: Vec<u64>,
     raws: Vec<String>,
 }
 
-impl<'a> TextChunk<'a> {
-    pub(super) fn new(target: &'a SchemaRef, lineage: &'a Lineage) -> Self {
+impl TextChunk {
+    /// A chunk of `width` columns (the target's).
+    pub(super) fn new(width: usize) -> Self {
         TextChunk {
-            target,
-            lineage,
-            builders: target
-                .fields()
-                .iter()
-                .map(|_| StringBuilder::new())
-                .collect(),
+            builders: (0..width).map(|_| StringBuilder::new()).collect(),
             rows: Vec::with_capacity(CHUNK_ROWS),
             raws: Vec::with_capacity(CHUNK_ROWS),
         }
@@ -50,8 +40,8 @@ impl<'a> TextChunk<'a> {
 
     pub(super) fn flush(
         &mut self,
+        dest: &mut Destination,
         out: &mut ReadOutcome,
-        sink: &mut dyn FnMut(RecordBatch) -> Result<(), Error>,
     ) -> Result<(), ReadError> {
         if self.rows.is_empty() {
             return Ok(());
@@ -61,18 +51,8 @@ impl<'a> TextChunk<'a> {
             .iter_mut()
             .map(|b| Arc::new(b.finish()) as ArrayRef)
             .collect();
-        let conformed = schema::conform(self.target, cols, &self.rows, &[], self.lineage)?;
-        for (i, reason) in conformed.rejected {
-            out.bad.push(BadRow {
-                row: Some(self.rows[i]),
-                raw: Some(std::mem::take(&mut self.raws[i])),
-                reason,
-            });
-        }
-        out.rows_ok += conformed.batch.num_rows() as u64;
-        if conformed.batch.num_rows() > 0 {
-            sink(conformed.batch)?;
-        }
+        let raws = &mut self.raws;
+        dest.deliver(cols, &self.rows, &[], |i| std::mem::take(&mut raws[i]), out)?;
         self.rows.clear();
         self.raws.clear();
         Ok(())

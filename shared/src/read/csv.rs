@@ -3,15 +3,12 @@
 
 use std::io::{BufRead, Read};
 
-use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::datatypes::SchemaRef;
 
 use super::chunk::TextChunk;
 use super::object::StorageFault;
-use super::{ReadError, ReadOutcome, CHUNK_ROWS};
+use super::{Destination, ReadError, ReadOutcome, CHUNK_ROWS};
 use crate::config::{TableConfig, UnknownFields};
-use crate::error::Error;
-use crate::schema::{BadRow, Lineage};
+use crate::schema::BadRow;
 
 pub(super) fn csv_reader<R: Read>(reader: R, table: &TableConfig) -> ::csv::Reader<R> {
     ::csv::ReaderBuilder::new()
@@ -50,10 +47,9 @@ fn csv_raw(record: &::csv::ByteRecord, delimiter: u8) -> String {
 pub(super) fn parse_csv(
     reader: impl BufRead,
     table: &TableConfig,
-    target: &SchemaRef,
-    lineage: &Lineage,
-    sink: &mut dyn FnMut(RecordBatch) -> Result<(), Error>,
+    mut dest: Destination,
 ) -> Result<ReadOutcome, ReadError> {
+    let target = dest.target;
     let mut out = ReadOutcome::default();
     let mut rdr = csv_reader(reader, table);
     let headers: Vec<String> = if table.csv_header {
@@ -68,7 +64,7 @@ pub(super) fn parse_csv(
         .zip(&slots)
         .find(|(_, s)| s.is_none())
         .map(|(h, _)| h.clone());
-    let mut chunk = TextChunk::new(target, lineage);
+    let mut chunk = TextChunk::new(target.fields().len());
     let mut record = ::csv::ByteRecord::new();
     let mut cells: Vec<Option<String>> = vec![None; target.fields().len()];
     loop {
@@ -133,9 +129,9 @@ pub(super) fn parse_csv(
         let refs: Vec<Option<&str>> = cells.iter().map(|c| c.as_deref()).collect();
         chunk.push(row, raw, &refs);
         if chunk.len() >= CHUNK_ROWS {
-            chunk.flush(&mut out, sink)?;
+            chunk.flush(&mut dest, &mut out)?;
         }
     }
-    chunk.flush(&mut out, sink)?;
+    chunk.flush(&mut dest, &mut out)?;
     Ok(out)
 }

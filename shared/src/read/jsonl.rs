@@ -3,15 +3,13 @@
 
 use std::io::BufRead;
 
-use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use serde_json::{Map, Value};
 
 use super::chunk::{Lines, TextChunk};
-use super::{ReadError, ReadOutcome, CHUNK_ROWS};
+use super::{Destination, ReadError, ReadOutcome, CHUNK_ROWS};
 use crate::config::{CdcFormat, TableConfig, UnknownFields};
-use crate::error::Error;
-use crate::schema::{BadRow, Lineage};
+use crate::schema::BadRow;
 
 pub(super) enum JsonLine {
     Object(Map<String, Value>),
@@ -94,12 +92,11 @@ fn json_cells(
 pub(super) fn parse_jsonl(
     reader: impl BufRead,
     table: &TableConfig,
-    target: &SchemaRef,
-    lineage: &Lineage,
-    sink: &mut dyn FnMut(RecordBatch) -> Result<(), Error>,
+    mut dest: Destination,
 ) -> Result<ReadOutcome, ReadError> {
+    let target = dest.target;
     let mut out = ReadOutcome::default();
-    let mut chunk = TextChunk::new(target, lineage);
+    let mut chunk = TextChunk::new(target.fields().len());
     let mut lines = Lines::new(reader);
     while let Some((row, text)) = lines.next_line()? {
         let text = match text {
@@ -132,9 +129,9 @@ pub(super) fn parse_jsonl(
             }),
         }
         if chunk.len() >= CHUNK_ROWS {
-            chunk.flush(&mut out, sink)?;
+            chunk.flush(&mut dest, &mut out)?;
         }
     }
-    chunk.flush(&mut out, sink)?;
+    chunk.flush(&mut dest, &mut out)?;
     Ok(out)
 }

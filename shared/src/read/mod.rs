@@ -7,12 +7,12 @@
 
 use std::io::BufRead;
 
-use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::array::{ArrayRef, RecordBatch};
 use deltalake::arrow::datatypes::SchemaRef;
 
 use crate::config::{Format, TableConfig};
 use crate::error::Error;
-use crate::schema::{BadRow, Lineage};
+use crate::schema::{self, BadRow, Lineage};
 
 mod chunk;
 mod csv;
@@ -50,17 +50,51 @@ pub struct ReadOutcome {
     pub bad: Vec<BadRow>,
 }
 
+/// Where one object's rows go: the schema they are conformed to, the lineage they carry, and the
+/// consumer of each conformed chunk (bronze's Parquet writer).
+pub struct Destination<'a> {
+    pub target: &'a SchemaRef,
+    pub lineage: &'a Lineage,
+    pub sink: Box<dyn FnMut(RecordBatch) -> Result<(), Error> + 'a>,
+}
+
+impl Destination<'_> {
+    /// Conforms one chunk (`columns` aligned with the target, `rows` their 1-based numbers, `pre`
+    /// reasons found before conforming) and hands what fits to the sink; each row that does not fit
+    /// goes to `out.bad` with its raw text, `raw(i)`.
+    fn deliver(
+        &mut self,
+        columns: Vec<ArrayRef>,
+        rows: &[u64],
+        pre: &[Option<String>],
+        mut raw: impl FnMut(usize) -> String,
+        out: &mut ReadOutcome,
+    ) -> Result<(), ReadError> {
+        let conformed = schema::conform(self.target, columns, rows, pre, self.lineage)?;
+        for (i, reason) in conformed.rejected {
+            out.bad.push(BadRow {
+                row: Some(rows[i]),
+                raw: Some(raw(i)),
+                reason,
+            });
+        }
+        out.rows_ok += conformed.batch.num_rows() as u64;
+        if conformed.batch.num_rows() > 0 {
+            (self.sink)(conformed.batch)?;
+        }
+        Ok(())
+    }
+}
+
 /// Parses a text-format object (JSON lines or CSV) from a blocking reader.
 pub fn parse_text(
     reader: impl BufRead,
     table: &TableConfig,
-    target: &SchemaRef,
-    lineage: &Lineage,
-    sink: &mut dyn FnMut(RecordBatch) -> Result<(), Error>,
+    dest: Destination,
 ) -> Result<ReadOutcome, ReadError> {
     match table.format {
-        Format::Jsonl => jsonl::parse_jsonl(reader, table, target, lineage, sink),
-        Format::Csv => csv::parse_csv(reader, table, target, lineage, sink),
+        Format::Jsonl => jsonl::parse_jsonl(reader, table, dest),
+        Format::Csv => csv::parse_csv(reader, table, dest),
         Format::Parquet => Err(ReadError::Malformed("parquet is not a text format".into())),
     }
     .map(sorted)

@@ -3,15 +3,13 @@
 
 use bytes::Bytes;
 use deltalake::arrow::array::{Array, ArrayRef, RecordBatch};
-use deltalake::arrow::datatypes::SchemaRef;
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Map, Value};
 
-use super::{ReadError, ReadOutcome, CHUNK_ROWS};
+use super::{Destination, ReadError, ReadOutcome, CHUNK_ROWS};
 use crate::config::{TableConfig, UnknownFields};
-use crate::error::Error;
-use crate::schema::{self, BadRow, Lineage};
+
 
 fn row_as_json(batch: &RecordBatch, row: usize) -> String {
     let mut obj = Map::new();
@@ -38,10 +36,9 @@ pub(super) fn parquet_reader(bytes: Bytes) -> Result<ParquetRecordBatchReaderBui
 pub fn parse_parquet(
     bytes: Bytes,
     table: &TableConfig,
-    target: &SchemaRef,
-    lineage: &Lineage,
-    sink: &mut dyn FnMut(RecordBatch) -> Result<(), Error>,
+    mut dest: Destination,
 ) -> Result<ReadOutcome, ReadError> {
+    let target = dest.target;
     let mut out = ReadOutcome::default();
     let reader = parquet_reader(bytes)?
         .with_batch_size(CHUNK_ROWS)
@@ -75,18 +72,7 @@ pub fn parse_parquet(
                     .unwrap_or_else(|| deltalake::arrow::array::new_null_array(f.data_type(), n))
             })
             .collect();
-        let conformed = schema::conform(target, sources, &rows, &pre, lineage)?;
-        for (i, reason) in conformed.rejected {
-            out.bad.push(BadRow {
-                row: Some(rows[i]),
-                raw: Some(row_as_json(&batch, i)),
-                reason,
-            });
-        }
-        out.rows_ok += conformed.batch.num_rows() as u64;
-        if conformed.batch.num_rows() > 0 {
-            sink(conformed.batch)?;
-        }
+        dest.deliver(sources, &rows, &pre, |i| row_as_json(&batch, i), &mut out)?;
     }
     Ok(out)
 }

@@ -34,14 +34,26 @@ fn lineage() -> Lineage {
     }
 }
 
+/// Parsed rows go to `batches`.
+fn collect<'a>(
+    target: &'a SchemaRef,
+    lineage: &'a Lineage,
+    batches: &'a mut Vec<RecordBatch>,
+) -> Destination<'a> {
+    Destination {
+        target,
+        lineage,
+        sink: Box::new(move |b| {
+            batches.push(b);
+            Ok(())
+        }),
+    }
+}
+
 fn run(format: &str, extra: &str, input: &[u8]) -> (Vec<RecordBatch>, ReadOutcome) {
     let t = table(format, extra);
     let mut batches = Vec::new();
-    let out = parse_text(input, &t, &target(), &lineage(), &mut |b| {
-        batches.push(b);
-        Ok(())
-    })
-    .unwrap();
+    let out = parse_text(input, &t, collect(&target(), &lineage(), &mut batches)).unwrap();
     (batches, out)
 }
 
@@ -134,17 +146,14 @@ fn gzip_text_is_decompressed_and_corrupt_gzip_is_malformed() {
     enc.write_all(b"{\"id\": 1}\n{\"id\": 2}\n").unwrap();
     let gz = enc.finish().unwrap();
     let t = table("jsonl", "");
-    let mut n = 0;
+    let mut got = Vec::new();
     let reader = BufReader::new(MultiGzDecoder::new(gz.as_slice()));
-    let out = parse_text(reader, &t, &target(), &lineage(), &mut |b| {
-        n += b.num_rows();
-        Ok(())
-    })
-    .unwrap();
+    let out = parse_text(reader, &t, collect(&target(), &lineage(), &mut got)).unwrap();
+    let n: usize = got.iter().map(RecordBatch::num_rows).sum();
     assert_eq!((n, out.rows_ok), (2, 2));
     let corrupt = &gz[..gz.len() / 2];
     let reader = BufReader::new(MultiGzDecoder::new(corrupt));
-    let err = parse_text(reader, &t, &target(), &lineage(), &mut |_| Ok(())).unwrap_err();
+    let err = parse_text(reader, &t, collect(&target(), &lineage(), &mut got)).unwrap_err();
     assert!(matches!(err, ReadError::Malformed(_)), "{err}");
 }
 
@@ -183,11 +192,7 @@ fn parquet_rows_are_conformed() {
     w.close().unwrap();
     let t = table("parquet", "");
     let mut got = Vec::new();
-    let out = parse_parquet(Bytes::from(buf), &t, &target(), &lineage(), &mut |b| {
-        got.push(b);
-        Ok(())
-    })
-    .unwrap();
+    let out = parse_parquet(Bytes::from(buf), &t, collect(&target(), &lineage(), &mut got)).unwrap();
     assert_eq!(out.rows_ok, 1);
     assert_eq!(out.bad.len(), 2);
     assert_eq!(out.bad[0].row, Some(2));
@@ -195,9 +200,7 @@ fn parquet_rows_are_conformed() {
     let err = parse_parquet(
         Bytes::from_static(b"nope"),
         &t,
-        &target(),
-        &lineage(),
-        &mut |_| Ok(()),
+        collect(&target(), &lineage(), &mut got),
     )
     .unwrap_err();
     assert!(matches!(err, ReadError::Malformed(_)));
