@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use integration_tests::*;
 use lakehouse::bronze::BronzeWriter;
-use lakehouse::handler::BronzeHandler;
 use lakehouse::deltalake_arrow as arrow;
+use lakehouse::handler::BronzeHandler;
 use lakehouse::{lake, PipelineConfig};
 use serde_json::Value;
 
@@ -219,9 +219,7 @@ async fn s3_notifications_to_bronze_on_minio_exactly_once() {
     );
 
     let writer = BronzeHandler::new(BronzeWriter::new(config.clone()).expect("writer"));
-    let response = writer.handle(&event)
-        .await
-        .expect("handler");
+    let response = writer.handle(&event).await.expect("handler");
     assert_eq!(
         failures(&response),
         vec![ghost_id.clone()],
@@ -283,15 +281,12 @@ async fn s3_notifications_to_bronze_on_minio_exactly_once() {
     let versions = bronze_versions(&config).await;
 
     // ---- redelivery, then four concurrent handlers on the same batch: nothing changes
-    let again = writer.handle(&event)
-        .await
-        .expect("redelivery");
+    let again = writer.handle(&event).await.expect("redelivery");
     assert_eq!(failures(&again), vec![ghost_id.clone()]);
     let writers: Vec<BronzeHandler> = (0..4)
         .map(|_| BronzeHandler::new(BronzeWriter::new(config.clone()).expect("writer")))
         .collect();
-    let responses =
-        futures::future::join_all(writers.iter().map(|w| w.handle(&event))).await;
+    let responses = futures::future::join_all(writers.iter().map(|w| w.handle(&event))).await;
     for r in responses {
         assert_eq!(
             failures(&r.expect("concurrent handler")),
@@ -341,7 +336,8 @@ async fn s3_notifications_to_bronze_on_minio_exactly_once() {
             .expect("receive");
         let msgs = redelivered.messages.unwrap_or_default();
         if !msgs.is_empty() {
-            let r = writer.handle(&landing.lambda_event(&msgs))
+            let r = writer
+                .handle(&landing.lambda_event(&msgs))
                 .await
                 .expect("handler");
             assert_eq!(
@@ -385,9 +381,7 @@ async fn keys_outside_tables_or_bucket_are_rejected_and_never_written() {
         .expect("records")
         .push(foreign);
     let writer = BronzeHandler::new(BronzeWriter::new(config.clone()).expect("writer"));
-    let response = writer.handle(&event)
-        .await
-        .expect("handler");
+    let response = writer.handle(&event).await.expect("handler");
     assert!(
         failures(&response).is_empty(),
         "rejected keys are acknowledged, not retried: {response}"
@@ -442,8 +436,7 @@ async fn concurrent_first_delivery_ingests_each_row_once() {
     let writers: Vec<BronzeHandler> = (0..4)
         .map(|_| BronzeHandler::new(BronzeWriter::new(config.clone()).expect("writer")))
         .collect();
-    let responses =
-        futures::future::join_all(writers.iter().map(|w| w.handle(&event))).await;
+    let responses = futures::future::join_all(writers.iter().map(|w| w.handle(&event))).await;
     for r in responses {
         let r = r.expect("handler");
         assert!(failures(&r).is_empty(), "every racer succeeds: {r}");

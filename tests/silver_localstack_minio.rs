@@ -128,7 +128,8 @@ scd_type = 2
     for (i, batch) in batches.iter().enumerate() {
         let deliveries = if i == 1 { 2 } else { 1 };
         for _ in 0..deliveries {
-            let r = bronze.handle(&landing.lambda_event(batch))
+            let r = bronze
+                .handle(&landing.lambda_event(batch))
                 .await
                 .expect("bronze");
             assert_eq!(failures(&r), 0, "{r}");
@@ -170,12 +171,7 @@ scd_type = 2
     let writers: Vec<SilverHandler> = (0..4)
         .map(|_| SilverHandler::new(SilverWriter::new(config.clone())))
         .collect();
-    let responses = futures::future::join_all(
-        writers
-            .iter()
-            .map(|w| w.handle(&event)),
-    )
-    .await;
+    let responses = futures::future::join_all(writers.iter().map(|w| w.handle(&event))).await;
     for r in responses {
         let r = r.expect("silver handler");
         assert_eq!(failures(&r), 0, "every racer succeeds: {r}");

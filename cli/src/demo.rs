@@ -307,12 +307,10 @@ fn generate(dir: &Path) -> Result<(Vec<String>, Vec<Expected>)> {
             Arc::new(StringArray::from(amounts)),
             Arc::new(StringArray::from(methods)),
         ],
-    )
-    ?;
+    )?;
     let mut buf = Vec::new();
     {
-        let mut w =
-            ArrowWriter::try_new(&mut buf, schema, None)?;
+        let mut w = ArrowWriter::try_new(&mut buf, schema, None)?;
         w.write(&batch)?;
         w.close()?;
     }
@@ -486,8 +484,7 @@ pub async fn run(dir: &Path) -> Result<()> {
     for e in &expected {
         let location = config.bronze_location(e.table);
         let rows = count(lake::read_table(&location).await?);
-        let quarantined =
-            count(lake::read_table(&config.quarantine_location(e.table)).await?);
+        let quarantined = count(lake::read_table(&config.quarantine_location(e.table)).await?);
         let silver_rows = count(lake::read_table(&config.silver_location(e.table)).await?);
         let t = totals.get(e.table).copied().unwrap_or_default();
         let good = rows as u64 == e.rows

@@ -17,6 +17,14 @@ mod progress;
 
 use error::{io, CliError, Result};
 
+/// What a command logs on stderr by default: warnings of our own, nothing of delta-rs' (its warnings
+/// are expected retries of lost commit races), so a terminal shows the command's output.
+const QUIET_LOG: &str = "warn,deltalake_core=error,deltalake=error,buoyant_kernel=off";
+/// The demo's default: errors only.
+const DEMO_LOG: &str = "error,buoyant_kernel=off";
+/// `--verbose`: every step's log line.
+const VERBOSE_LOG: &str = "warn,buoyant_kernel=off,lakehouse=info";
+
 #[derive(Parser)]
 #[command(
     name = "lakehouse",
@@ -146,10 +154,11 @@ enum Command {
 
 async fn main_inner() -> Result<()> {
     let cli = Cli::parse();
-    telemetry::init(if cli.verbose {
-        telemetry::VERBOSE_DEFAULT
-    } else {
-        telemetry::QUIET_DEFAULT
+    telemetry::init(match (&cli.command, cli.verbose) {
+        (_, true) => VERBOSE_LOG,
+        // The demo reports everything it does itself (rejected keys included).
+        (Command::Demo { .. }, false) => DEMO_LOG,
+        (_, false) => QUIET_LOG,
     });
     match cli.command {
         Command::Demo { dir } => demo::run(&dir).await?,

@@ -91,7 +91,10 @@ fn every_top_level_module_is_placed_in_a_layer() {
     for line in lib.lines() {
         if let Some(name) = line.strip_prefix("pub mod ") {
             let name = name.trim_end_matches(';');
-            assert!(LAYERS.contains(&name), "lib.rs declares `{name}`, which LAYERS does not place");
+            assert!(
+                LAYERS.contains(&name),
+                "lib.rs declares `{name}`, which LAYERS does not place"
+            );
         }
     }
 }

@@ -22,6 +22,8 @@ pub mod events;
 pub mod gold;
 pub mod handler;
 pub mod lake;
+#[cfg(test)]
+mod layering;
 pub mod quarantine;
 pub mod read;
 pub mod runner;
@@ -29,8 +31,6 @@ pub mod schema;
 pub mod silver;
 pub mod storage;
 pub mod telemetry;
-#[cfg(test)]
-mod layering;
 #[cfg(test)]
 pub(crate) mod testkit;
 

@@ -9,6 +9,7 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::compute::{cast_with_options, filter, CastOptions};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::row::{RowConverter, Rows, SortField};
 use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::error::{Error, Result};
@@ -370,11 +371,42 @@ pub fn as_schema(
                 (None, None) if f.is_nullable() => {
                     Ok(deltalake::arrow::array::new_null_array(f.data_type(), n))
                 }
-                (None, None) => Err(Error::invariant(format!("column `{}` is missing", f.name()))),
+                (None, None) => Err(Error::invariant(format!(
+                    "column `{}` is missing",
+                    f.name()
+                ))),
             },
         )
         .collect::<Result<_>>()?;
     RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("conforming a batch", e))
+}
+
+/// Column `name` of a batch the crate built itself: its absence is a bug, reported as an invariant
+/// naming `what` was being done.
+pub fn column(b: &RecordBatch, name: &str, what: &str) -> Result<ArrayRef> {
+    b.column_by_name(name)
+        .cloned()
+        .ok_or_else(|| Error::invariant(format!("{what}: no column `{name}`")))
+}
+
+/// Columns `names` of a batch the crate built itself (see [`column`]).
+pub fn columns(b: &RecordBatch, names: &[impl AsRef<str>], what: &str) -> Result<Vec<ArrayRef>> {
+    names.iter().map(|n| column(b, n.as_ref(), what)).collect()
+}
+
+/// Comparable, hashable byte rows of `columns` (multi-column keys and orderings), with the converter
+/// that made them, to convert other batches of the same types alike.
+pub fn rows_of(columns: &[ArrayRef], what: &str) -> Result<(RowConverter, Rows)> {
+    let fail = |e| Error::arrow(what.to_string(), e);
+    let conv = RowConverter::new(
+        columns
+            .iter()
+            .map(|c| SortField::new(c.data_type().clone()))
+            .collect(),
+    )
+    .map_err(fail)?;
+    let rows = conv.convert_columns(columns).map_err(fail)?;
+    Ok((conv, rows))
 }
 
 #[cfg(test)]

@@ -5,14 +5,8 @@ use tracing_subscriber::EnvFilter;
 
 /// What a Lambda function logs by default: its steps at info, dependencies at warn. The delta kernel's
 /// "no files in log segment" error on opening a table that does not exist yet is noise, so it is off.
-pub const FUNCTION_DEFAULT: &str = "warn,buoyant_kernel=off,lakehouse=info,bronze=info,silver=info,gold=info";
-
-/// What a command-line run logs by default: only warnings of our own, nothing of delta-rs' (its
-/// warnings are expected retries of lost commit races), so a terminal shows the command's output.
-pub const QUIET_DEFAULT: &str = "warn,deltalake_core=error,deltalake=error,buoyant_kernel=off";
-
-/// The verbose default of the CLI (`--verbose`): every step's log line.
-pub const VERBOSE_DEFAULT: &str = "warn,buoyant_kernel=off,lakehouse=info";
+pub const FUNCTION_DEFAULT: &str =
+    "warn,buoyant_kernel=off,lakehouse=info,bronze=info,silver=info,gold=info";
 
 /// Installs the subscriber with `default` unless `RUST_LOG` is set. Calling it again does nothing.
 pub fn init(default: &str) {

@@ -24,7 +24,9 @@ pub fn pipeline(sections: &str) -> PipelineConfig {
 
 /// The single table of a pipeline declaring `[[table]] name = "t"` with `fields`.
 pub fn table(fields: &str) -> TableConfig {
-    pipeline(&format!("[[table]]\nname = \"t\"\n{fields}")).tables.remove(0)
+    pipeline(&format!("[[table]]\nname = \"t\"\n{fields}"))
+        .tables
+        .remove(0)
 }
 
 /// A temporary landing folder (`<dir>/landing`) and lake (`<dir>/lake`) with a pipeline.
@@ -124,12 +126,20 @@ pub async fn rows(location: &Location) -> Vec<RecordBatch> {
 
 /// Column `name` of every row of the table at `location`, as integers.
 pub async fn column_ints(location: &Location, name: &str) -> Vec<Option<i64>> {
-    rows(location).await.iter().flat_map(|b| ints(b, name)).collect()
+    rows(location)
+        .await
+        .iter()
+        .flat_map(|b| ints(b, name))
+        .collect()
 }
 
 /// Column `name` of every row of the table at `location`, as text.
 pub async fn column_texts(location: &Location, name: &str) -> Vec<Option<String>> {
-    rows(location).await.iter().flat_map(|b| texts(b, name)).collect()
+    rows(location)
+        .await
+        .iter()
+        .flat_map(|b| texts(b, name))
+        .collect()
 }
 
 /// Text of `columns` of every row, keyed by the text of `key` (nulls as `None`).
@@ -158,4 +168,3 @@ pub async fn quarantine_reasons(cfg: &PipelineConfig, table: &str) -> Vec<String
         .map(Option::unwrap_or_default)
         .collect()
 }
-

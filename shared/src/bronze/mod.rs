@@ -305,7 +305,6 @@ impl BronzeWriter {
         .await
     }
 
-
     /// Streams one object into new parquet files of the bronze table; returns their adds (not committed).
     async fn read_into_bronze(
         &self,
@@ -358,14 +357,12 @@ impl BronzeWriter {
                 .await
                 .map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
         }
-        let outcome = parser
-            .await
-            .map_err(|source| {
-                ReadError::Sink(Error::Task {
-                    what: format!("parser for {key}"),
-                    source,
-                })
-            })??;
+        let outcome = parser.await.map_err(|source| {
+            ReadError::Sink(Error::Task {
+                what: format!("parser for {key}"),
+                source,
+            })
+        })??;
         let adds = writer
             .flush()
             .await

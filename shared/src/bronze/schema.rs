@@ -109,5 +109,4 @@ impl BronzeWriter {
             snapshot.snapshot().arrow_schema().as_ref(),
         ))
     }
-
 }

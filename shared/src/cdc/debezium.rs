@@ -150,4 +150,3 @@ fn envelope_at(
     }
     Ok(m)
 }
-

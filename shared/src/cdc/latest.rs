@@ -3,11 +3,10 @@
 
 use deltalake::arrow::array::{ArrayRef, RecordBatch, UInt32Array};
 use deltalake::arrow::compute::{lexsort_to_indices, take_record_batch, SortColumn, SortOptions};
-use deltalake::arrow::row::{RowConverter, SortField};
 
 use super::{BRONZE_VERSION, SEQ};
 use crate::error::{Error, Result};
-use crate::schema::SOURCE_ROW;
+use crate::schema::{self, SOURCE_ROW};
 
 /// Keeps the latest event per key: highest `_seq` (nulls lowest), then highest `_bronze_version`, then
 /// highest `_source_row`. The result has exactly one row per key, in key order.
@@ -43,25 +42,10 @@ pub fn latest_per_key(changes: &RecordBatch, keys: &[String]) -> Result<RecordBa
     let order = lexsort_to_indices(&sort, None).map_err(|e| Error::arrow("ordering changes", e))?;
     let sorted =
         take_record_batch(changes, &order).map_err(|e| Error::arrow("ordering changes", e))?;
-    let key_cols: Vec<ArrayRef> = keys
-        .iter()
-        .map(|k| {
-            sorted
-                .column_by_name(k)
-                .cloned()
-                .ok_or_else(|| Error::invariant(format!("no key column `{k}`")))
-        })
-        .collect::<Result<_>>()?;
-    let converter = RowConverter::new(
-        key_cols
-            .iter()
-            .map(|c| SortField::new(c.data_type().clone()))
-            .collect(),
-    )
-    .map_err(|e| Error::arrow("comparing keys", e))?;
-    let rows = converter
-        .convert_columns(&key_cols)
-        .map_err(|e| Error::arrow("comparing keys", e))?;
+    let (_, rows) = schema::rows_of(
+        &schema::columns(&sorted, keys, "latest per key")?,
+        "comparing keys",
+    )?;
     let n = sorted.num_rows();
     let last_of_group: Vec<u32> = (0..n)
         .filter(|&i| i + 1 == n || rows.row(i) != rows.row(i + 1))
@@ -70,4 +54,3 @@ pub fn latest_per_key(changes: &RecordBatch, keys: &[String]) -> Result<RecordBa
     take_record_batch(&sorted, &UInt32Array::from(last_of_group))
         .map_err(|e| Error::arrow("keeping latest per key", e))
 }
-

@@ -380,7 +380,6 @@ impl Normalizer {
         }
         Ok(())
     }
-
 }
 
 mod debezium;

@@ -33,8 +33,7 @@ fn changes(t: &TableConfig, input: &str, version: i64) -> ChangeSet {
         "bronze rejected sample rows: {:?}",
         out.bad
     );
-    let bronze =
-        deltalake::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
+    let bronze = deltalake::arrow::compute::concat_batches(&batches[0].schema(), &batches).unwrap();
     Normalizer::new(t, &data)
         .unwrap()
         .normalize(&bronze, version)
@@ -158,9 +157,8 @@ fn upsert_delete_flag_and_ties_break_by_version_then_row() {
     let v1 = changes(&t, "{\"k\":\"a\",\"seq\":5,\"v\":1}\n{\"k\":\"a\",\"seq\":5,\"v\":2}\n{\"k\":\"b\",\"seq\":1,\"v\":1}\n", 1);
     let v2 = changes(&t, "{\"k\":\"a\",\"seq\":4,\"v\":3}\n{\"k\":\"b\",\"seq\":1,\"v\":9,\"deleted\":true}\n{\"k\":\"c\",\"v\":1}\n", 2);
     assert!(v1.batch.column_by_name("deleted").is_none());
-    let all =
-        deltalake::arrow::compute::concat_batches(&v1.batch.schema(), [&v1.batch, &v2.batch])
-            .unwrap();
+    let all = deltalake::arrow::compute::concat_batches(&v1.batch.schema(), [&v1.batch, &v2.batch])
+        .unwrap();
     let latest = latest_per_key(&all, &t.keys).unwrap();
     // a: seq 5 beats the later-arriving seq 4; between the two seq-5 rows the later row wins.
     // b: same seq, later bronze version wins (the delete). c: no sequence, kept.

@@ -72,7 +72,6 @@ impl Column {
     }
 }
 
-
 pub(super) fn parse_column(spec: &str, table: &str, field: &str) -> Result<Column> {
     let words: Vec<&str> = spec.split_whitespace().collect();
     let bad = || {

@@ -12,7 +12,6 @@ impl PipelineConfig {
         self.lake.join(&["quarantine", table])
     }
 
-
     /// The table whose Delta log `key` (in `bucket`) belongs to, for `layer` (`bronze`, `silver`):
     /// S3 events on `<lake>/<layer>/<table>/_delta_log/...` trigger the next layer.
     pub fn table_of_log_key(&self, layer: &str, bucket: &str, key: &str) -> Option<&TableConfig> {
@@ -26,8 +25,6 @@ impl PipelineConfig {
             .then(|| self.table(table))
             .flatten()
     }
-
-
 
     pub fn gold_location(&self, view: &str) -> Location {
         self.lake.join(&["gold", view])

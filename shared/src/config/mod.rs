@@ -70,7 +70,6 @@ pub enum UnknownFields {
     Evolve,
 }
 
-
 /// Everything the pipeline knows about one table.
 #[derive(Debug, Clone)]
 pub struct TableConfig {

@@ -103,7 +103,6 @@ fn expand_env(value: &str, table: &str, field: &str) -> Result<String> {
     Ok(out)
 }
 
-
 impl RawLocation {
     fn validate(self, field: &str) -> Result<Location> {
         let uri = expand_env(&self.uri, "-", &format!("{field}.uri"))?;
@@ -136,7 +135,6 @@ impl RawLocation {
         })
     }
 }
-
 
 fn valid_name(name: &str) -> bool {
     !name.is_empty()

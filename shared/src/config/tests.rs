@@ -130,14 +130,22 @@ fn errors_name_table_and_field() {
     );
     assert!(ok.is_ok(), "{ok:?}");
     // SCD2, retention, evolution, trigger windows and gold views name their table and field too.
-    let t =
-        "[[table]]\nname = \"t1\"\nformat = \"csv\"\ncolumns = [\"id long\", \"seq long\"]\n";
+    let t = "[[table]]\nname = \"t1\"\nformat = \"csv\"\ncolumns = [\"id long\", \"seq long\"]\n";
     for (extra, field) in [
         ("scd_type = 2\nkeys = [\"id\"]\n", "`sequence_by`"),
         ("scd_type = 2\nsequence_by = \"seq\"\n", "`keys`"),
-        ("tombstone_retention_days = 0\n", "`tombstone_retention_days`"),
-        ("keys = [\"id\"]\nsequence_by = \"seq\"\nscd_type = 2\ntombstone_retention_days = 3\n", "`tombstone_retention_days`"),
-        ("csv_header = false\nunknown_fields = \"evolve\"\n", "`unknown_fields`"),
+        (
+            "tombstone_retention_days = 0\n",
+            "`tombstone_retention_days`",
+        ),
+        (
+            "keys = [\"id\"]\nsequence_by = \"seq\"\nscd_type = 2\ntombstone_retention_days = 3\n",
+            "`tombstone_retention_days`",
+        ),
+        (
+            "csv_header = false\nunknown_fields = \"evolve\"\n",
+            "`unknown_fields`",
+        ),
         ("batch_size = 0\n", "`batch_size`"),
         ("batch_window_seconds = -1\n", "`batch_window_seconds`"),
     ] {

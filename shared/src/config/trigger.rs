@@ -23,7 +23,11 @@ impl Default for TriggerWindow {
 }
 
 impl TriggerWindow {
-    pub(super) fn from_raw(table: &str, batch_size: Option<usize>, window_s: Option<f64>) -> Result<Self> {
+    pub(super) fn from_raw(
+        table: &str,
+        batch_size: Option<usize>,
+        window_s: Option<f64>,
+    ) -> Result<Self> {
         let d = TriggerWindow::default();
         let max_batch = batch_size.unwrap_or(d.max_batch);
         if !(1..=10_000).contains(&max_batch) {

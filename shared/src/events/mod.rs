@@ -217,15 +217,14 @@ mod tests {
             ("orders/a b.jsonl", Some("abc"))
         );
         let direct: Value = serde_json::from_str(S3_PUT).unwrap();
-        let Invocation::Direct(env) = parse_invocation::<Vec<SourceObject>>(&direct).unwrap() else {
+        let Invocation::Direct(env) = parse_invocation::<Vec<SourceObject>>(&direct).unwrap()
+        else {
             panic!("not direct")
         };
         assert_eq!(env.content.unwrap().len(), 1);
         let removed = S3_PUT.replace("ObjectCreated:Put", "ObjectRemoved:Delete");
         assert!(objects(&removed).is_empty());
-        assert!(
-            parse_invocation::<Vec<SourceObject>>(&serde_json::json!({"hello": 1})).is_err()
-        );
+        assert!(parse_invocation::<Vec<SourceObject>>(&serde_json::json!({"hello": 1})).is_err());
     }
 
     #[test]
@@ -233,14 +232,22 @@ mod tests {
         let t = Vec::<LayerTrigger>::parse_text(COMMITTED_MSG).unwrap();
         assert_eq!(
             t,
-            vec![LayerTrigger::Committed(Committed::new("bronze", "orders", 7))]
+            vec![LayerTrigger::Committed(Committed::new(
+                "bronze", "orders", 7
+            ))]
         );
         let t = Vec::<LayerTrigger>::parse_text(S3_PUT).unwrap();
         assert!(matches!(&t[..], [LayerTrigger::Object(o)] if o.bucket == "landing"));
         let bad = COMMITTED_MSG.replace("\"version\": 7", "\"version\": \"seven\"");
         let e = Vec::<LayerTrigger>::parse_text(&bad).unwrap_err();
         assert!(
-            matches!(&e, Error::Event { source: Some(_), .. }),
+            matches!(
+                &e,
+                Error::Event {
+                    source: Some(_),
+                    ..
+                }
+            ),
             "the serde error is kept as the source: {e:?}"
         );
         let env = TriggerEnvelope::from_message(Some("m".into()), &bad);

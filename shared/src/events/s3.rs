@@ -54,7 +54,8 @@ pub fn decode_s3_key(raw: &str) -> Result<String> {
 }
 
 fn from_s3_records(records: &Value) -> Result<Vec<SourceObject>> {
-    let records: Vec<S3Record> = serde_json::from_value(records.clone()).map_err(|e| Error::Event {
+    let records: Vec<S3Record> =
+        serde_json::from_value(records.clone()).map_err(|e| Error::Event {
             reason: "bad S3 notification record".into(),
             source: Some(e),
         })?;
@@ -127,8 +128,5 @@ pub fn objects_in(v: &Value) -> Result<Vec<SourceObject>> {
     if v.get("source").and_then(Value::as_str) == Some("aws.s3") && v.get("detail").is_some() {
         return from_eventbridge(v);
     }
-    Err(Error::event(
-        "not an S3, SNS or EventBridge object event",
-    ))
+    Err(Error::event("not an S3, SNS or EventBridge object event"))
 }
-

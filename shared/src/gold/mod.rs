@@ -18,7 +18,6 @@ use std::sync::Arc;
 use deltalake::arrow::array::{ArrayRef, RecordBatch};
 use deltalake::arrow::compute::{cast, concat_batches};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::common::JoinType;
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::prelude::{ident, SessionContext};
@@ -73,7 +72,6 @@ pub(crate) struct Source {
     location: Location,
     version: i64,
 }
-
 
 impl GoldWriter {
     pub fn new(config: Arc<PipelineConfig>) -> Self {
@@ -337,11 +335,9 @@ impl GoldWriter {
             view.keys
                 .iter()
                 .map(|k| {
-                    let c = b
-                        .column_by_name(k)
-                        .ok_or_else(|| Error::invariant(format!("no key column `{k}`")))?;
+                    let c = schema::column(b, k, "gold keys")?;
                     cast(
-                        c,
+                        &c,
                         schema
                             .field_with_name(k)
                             .map_err(|e| Error::arrow("keys", e))?
@@ -352,15 +348,7 @@ impl GoldWriter {
                 .collect()
         };
         let (have, want) = (key_of(&recomputed)?, key_of(keys)?);
-        let conv = RowConverter::new(
-            have.iter()
-                .map(|c| SortField::new(c.data_type().clone()))
-                .collect(),
-        )
-        .map_err(|e| Error::arrow("keys", e))?;
-        let have_rows = conv
-            .convert_columns(&have)
-            .map_err(|e| Error::arrow("keys", e))?;
+        let (conv, have_rows) = schema::rows_of(&have, "keys")?;
         let want_rows = conv
             .convert_columns(&want)
             .map_err(|e| Error::arrow("keys", e))?;
@@ -382,4 +370,3 @@ impl GoldWriter {
         concat_batches(up.schema_ref(), [&up, &down]).map_err(|e| Error::arrow("gold changes", e))
     }
 }
-

@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::datafusion::catalog::MemTable;
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::error::DataFusionError;
@@ -84,7 +83,11 @@ pub(super) fn output_schema(result: &Schema) -> SchemaRef {
     ))
 }
 
-pub(super) async fn collect_as(df: DataFrame, schema: &SchemaRef, view: &str) -> Result<Vec<RecordBatch>> {
+pub(super) async fn collect_as(
+    df: DataFrame,
+    schema: &SchemaRef,
+    view: &str,
+) -> Result<Vec<RecordBatch>> {
     df.collect()
         .await
         .map_err(|e| df_error(view, "compute", e))?
@@ -94,17 +97,7 @@ pub(super) async fn collect_as(df: DataFrame, schema: &SchemaRef, view: &str) ->
 }
 
 pub(super) fn distinct_rows(batch: &RecordBatch) -> Result<RecordBatch> {
-    let conv = RowConverter::new(
-        batch
-            .columns()
-            .iter()
-            .map(|c| SortField::new(c.data_type().clone()))
-            .collect(),
-    )
-    .map_err(|e| Error::arrow("distinct keys", e))?;
-    let rows = conv
-        .convert_columns(batch.columns())
-        .map_err(|e| Error::arrow("distinct keys", e))?;
+    let (_, rows) = schema::rows_of(batch.columns(), "distinct keys")?;
     let mut seen = HashSet::new();
     let keep: Vec<u32> = (0..batch.num_rows())
         .filter(|&i| seen.insert(rows.row(i).data()))
@@ -129,4 +122,3 @@ pub(super) fn count_action(batch: &RecordBatch, action: &str) -> usize {
         })
         .unwrap_or(0)
 }
-

@@ -57,7 +57,11 @@ fn oracle(events: &[Event]) -> BTreeMap<i64, (i64, i64)> {
 async fn gold_rows(cfg: &PipelineConfig, view: &str) -> BTreeMap<i64, (i64, i64)> {
     let mut out = BTreeMap::new();
     for b in testkit::rows(&cfg.gold_location(view)).await {
-        let (c, o, r) = (ints(&b, "customer"), ints(&b, "orders"), ints(&b, "revenue"));
+        let (c, o, r) = (
+            ints(&b, "customer"),
+            ints(&b, "orders"),
+            ints(&b, "revenue"),
+        );
         for i in 0..b.num_rows() {
             let c = c[i].unwrap();
             assert!(
@@ -141,7 +145,7 @@ async fn incremental_gold_equals_the_oracle_and_a_full_recompute() {
         );
         let expected = oracle(&events);
         assert_eq!(
-            gold_rows(&cfg, "revenue").await,
+            gold_rows(cfg, "revenue").await,
             expected,
             "seed {seed}: incremental"
         );
@@ -151,7 +155,7 @@ async fn incremental_gold_equals_the_oracle_and_a_full_recompute() {
             .unwrap();
         assert!(full.full);
         assert_eq!(
-            gold_rows(&cfg, "revenue_full").await,
+            gold_rows(cfg, "revenue_full").await,
             expected,
             "seed {seed}: full"
         );

@@ -69,7 +69,10 @@ pub fn failed_messages<T>(envelopes: &[Envelope<T>], failed: impl Fn(&T) -> bool
 mod tests {
     use super::*;
 
-    fn env(id: Option<&str>, content: Result<Vec<&'static str>, &str>) -> Envelope<Vec<&'static str>> {
+    fn env(
+        id: Option<&str>,
+        content: Result<Vec<&'static str>, &str>,
+    ) -> Envelope<Vec<&'static str>> {
         Envelope {
             message_id: id.map(str::to_string),
             content: content.map_err(str::to_string),

@@ -119,10 +119,9 @@ impl BronzeHandler {
     /// One table's objects in one commit, then its version announced. The version is announced even
     /// when this batch was a redelivery: the announcement of the first delivery may be what failed.
     async fn ingest_table(&self, name: &str, objects: &[SourceObject]) -> Result<BronzeCommit> {
-        let table = self
-            .config()
-            .table(name)
-            .ok_or_else(|| Error::invariant(format!("routed to table {name}, not in the config")))?;
+        let table = self.config().table(name).ok_or_else(|| {
+            Error::invariant(format!("routed to table {name}, not in the config"))
+        })?;
         let commit = self.writer.ingest(table, objects).await?;
         if let (Some(n), Some(v)) = (&self.notifier, commit.table_version) {
             n.send(&Committed::new("bronze", name, v)).await?;
@@ -134,9 +133,10 @@ impl BronzeHandler {
     /// summary for direct events) or an error for a direct event that must be retried.
     pub async fn handle(&self, payload: &Value) -> Result<Value> {
         match events::parse_invocation(payload)? {
-            Invocation::Sqs(envelopes) => {
-                to_json(&self.ingest(&envelopes).await.sqs_response(), "SQS response")
-            }
+            Invocation::Sqs(envelopes) => to_json(
+                &self.ingest(&envelopes).await.sqs_response(),
+                "SQS response",
+            ),
             Invocation::Direct(envelope) => {
                 let outcome = self.ingest(std::slice::from_ref(&envelope)).await;
                 let failed: Vec<String> = outcome

@@ -224,9 +224,9 @@ impl SilverHandler {
     pub async fn apply(&self, envelopes: &[TriggerEnvelope]) -> SilverOutcome {
         let config = self.writer.config();
         let mut outcome = apply(Downstream::Silver, config, envelopes, |name| async move {
-            let table = config
-                .table(&name)
-                .ok_or_else(|| Error::invariant(format!("target table {name} not in the config")))?;
+            let table = config.table(&name).ok_or_else(|| {
+                Error::invariant(format!("target table {name} not in the config"))
+            })?;
             let commit = self.writer.apply(table).await?;
             if let (Some(n), Some(v)) = (&self.notifier, commit.table_version) {
                 n.send(&Committed::new("silver", &name, v)).await?;

@@ -100,7 +100,11 @@ async fn downstream_batch_fails_unknown_tables_and_unparsable_bodies_only() {
             &serde_json::to_string(&Committed::new("bronze", "orders", 1)).unwrap(),
         )])
         .await;
-    assert_eq!(outcome.commits.len(), 1, "one step per table, however many messages");
+    assert_eq!(
+        outcome.commits.len(),
+        1,
+        "one step per table, however many messages"
+    );
     assert!(outcome.commits[0].applied.is_none(), "already up to date");
 
     let gold = GoldHandler::new(GoldWriter::new(lab.cfg.clone()));

@@ -92,10 +92,7 @@ pub fn tag(batch: &RecordBatch, action: &str) -> Result<RecordBatch> {
         .collect();
     fields.push(Field::new(ACTION, DataType::Utf8, false));
     let mut cols = batch.columns().to_vec();
-    cols.push(Arc::new(StringArray::from(vec![
-        action;
-        batch.num_rows()
-    ])));
+    cols.push(Arc::new(StringArray::from(vec![action; batch.num_rows()])));
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
         .map_err(|e| Error::arrow("tagging MERGE source rows", e))
 }

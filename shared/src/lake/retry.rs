@@ -76,7 +76,6 @@ impl RetryPolicy {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
@@ -163,7 +162,10 @@ mod tests {
                 last,
             } => {
                 assert_eq!((table.as_str(), attempts), ("silver/t", 4));
-                assert!(last.is_conflict(), "the last lost race is kept as the source");
+                assert!(
+                    last.is_conflict(),
+                    "the last lost race is kept as the source"
+                );
             }
             other => panic!("{other:?}"),
         }

@@ -18,10 +18,7 @@ pub async fn read_table(location: &Location) -> Result<Vec<RecordBatch>> {
 }
 
 /// All rows of an opened table (at its loaded version), strings as plain `Utf8`.
-pub async fn scan(
-    table: &DeltaTable,
-    location: &Location,
-) -> Result<Vec<RecordBatch>> {
+pub async fn scan(table: &DeltaTable, location: &Location) -> Result<Vec<RecordBatch>> {
     let (_, stream) = table
         .scan_table()
         .await
@@ -65,9 +62,7 @@ pub async fn scan_keys(
                 list.push(lit(v));
             }
         }
-        df = df
-            .filter(ident(k).in_list(list, false))
-            .map_err(query)?;
+        df = df.filter(ident(k).in_list(list, false)).map_err(query)?;
     }
     let batches = df.collect().await.map_err(query)?;
     batches.iter().map(plain_strings).collect()

@@ -3,7 +3,6 @@
 
 use std::io::{BufRead, Read};
 
-
 use super::chunk::TextChunk;
 use super::object::StorageFault;
 use super::{Destination, ReadError, ReadOutcome, CHUNK_ROWS};

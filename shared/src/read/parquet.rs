@@ -10,7 +10,6 @@ use serde_json::{Map, Value};
 use super::{Destination, ReadError, ReadOutcome, CHUNK_ROWS};
 use crate::config::{TableConfig, UnknownFields};
 
-
 fn row_as_json(batch: &RecordBatch, row: usize) -> String {
     let mut obj = Map::new();
     for (f, col) in batch.schema().fields().iter().zip(batch.columns()) {
@@ -27,7 +26,9 @@ fn row_as_json(batch: &RecordBatch, row: usize) -> String {
     Value::Object(obj).to_string()
 }
 
-pub(super) fn parquet_reader(bytes: Bytes) -> Result<ParquetRecordBatchReaderBuilder<Bytes>, ReadError> {
+pub(super) fn parquet_reader(
+    bytes: Bytes,
+) -> Result<ParquetRecordBatchReaderBuilder<Bytes>, ReadError> {
     ParquetRecordBatchReaderBuilder::try_new(bytes)
         .map_err(|e| ReadError::Malformed(format!("not a readable Parquet file: {e}")))
 }

@@ -192,7 +192,12 @@ fn parquet_rows_are_conformed() {
     w.close().unwrap();
     let t = table("parquet", "");
     let mut got = Vec::new();
-    let out = parse_parquet(Bytes::from(buf), &t, collect(&target(), &lineage(), &mut got)).unwrap();
+    let out = parse_parquet(
+        Bytes::from(buf),
+        &t,
+        collect(&target(), &lineage(), &mut got),
+    )
+    .unwrap();
     assert_eq!(out.rows_ok, 1);
     assert_eq!(out.bad.len(), 2);
     assert_eq!(out.bad[0].row, Some(2));

@@ -133,9 +133,7 @@ async fn layer_loop(
     let sqs = notify::sqs_client(&queue).await;
     let mut batcher: Batcher<(Message, Parsed)> = Batcher::default();
     while !*stop.borrow() {
-        let next_due = batcher
-            .next_due(Instant::now())
-            .unwrap_or(options.max_poll);
+        let next_due = batcher.next_due(Instant::now()).unwrap_or(options.max_poll);
         let wait = next_due.min(options.max_poll).min(Duration::from_secs(20));
         let receive = sqs
             .receive_message()

@@ -42,7 +42,11 @@ pub fn group_of(layer: Layer, config: &PipelineConfig, parsed: &Parsed) -> (Stri
     first.unwrap_or_else(|| (String::new(), IMMEDIATE))
 }
 
-fn first_target(layer: Downstream, config: &PipelineConfig, env: &TriggerEnvelope) -> Option<String> {
+fn first_target(
+    layer: Downstream,
+    config: &PipelineConfig,
+    env: &TriggerEnvelope,
+) -> Option<String> {
     let triggers = env.content.as_ref().ok()?;
     layer.targets(config, triggers).ok()?.into_iter().next()
 }
@@ -111,7 +115,10 @@ impl<M> Batcher<M> {
 
     /// Everything still waiting (on stop: released back to the queue).
     pub fn drain(self) -> Vec<M> {
-        self.pending.into_values().flat_map(|p| p.messages).collect()
+        self.pending
+            .into_values()
+            .flat_map(|p| p.messages)
+            .collect()
     }
 }
 
@@ -187,7 +194,9 @@ mod tests {
         let committed = |layer: &str| {
             Parsed::Triggers(Envelope {
                 message_id: None,
-                content: Ok(vec![LayerTrigger::Committed(Committed::new(layer, "orders", 3))]),
+                content: Ok(vec![LayerTrigger::Committed(Committed::new(
+                    layer, "orders", 3,
+                ))]),
             })
         };
         assert_eq!(
@@ -210,6 +219,9 @@ mod tests {
             message_id: None,
             content: Err("not JSON".into()),
         });
-        assert_eq!(group_of(Layer::Gold, &cfg, &unparsable), (String::new(), IMMEDIATE));
+        assert_eq!(
+            group_of(Layer::Gold, &cfg, &unparsable),
+            (String::new(), IMMEDIATE)
+        );
     }
 }

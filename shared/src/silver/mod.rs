@@ -290,7 +290,6 @@ impl SilverWriter {
             rejected,
         })
     }
-
 }
 
 fn lineage(

@@ -10,10 +10,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use deltalake::arrow::array::{Array, ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
+use deltalake::arrow::array::{ArrayRef, AsArray, BooleanArray, RecordBatch, UInt32Array};
 use deltalake::arrow::compute::{cast, concat_batches, take, take_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use deltalake::arrow::row::{RowConverter, Rows, SortField};
+use deltalake::arrow::row::{RowConverter, Rows};
 
 use deltalake::arrow::array::StringArray;
 use deltalake::DeltaTable;
@@ -102,8 +102,8 @@ pub fn diff(existing: &RecordBatch, wanted: &RecordBatch, keys: &[String]) -> Re
         .map(String::from)
         .to_vec();
     let existing = crate::schema::as_schema(existing, wanted.schema_ref(), |_, _| None)?;
-    let id_conv = converter(wanted, &id_cols)?;
-    let state_conv = converter(wanted, &state_cols)?;
+    let (id_conv, new_ids) = schema::rows_of(&columns(wanted, &id_cols)?, "SCD2 ids")?;
+    let (state_conv, new_state) = schema::rows_of(&columns(wanted, &state_cols)?, "SCD2 state")?;
     let convert = |conv: &RowConverter, b: &RecordBatch, names: &[String]| -> Result<Rows> {
         conv.convert_columns(&columns(b, names)?)
             .map_err(|e| Error::arrow("SCD2 diff", e))
@@ -111,10 +111,6 @@ pub fn diff(existing: &RecordBatch, wanted: &RecordBatch, keys: &[String]) -> Re
     let (old_ids, old_state) = (
         convert(&id_conv, &existing, &id_cols)?,
         convert(&state_conv, &existing, &state_cols)?,
-    );
-    let (new_ids, new_state) = (
-        convert(&id_conv, wanted, &id_cols)?,
-        convert(&state_conv, wanted, &state_cols)?,
     );
     let old: HashMap<&[u8], usize> = (0..existing.num_rows())
         .map(|i| (old_ids.row(i).data(), i))
@@ -144,29 +140,15 @@ pub fn diff(existing: &RecordBatch, wanted: &RecordBatch, keys: &[String]) -> Re
 }
 
 fn column(b: &RecordBatch, name: &str) -> Result<ArrayRef> {
-    b.column_by_name(name)
-        .cloned()
-        .ok_or_else(|| Error::invariant(format!("SCD2: batch has no column `{name}`")))
+    schema::column(b, name, "SCD2")
 }
 
 fn columns(b: &RecordBatch, names: &[String]) -> Result<Vec<ArrayRef>> {
-    names.iter().map(|n| column(b, n)).collect()
-}
-
-fn converter(b: &RecordBatch, names: &[String]) -> Result<RowConverter> {
-    RowConverter::new(
-        columns(b, names)?
-            .iter()
-            .map(|c| SortField::new(c.data_type().clone()))
-            .collect(),
-    )
-    .map_err(|e| Error::arrow("SCD2 keys", e))
+    schema::columns(b, names, "SCD2")
 }
 
 fn key_rows(b: &RecordBatch, keys: &[String]) -> Result<Rows> {
-    converter(b, keys)?
-        .convert_columns(&columns(b, keys)?)
-        .map_err(|e| Error::arrow("SCD2 keys", e))
+    Ok(schema::rows_of(&columns(b, keys)?, "SCD2 keys")?.1)
 }
 
 /// SCD2: the rows that turn the touched keys' history in silver into their recomputed history

@@ -121,8 +121,7 @@ async fn deliver_shuffled(lab: &Lab, events: &[Event], rng: &mut StdRng) {
         match n % 7 {
             0 => {
                 // Three silver steps racing on the same bronze state.
-                let racers =
-                    futures::future::join_all((0..3).map(|_| silver.apply(table))).await;
+                let racers = futures::future::join_all((0..3).map(|_| silver.apply(table))).await;
                 for r in racers {
                     r.unwrap();
                 }
@@ -233,7 +232,8 @@ async fn new_source_columns_evolve_bronze_and_silver_and_bad_casts_are_quarantin
     let gold = crate::gold::GoldWriter::new(cfg.clone());
     let view = cfg.view("by_seq").unwrap();
     // The schema is inferred from the first file: id, seq, score long.
-    lab.ingest(&table.name, 
+    lab.ingest(
+        &table.name,
         "1.jsonl",
         "{\"id\": 1, \"seq\": 1, \"score\": 10}\n{\"id\": 2, \"seq\": 1, \"score\": 20}\n",
     )
@@ -352,8 +352,12 @@ async fn expired_tombstones_no_longer_stop_late_events() {
         .await
         .unwrap();
     // Late inserts at 15, older than both deletes.
-    lab.ingest(&table.name, "b.jsonl", "{\"id\":1,\"seq\":15}\n{\"id\":2,\"seq\":15}\n")
-        .await;
+    lab.ingest(
+        &table.name,
+        "b.jsonl",
+        "{\"id\":1,\"seq\":15}\n{\"id\":2,\"seq\":15}\n",
+    )
+    .await;
     silver.apply(table).await.unwrap();
     let ids = silver_ids(&lab).await;
     assert_eq!(

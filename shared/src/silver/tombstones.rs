@@ -11,7 +11,6 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
-use deltalake::arrow::row::{RowConverter, SortField};
 use deltalake::DeltaTable;
 use serde_json::json;
 
@@ -130,31 +129,10 @@ pub(super) async fn drop_superseded(
         return Ok(changes.clone());
     }
     let order_cols = [SEQ, BRONZE_VERSION, SOURCE_ROW];
-    let pick = |b: &RecordBatch, names: &[&str]| -> Result<Vec<ArrayRef>> {
-        names
-            .iter()
-            .map(|n| {
-                b.column_by_name(n)
-                    .cloned()
-                    .ok_or_else(|| Error::invariant(format!("missing column `{n}`")))
-            })
-            .collect()
-    };
+    let pick = |b: &RecordBatch, names: &[&str]| schema::columns(b, names, "tombstone check");
     let key_names: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let key_conv = RowConverter::new(
-        pick(changes, &key_names)?
-            .iter()
-            .map(|c| SortField::new(c.data_type().clone()))
-            .collect(),
-    )
-    .map_err(|e| Error::arrow("tombstone keys", e))?;
-    let ord_conv = RowConverter::new(
-        pick(changes, &order_cols)?
-            .iter()
-            .map(|c| SortField::new(c.data_type().clone()))
-            .collect(),
-    )
-    .map_err(|e| Error::arrow("tombstone order", e))?;
+    let (key_conv, k) = schema::rows_of(&pick(changes, &key_names)?, "change keys")?;
+    let (ord_conv, o) = schema::rows_of(&pick(changes, &order_cols)?, "change order")?;
     let mut latest: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
     for b in &stones {
         let b = cast_like(b, changes.schema_ref())?;
@@ -179,12 +157,6 @@ pub(super) async fn drop_superseded(
             }
         }
     }
-    let k = key_conv
-        .convert_columns(&pick(changes, &key_names)?)
-        .map_err(|e| Error::arrow("change keys", e))?;
-    let o = ord_conv
-        .convert_columns(&pick(changes, &order_cols)?)
-        .map_err(|e| Error::arrow("change order", e))?;
     let keep = BooleanArray::from(
         (0..changes.num_rows())
             .map(|i| {
