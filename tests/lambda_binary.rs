@@ -1,8 +1,13 @@
 //! The real Lambda binary (`functions/bronze`) served by `cargo lambda watch` (the Lambda runtime API
 //! emulator) and invoked with `cargo lambda invoke` on an SQS event received from LocalStack: the same
 //! bytes Lambda would run, fed what the SQS event source mapping would deliver.
+//!
+//! The binary is the one `make test` built with the rest of the workspace (`cargo build --workspace
+//! --bins`), run against `watch --only-lambda-apis`: letting watch build the function itself would
+//! resolve features for `bronze` alone and compile much of the dependency tree a second time.
 
 use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +17,24 @@ use lakehouse::{lake, PipelineConfig};
 
 const PORT: &str = "9311";
 
-/// Kills the watch process group when the test ends, pass or fail.
+/// The workspace build of the bronze function: target/<profile>/deps/lambda_binary-<hash> →
+/// target/<profile>/bronze.
+fn bronze_bin() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("bronze"))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build --workspace --bins`, as make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Kills a process group (watch, the function) when the test ends, pass or fail.
 struct Watch(u32);
 impl Drop for Watch {
     fn drop(&mut self) {
@@ -81,10 +103,9 @@ async fn bronze_lambda_binary_under_cargo_lambda_watch() {
 
     let log = std::fs::File::create(dir.join("watch.log")).expect("log file");
     let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let child = {
+    let watch = {
         use std::os::unix::process::CommandExt;
-        cargo_lambda(&["watch", "-A", "127.0.0.1", "-P", PORT, "--env-var"])
-            .arg(format!("LAKEHOUSE_CONFIG={}", config_path.display()))
+        cargo_lambda(&["watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", PORT])
             .current_dir(workspace.join("functions/bronze"))
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))
@@ -92,10 +113,42 @@ async fn bronze_lambda_binary_under_cargo_lambda_watch() {
             .spawn()
             .expect("start cargo lambda watch")
     };
-    let _guard = Watch(child.id());
+    let _watch = Watch(watch.id());
+    // The function exits if the runtime API is not there yet: wait for watch to listen.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::net::TcpStream::connect(format!("127.0.0.1:{PORT}")).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "cargo lambda watch did not listen on {PORT}; log:\n{}",
+            std::fs::read_to_string(dir.join("watch.log")).unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let function_log = std::fs::File::create(dir.join("function.log")).expect("log file");
+    let function = {
+        use std::os::unix::process::CommandExt;
+        let mut c = Command::new(bronze_bin());
+        c.env_clear();
+        if let Ok(path) = std::env::var("PATH") {
+            c.env("PATH", path);
+        }
+        c.env("AWS_LAMBDA_FUNCTION_NAME", "bronze")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            .env(
+                "AWS_LAMBDA_RUNTIME_API",
+                format!("http://127.0.0.1:{PORT}/.rt/bronze"),
+            )
+            .env("LAKEHOUSE_CONFIG", &config_path)
+            .stdout(Stdio::from(function_log.try_clone().expect("log")))
+            .stderr(Stdio::from(function_log))
+            .process_group(0)
+            .spawn()
+            .expect("start the bronze function")
+    };
+    let _function = Watch(function.id());
 
-    // The first invoke may wait for watch to build the function (incremental: seconds).
-    let deadline = std::time::Instant::now() + Duration::from_secs(600);
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
     let response = loop {
         let out = cargo_lambda(&[
             "invoke",
@@ -116,9 +169,10 @@ async fn bronze_lambda_binary_under_cargo_lambda_watch() {
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "invoke kept failing: {}\nwatch log:\n{}",
+            "invoke kept failing: {}\nwatch log:\n{}\nfunction log:\n{}",
             String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(dir.join("watch.log")).unwrap_or_default()
+            std::fs::read_to_string(dir.join("watch.log")).unwrap_or_default(),
+            std::fs::read_to_string(dir.join("function.log")).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_secs(2)).await;
     };
