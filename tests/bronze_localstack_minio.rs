@@ -188,16 +188,7 @@ async fn s3_notifications_to_bronze_on_minio_exactly_once() {
     landing.put(customers_key, gz.finish().expect("gzip")).await;
     landing.put(payments_key, parquet).await;
     // A notification for an object that does not exist: storage cannot serve it, so it must fail and retry.
-    let ghost = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put", "eventSource": "aws:s3",
-        "s3": {"bucket": {"name": landing.bucket}, "object": {"key": "orders/ghost.jsonl"}}}]});
-    landing
-        .sqs
-        .send_message()
-        .queue_url(&landing.queue_url)
-        .message_body(ghost.to_string())
-        .send()
-        .await
-        .expect("send ghost");
+    landing.send_missing_object("orders/ghost.jsonl").await;
 
     // ---- the real notifications, received from the real queue
     let messages = landing

@@ -21,7 +21,6 @@ use lakehouse::{lake, PipelineConfig};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
-use serde_json::json;
 
 const ROUNDS: usize = 6;
 
@@ -29,19 +28,7 @@ const ROUNDS: usize = 6;
 type Row = Vec<String>;
 
 fn lakehouse_bin() -> PathBuf {
-    // target/<profile>/deps/e2e_runner-<hash> → target/<profile>/lakehouse
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("lakehouse"))
-        .expect("target dir");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (`cargo build --workspace --bins`, as make test does)",
-        bin.display()
-    );
-    bin
+    workspace_bin("lakehouse")
 }
 
 /// The runner process; killed when dropped so a failing test leaves nothing behind.
@@ -516,16 +503,7 @@ async fn runner_streams_three_layers_exactly_once_and_backfill_matches() {
     // ---- stream: rounds of uploads while the runner runs; SIGKILL and restart in the middle
     let log = dir.join("runner.log");
     // Poison: a notification for an orders object that does not exist (storage cannot serve it).
-    let ghost = json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
-        "s3": {"bucket": {"name": landing.bucket}, "object": {"key": "orders/ghost.jsonl", "eTag": "0"}}}]});
-    landing
-        .sqs
-        .send_message()
-        .queue_url(&landing.queue_url)
-        .message_body(ghost.to_string())
-        .send()
-        .await
-        .expect("send poison message");
+    landing.send_missing_object("orders/ghost.jsonl").await;
     let mut runner = Some(Runner::start(&stream_path, &log));
     let per_round = |n: usize, r: usize| (n * r / ROUNDS, n * (r + 1) / ROUNDS);
     let mut first_orders_key = String::new();

@@ -7,7 +7,6 @@
 //! resolve features for `bronze` alone and compile much of the dependency tree a second time.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,23 +15,6 @@ use integration_tests::*;
 use lakehouse::{lake, PipelineConfig};
 
 const PORT: &str = "9311";
-
-/// The workspace build of the bronze function: target/<profile>/deps/lambda_binary-<hash> →
-/// target/<profile>/bronze.
-fn bronze_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("bronze"))
-        .expect("target dir");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first (`cargo build --workspace --bins`, as make test does)",
-        bin.display()
-    );
-    bin
-}
 
 /// Kills a process group (watch, the function) when the test ends, pass or fail.
 struct Watch(u32);
@@ -127,7 +109,7 @@ async fn bronze_lambda_binary_under_cargo_lambda_watch() {
     let function_log = std::fs::File::create(dir.join("function.log")).expect("log file");
     let function = {
         use std::os::unix::process::CommandExt;
-        let mut c = Command::new(bronze_bin());
+        let mut c = Command::new(workspace_bin("bronze"));
         c.env_clear();
         if let Ok(path) = std::env::var("PATH") {
             c.env("PATH", path);

@@ -218,6 +218,21 @@ impl Landing {
         got
     }
 
+    /// Sends the bronze queue an S3 notification for `key`, an object that does not exist: storage
+    /// cannot serve it, so its message must fail, be retried and reach the DLQ.
+    pub async fn send_missing_object(&self, key: &str) {
+        let ghost = serde_json::json!({"Records": [{"eventVersion": "2.1", "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": self.bucket}, "object": {"key": key, "eTag": "0"}}}]});
+        self.sqs
+            .send_message()
+            .queue_url(&self.queue_url)
+            .message_body(ghost.to_string())
+            .send()
+            .await
+            .expect("send a notification of a missing object");
+    }
+
     pub async fn delete(&self, queue_url: &str, messages: &[aws_sdk_sqs::types::Message]) {
         for m in messages {
             if let Some(h) = m.receipt_handle() {
@@ -275,6 +290,23 @@ async fn queue_arn(sqs: &aws_sdk_sqs::Client, url: &str) -> String {
 }
 
 /// The lake bucket on MinIO (created if missing) and a per-test prefix in it.
+/// A binary of the workspace build the running test belongs to (target/<profile>/deps/<test>-<hash> →
+/// target/<profile>/<name>), built by `cargo build --workspace --bins` as `make test` does.
+pub fn workspace_bin(name: &str) -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let bin = exe
+        .parent()
+        .and_then(std::path::Path::parent)
+        .map(|d| d.join(name))
+        .expect("target dir");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first (`cargo build --workspace --bins`, as make test does)",
+        bin.display()
+    );
+    bin
+}
+
 pub async fn lake_bucket() -> String {
     require_service("MinIO", &minio_endpoint()).await;
     let s3 = s3_client(&minio_endpoint(), &minio_user(), &minio_password()).await;
