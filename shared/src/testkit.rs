@@ -15,6 +15,9 @@ use crate::config::{Location, PipelineConfig, TableConfig};
 use crate::events::SourceObject;
 use crate::lake;
 
+/// Target file size of every lab table: a few dozen rows per file.
+pub const TEST_FILE_SIZE_MB: f64 = 0.001;
+
 /// A pipeline of `sections` (`[[table]]` and `[[gold]]` TOML) with no storage behind it, for tests
 /// of parsing and planning.
 pub fn pipeline(sections: &str) -> PipelineConfig {
@@ -39,8 +42,9 @@ impl Lab {
     /// A lab whose pipeline has `sections` (`[[table]]` and `[[gold]]` TOML).
     pub fn new(sections: &str) -> Lab {
         let dir = tempfile::tempdir().unwrap();
+        // Tiny files: every test's bronze and silver tables span many files, as a big table would.
         let text = format!(
-            "[landing]\nuri = \"file://{d}/landing\"\n[lake]\nuri = \"file://{d}/lake\"\n{sections}\n",
+            "target_file_size_mb = {TEST_FILE_SIZE_MB}\n[landing]\nuri = \"file://{d}/landing\"\n[lake]\nuri = \"file://{d}/lake\"\n{sections}\n",
             d = dir.path().display()
         );
         let cfg = Arc::new(PipelineConfig::from_toml(&text, "test").unwrap());

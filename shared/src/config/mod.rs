@@ -96,6 +96,8 @@ pub struct TableConfig {
     pub csv_header: bool,
     /// How the local runner batches this table's messages (Lambda: the event source mapping's settings).
     pub trigger: TriggerWindow,
+    /// Target size in bytes of this table's bronze and silver data files (`target_file_size_mb`).
+    pub target_file_size: u64,
 }
 
 /// keeps one row per group; a step recomputes only the groups its sources' changes touch.
@@ -142,7 +144,7 @@ pub struct PipelineConfig {
     pub notify: HashMap<String, QueueConfig>,
     pub tables: Vec<TableConfig>,
     pub gold: Vec<GoldView>,
-    /// Bronze ingests at most this many bytes per parquet file before rolling to a new one.
+    /// The pipeline-wide default of [`TableConfig::target_file_size`].
     pub target_file_size: u64,
 }
 

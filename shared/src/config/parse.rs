@@ -27,7 +27,7 @@ pub(super) struct RawConfig {
     landing: RawLocation,
     lake: RawLocation,
     #[serde(default)]
-    target_file_size_mb: Option<u64>,
+    target_file_size_mb: Option<f64>,
     #[serde(default)]
     notify: HashMap<String, QueueConfig>,
     #[serde(default, rename = "table")]
@@ -57,6 +57,7 @@ struct RawTable {
     partition_by: Vec<String>,
     scd_type: Option<u8>,
     tombstone_retention_days: Option<u32>,
+    target_file_size_mb: Option<f64>,
     #[serde(default)]
     unknown_fields: UnknownFields,
     csv_delimiter: Option<String>,
@@ -145,9 +146,33 @@ fn valid_name(name: &str) -> bool {
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
+/// Default target size of a data file: small enough that a silver MERGE rewriting one or two files fits
+/// a Lambda's memory with room to spare, large enough that a 10M-row table is a few dozen files.
+pub const DEFAULT_TARGET_FILE_SIZE_MB: f64 = 32.0;
+
+/// Bounds of `target_file_size_mb` (the lower one lets tests make many-file tables).
+const FILE_SIZE_MB_RANGE: (f64, f64) = (0.001, 4096.0);
+
+/// `target_file_size_mb` in bytes, within [`FILE_SIZE_MB_RANGE`].
+fn file_size_bytes(table: &str, mb: f64) -> Result<u64> {
+    let (lo, hi) = FILE_SIZE_MB_RANGE;
+    if !(lo..=hi).contains(&mb) {
+        return Err(Error::config(
+            table,
+            "target_file_size_mb",
+            format!("{mb} is outside {lo}..={hi}"),
+        ));
+    }
+    Ok((mb * 1024.0 * 1024.0) as u64)
+}
+
 impl RawTable {
-    fn validate(self) -> Result<TableConfig> {
+    fn validate(self, default_file_size: u64) -> Result<TableConfig> {
         let t = self.name.clone();
+        let target_file_size = match self.target_file_size_mb {
+            Some(mb) => file_size_bytes(&t, mb)?,
+            None => default_file_size,
+        };
         if !valid_name(&t) {
             return Err(Error::config(
                 &t,
@@ -321,6 +346,7 @@ impl RawTable {
             csv_delimiter,
             csv_header: self.csv_header.unwrap_or(true),
             trigger,
+            target_file_size,
         })
     }
 }
@@ -392,10 +418,15 @@ impl RawConfig {
         if self.tables.is_empty() {
             return Err(Error::config("-", "table", "no tables declared"));
         }
+        let target_file_size = file_size_bytes(
+            "-",
+            self.target_file_size_mb
+                .unwrap_or(DEFAULT_TARGET_FILE_SIZE_MB),
+        )?;
         let tables = self
             .tables
             .into_iter()
-            .map(RawTable::validate)
+            .map(|t| t.validate(target_file_size))
             .collect::<Result<Vec<_>>>()?;
         for (i, a) in tables.iter().enumerate() {
             for b in &tables[i + 1..] {
@@ -414,7 +445,6 @@ impl RawConfig {
                 }
             }
         }
-        let target_file_size = self.target_file_size_mb.unwrap_or(128) * 1024 * 1024;
         let mut notify = HashMap::new();
         for (layer, q) in self.notify {
             // `bronze` is bronze's own trigger queue (the landing bucket's notifications), polled by

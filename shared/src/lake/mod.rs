@@ -16,14 +16,18 @@ use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 use crate::error::{Error, Result};
 use crate::storage::Location;
 
+mod cache;
 mod changes;
+mod cluster;
 mod log;
 mod merge;
 mod retry;
 mod scan;
 mod write;
 
+pub use cache::Tables;
 pub use changes::changes;
+pub use cluster::{rewritten, touched, Touched};
 pub use log::commit_files;
 pub use merge::{
     action_is, key_predicate, quote, run_merge, tag, MergeClauses, ACTION, ACTION_DELETE,

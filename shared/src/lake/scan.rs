@@ -33,7 +33,8 @@ pub async fn scan(table: &DeltaTable, location: &Location) -> Result<Vec<RecordB
 
 /// The rows of an opened table whose `keys` take one of the value combinations in `wanted` (a batch
 /// holding at least the key columns). Each key column is pushed down as an `IN` list, so file statistics
-/// prune what cannot match; the exact combination is checked by the caller when there are several keys.
+/// prune what cannot match, and the leading key by the ranges of the files that may hold it
+/// ([`super::touched`]); the exact combination is checked by the caller when there are several keys.
 pub async fn scan_keys(
     table: &DeltaTable,
     location: &Location,
@@ -50,6 +51,19 @@ pub async fn scan_keys(
         .map_err(fail)?;
     let provider = table.table_provider().await.map_err(|e| fail(e.into()))?;
     let mut df = ctx.read_table(provider).map_err(query)?;
+    // The files holding the leading key's values: an IN list of more than a few values does not prune
+    // by statistics, these ranges do.
+    if let Some(first) = keys.first() {
+        let values = wanted
+            .column_by_name(first)
+            .ok_or_else(|| Error::invariant(format!("scan keys: no key column `{first}`")))?;
+        let ranges =
+            super::touched(table, location, first, values)?.and_then(|t| t.predicate(None, first));
+        if let Some(ranges) = ranges {
+            let expr = df.parse_sql_expr(&ranges).map_err(query)?;
+            df = df.filter(expr).map_err(query)?;
+        }
+    }
     for k in keys {
         let values = wanted
             .column_by_name(k)

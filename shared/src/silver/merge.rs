@@ -1,19 +1,62 @@
-//! The MERGE of a silver step. SCD1: the latest event per key; update or delete only when the event is
-//! newer than the row (sequence, then bronze version, then source row), so out-of-order delivery is
-//! safe. SCD2: the recomputed history rows ([`super::scd2`]) by key and `valid_from`.
+//! How a silver step's changes reach the table, keeping silver clustered by key so a step's cost
+//! follows its batch, not the table.
+//!
+//! - [`plan`]: from the files' key statistics, which files the batch's keys may touch.
+//! - [`append_new`]: SCD1 changes whose keys no file can hold are new rows: written sorted by key into
+//!   new files of the table's target size and appended (no MERGE, nothing read, nothing rewritten).
+//! - [`merge_into`] (SCD1) and [`merge_history`] (SCD2): one MERGE whose join is restricted to the key
+//!   ranges of the touched files, so delta-rs skips every other file by its statistics and rewrites
+//!   only the touched ones. SCD1 updates or deletes only when the event is newer than the row (sequence,
+//!   then bronze version, then source row), so out-of-order delivery is safe; SCD2 applies the
+//!   recomputed history rows ([`super::scd2`]) by key and `valid_from`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::compute::{lexsort_to_indices, take_record_batch, SortColumn};
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Transaction;
 use deltalake::operations::merge::MergeMetrics;
 use deltalake::DeltaTable;
 
 use super::columns::{silver_schema, silver_table_schema};
 use super::scd2;
+use super::tombstones::only_upserts;
 use crate::cdc::{Normalizer, BRONZE_VERSION, OP, OP_DELETE, SEQ};
 use crate::config::{Location, TableConfig};
 use crate::error::{Error, Result};
-use crate::lake::{self, key_predicate, quote};
-use crate::schema::SOURCE_ROW;
+use crate::lake::{self, key_predicate, quote, Touched};
+use crate::schema::{self, SOURCE_ROW};
+
+/// Where the batch's keys live in silver: `None` when silver has no files yet.
+pub(super) fn plan(
+    silver: &DeltaTable,
+    location: &Location,
+    changes: &RecordBatch,
+    table: &TableConfig,
+) -> Result<Option<Touched>> {
+    let Some(lead) = table.keys.first() else {
+        return Ok(None);
+    };
+    let keys = changes
+        .column_by_name(lead)
+        .ok_or_else(|| Error::invariant(format!("changes of {} lack key `{lead}`", table.name)))?;
+    lake::touched(silver, location, lead, keys)
+}
+
+/// The join of a MERGE on the table's keys, restricted to the plan's key ranges.
+fn join(table: &TableConfig, plan: Option<&Touched>) -> String {
+    let keys = key_predicate(&table.keys);
+    let ranges = table
+        .keys
+        .first()
+        .and_then(|lead| plan.and_then(|p| p.predicate(Some("t"), lead)));
+    match ranges {
+        Some(r) => format!("{keys} AND {r}"),
+        None => keys,
+    }
+}
 
 /// `s` is newer than `t`: by sequence (nulls lowest), then bronze version, then source row.
 fn newer() -> String {
@@ -32,12 +75,13 @@ pub(super) async fn merge_into(
     changes: &RecordBatch,
     normalizer: &Normalizer,
     table: &TableConfig,
+    plan: Option<&Touched>,
     props: CommitProperties,
 ) -> Result<(DeltaTable, MergeMetrics)> {
     let is_delete = format!("s.{} = '{OP_DELETE}'", quote(OP));
     let is_upsert = format!("s.{} <> '{OP_DELETE}'", quote(OP));
     let clauses = lake::MergeClauses {
-        on: key_predicate(&table.keys),
+        on: join(table, plan),
         delete_when: format!("{is_delete} AND ({})", newer()),
         update_when: format!("{is_upsert} AND ({})", newer()),
         insert_when: is_upsert,
@@ -48,13 +92,14 @@ pub(super) async fn merge_into(
         .map_err(|e| Error::delta(location.url.to_string(), "merge", e))
 }
 
-/// SCD2: applies [`history_changes`] by key and `valid_from`.
+/// SCD2: applies [`scd2::history_changes`] by key and `valid_from`.
 pub(super) async fn merge_history(
     silver: DeltaTable,
     location: &Location,
     source: RecordBatch,
     normalizer: &Normalizer,
     table: &TableConfig,
+    plan: Option<&Touched>,
     props: CommitProperties,
 ) -> Result<(DeltaTable, MergeMetrics)> {
     if source.num_rows() == 0 {
@@ -63,7 +108,7 @@ pub(super) async fn merge_history(
     let clauses = lake::MergeClauses {
         on: format!(
             "{} AND t.{vf} = s.{vf}",
-            key_predicate(&table.keys),
+            join(table, plan),
             vf = quote(scd2::VALID_FROM)
         ),
         delete_when: lake::action_is(lake::ACTION_DELETE),
@@ -74,4 +119,71 @@ pub(super) async fn merge_history(
     lake::run_merge(silver, source, &columns, clauses, props)
         .await
         .map_err(|e| Error::delta(location.url.to_string(), "merge (SCD2)", e))
+}
+
+/// Rows per write call when appending: small enough that files roll close to the target size.
+fn slice_rows(batch: &RecordBatch, target_file_size: u64) -> usize {
+    let row_bytes = (batch.get_array_memory_size() / batch.num_rows().max(1)).max(1) as u64;
+    ((target_file_size / row_bytes / 4) as usize).clamp(16, 65_536)
+}
+
+/// SCD1 changes that no file can hold (every key new): their upserts, sorted by key, appended as new
+/// files with the watermark in the same commit. Deletes of keys silver never had change nothing.
+pub(super) async fn append_new(
+    mut silver: DeltaTable,
+    location: &Location,
+    changes: &RecordBatch,
+    normalizer: &Normalizer,
+    table: &TableConfig,
+    txn: Transaction,
+    metadata: HashMap<String, serde_json::Value>,
+) -> Result<(DeltaTable, MergeMetrics)> {
+    let rows = sorted_by_keys(&only_upserts(changes)?, &table.keys)?;
+    let target = Arc::new(silver_table_schema(normalizer, table)?);
+    let rows = schema::as_schema(&rows, &target, |_, _| None)?;
+    let per = slice_rows(&rows, table.target_file_size);
+    let slices = (0..rows.num_rows())
+        .step_by(per)
+        .map(|at| rows.slice(at, per.min(rows.num_rows() - at)));
+    let adds = lake::write_batches(&silver, location, slices, Some(table.target_file_size)).await?;
+    let metrics = MergeMetrics {
+        num_source_rows: changes.num_rows(),
+        num_target_rows_inserted: rows.num_rows(),
+        num_output_rows: rows.num_rows(),
+        num_target_files_added: adds.len(),
+        ..Default::default()
+    };
+    lake::commit_append(&mut silver, adds, vec![txn], metadata)
+        .await
+        .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;
+    Ok((silver, metrics))
+}
+
+/// `batch` sorted by `keys` (nulls first), so files written from it cover narrow key ranges.
+pub(super) fn sorted_by_keys(batch: &RecordBatch, keys: &[String]) -> Result<RecordBatch> {
+    if keys.is_empty() || batch.num_rows() < 2 {
+        return Ok(batch.clone());
+    }
+    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let columns: Vec<SortColumn> = schema::columns(batch, &names, "sorting by key")?
+        .into_iter()
+        .map(|values| SortColumn {
+            values,
+            options: None,
+        })
+        .collect();
+    let order =
+        lexsort_to_indices(&columns, None).map_err(|e| Error::arrow("sorting by key", e))?;
+    take_record_batch(batch, &order).map_err(|e| Error::arrow("sorting by key", e))
+}
+
+/// The plan as commit metadata and log fields.
+pub(super) fn plan_json(plan: Option<&Touched>, path: &str) -> serde_json::Value {
+    match plan {
+        Some(p) => serde_json::json!({
+            "path": path, "files": p.total, "touchedFiles": p.files, "filesWithoutStats": p.unknown,
+            "keyRanges": p.ranges.len(),
+        }),
+        None => serde_json::json!({ "path": path, "files": 0 }),
+    }
 }

@@ -39,7 +39,7 @@ mod tombstones;
 pub use columns::{silver_schema, silver_table_schema};
 pub use tombstones::DELETED_AT;
 
-use merge::{merge_history, merge_into};
+use merge::{append_new, merge_history, merge_into};
 use scd2::history_changes;
 use tombstones::{drop_superseded, only_deletes};
 
@@ -63,6 +63,14 @@ pub struct SilverCommit {
     pub updated: usize,
     pub deleted: usize,
     pub files_rewritten: usize,
+    /// Files the step read from silver (the MERGE's target scan) and files it skipped by statistics.
+    pub files_scanned: usize,
+    pub files_skipped: usize,
+    pub files_added: usize,
+    /// Bytes of the files the step rewrote (removed and wrote anew).
+    pub bytes_rewritten: u64,
+    /// `append` (every key new: no MERGE) or `merge`.
+    pub path: &'static str,
     pub rejected: usize,
     pub attempts: u32,
 }
@@ -71,6 +79,8 @@ pub struct SilverCommit {
 pub struct SilverWriter {
     config: Arc<PipelineConfig>,
     retry: RetryPolicy,
+    /// Bronze, silver and tombstone snapshots kept warm across steps.
+    tables: lake::Tables,
 }
 
 /// Changes read from bronze, normalised, one row per key.
@@ -84,6 +94,7 @@ impl SilverWriter {
         SilverWriter {
             config,
             retry: RetryPolicy::default(),
+            tables: lake::Tables::new(),
         }
     }
 
@@ -94,6 +105,11 @@ impl SilverWriter {
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// The snapshots this writer keeps warm.
+    pub fn tables(&self) -> &lake::Tables {
+        &self.tables
     }
 
     /// Brings `silver/<table>` up to the latest bronze version. Safe to call concurrently and repeatedly:
@@ -117,7 +133,7 @@ impl SilverWriter {
             phases.push((name, clock.elapsed().as_millis()));
         };
         let bronze_loc = self.config.bronze_location(&table.name);
-        let Some(bronze) = lake::open(&bronze_loc).await? else {
+        let Some(bronze) = self.tables.open(&bronze_loc).await? else {
             return Ok(out);
         };
         let latest = bronze.version().map(|v| v as i64).unwrap_or(0);
@@ -129,14 +145,26 @@ impl SilverWriter {
         // The watermark is read from the very snapshot the MERGE will run against, so a step that
         // starts after another one committed sees its watermark and does nothing.
         // Change data feed on: gold finds the groups a silver commit touched from its row changes.
-        let mut silver = lake::open_or_create_with(
-            &silver_loc,
-            &format!("silver_{}", table.name),
-            &silver_table_schema(&normalizer, table)?,
-            &table.partition_by,
-            &[(TableProperty::EnableChangeDataFeed, "true")],
-        )
-        .await?;
+        // The MERGE writes files of the table's target size (`delta.targetFileSize`).
+        let mut silver = match self.tables.open(&silver_loc).await? {
+            Some(t) => t,
+            None => {
+                lake::open_or_create_with(
+                    &silver_loc,
+                    &format!("silver_{}", table.name),
+                    &silver_table_schema(&normalizer, table)?,
+                    &table.partition_by,
+                    &[
+                        (TableProperty::EnableChangeDataFeed, "true"),
+                        (
+                            TableProperty::TargetFileSize,
+                            &table.target_file_size.to_string(),
+                        ),
+                    ],
+                )
+                .await?
+            }
+        };
         // Schema evolution: columns bronze gained since silver was created are added to silver first.
         lake::add_missing_columns(
             &mut silver,
@@ -149,7 +177,7 @@ impl SilverWriter {
         )
         .await?;
         let silver_wm = lake::txn_version(&silver, &app).await?;
-        let mut tombs = lake::open(&tomb_loc).await?;
+        let mut tombs = self.tables.open(&tomb_loc).await?;
         mark("open", &mut phases);
         let tomb_wm = match &tombs {
             Some(t) => lake::txn_version(t, &app).await?,
@@ -165,7 +193,7 @@ impl SilverWriter {
                 let deletes = only_deletes(&batch.changes)?;
                 self.append_tombstones(table, &tomb_loc, tombs.take(), &normalizer, deletes, to)
                     .await?;
-                tombs = lake::open(&tomb_loc).await?;
+                tombs = self.tables.open(&tomb_loc).await?;
             }
         }
         out.table_version = silver.version().map(|v| v as i64);
@@ -190,7 +218,15 @@ impl SilverWriter {
         out.changes = changes.num_rows();
 
         mark("tombstone_check", &mut phases);
-        let metadata = lineage(table, silver_wm, latest, &out);
+        let plan = merge::plan(&silver, &silver_loc, &changes, table)?;
+        // SCD1 changes whose keys no file can hold are all new rows: append them, no MERGE.
+        let append = table.scd_type != 2 && plan.as_ref().is_none_or(lake::Touched::none);
+        out.path = if append { "append" } else { "merge" };
+        let mut metadata = lineage(table, silver_wm, latest, &out);
+        metadata.insert(
+            "lakehouse.plan".to_string(),
+            merge::plan_json(plan.as_ref(), out.path),
+        );
         let props = CommitProperties::default()
             .with_application_transaction(lake::txn(&app, latest))
             .with_metadata(metadata.clone());
@@ -205,36 +241,70 @@ impl SilverWriter {
             .await
             .map_err(|e| Error::delta(silver_loc.url.to_string(), "commit", e))?;
             out.version = Some(v);
+            self.tables.put(&silver_loc, &silver);
         } else {
-            let before = silver.version();
-            let (mut t, metrics) = match table.scd_type {
-                2 => {
-                    let source = history_changes(
-                        &silver,
-                        &silver_loc,
-                        &changes,
-                        tombs.as_ref(),
-                        &tomb_loc,
-                        &normalizer,
-                        table,
-                    )
-                    .await?;
-                    merge_history(silver, &silver_loc, source, &normalizer, table, props).await
-                }
-                _ => merge_into(silver, &silver_loc, &changes, &normalizer, table, props).await,
-            }?;
-            if t.version() == before {
+            let before = silver.clone();
+            let (mut t, metrics) = if append {
+                append_new(
+                    silver,
+                    &silver_loc,
+                    &changes,
+                    &normalizer,
+                    table,
+                    lake::txn(&app, latest),
+                    metadata.clone(),
+                )
+                .await?
+            } else if table.scd_type == 2 {
+                let source = history_changes(
+                    &silver,
+                    &silver_loc,
+                    &changes,
+                    tombs.as_ref(),
+                    &tomb_loc,
+                    &normalizer,
+                    table,
+                )
+                .await?;
+                merge_history(
+                    silver,
+                    &silver_loc,
+                    source,
+                    &normalizer,
+                    table,
+                    plan.as_ref(),
+                    props,
+                )
+                .await?
+            } else {
+                merge_into(
+                    silver,
+                    &silver_loc,
+                    &changes,
+                    &normalizer,
+                    table,
+                    plan.as_ref(),
+                    props,
+                )
+                .await?
+            };
+            if t.version() == before.version() {
                 // delta-rs does not commit a MERGE that changes no row (every change was older than
                 // its row); the watermark must still advance.
                 lake::commit_append(&mut t, Vec::new(), vec![lake::txn(&app, latest)], metadata)
                     .await
                     .map_err(|e| Error::delta(silver_loc.url.to_string(), "commit", e))?;
             }
+            self.tables.put(&silver_loc, &t);
             out.version = t.version().map(|v| v as i64);
             out.inserted = metrics.num_target_rows_inserted;
             out.updated = metrics.num_target_rows_updated;
             out.deleted = metrics.num_target_rows_deleted;
             out.files_rewritten = metrics.num_target_files_removed;
+            out.files_scanned = metrics.num_target_files_scanned;
+            out.files_skipped = metrics.num_target_files_skipped_during_scan;
+            out.files_added = metrics.num_target_files_added;
+            out.bytes_rewritten = lake::rewritten(&before, &t).1;
         }
         out.table_version = out.version;
         mark("merge", &mut phases);
@@ -249,7 +319,9 @@ impl SilverWriter {
         .await?;
         mark("tombstones", &mut phases);
         info!(table = %table.name, phases_ms = ?phases, from = ?silver_wm, to = latest, version = ?out.version, changes = out.changes,
-            inserted = out.inserted, updated = out.updated, deleted = out.deleted, files_rewritten = out.files_rewritten, "silver commit");
+            inserted = out.inserted, updated = out.updated, deleted = out.deleted, path = out.path,
+            files_scanned = out.files_scanned, files_skipped = out.files_skipped, files_rewritten = out.files_rewritten,
+            files_added = out.files_added, bytes_rewritten = out.bytes_rewritten, "silver commit");
         Ok(out)
     }
 

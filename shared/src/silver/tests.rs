@@ -84,6 +84,20 @@ fn random_stream(rng: &mut StdRng, n: usize, keys: i64) -> Vec<Event> {
 
 /// Writes the stream as random files, delivers them shuffled (a quarter twice) through bronze, with
 /// silver steps at random points (sometimes three racing), then a final step.
+/// Events as the JSON lines a source would drop.
+fn jsonl(events: &[Event]) -> String {
+    events
+        .iter()
+        .map(|e| {
+            let deleted = if e.deleted { ", \"deleted\": true" } else { "" };
+            format!(
+                "{{\"id\": {}, \"seq\": {}, \"balance\": {}{deleted}}}\n",
+                e.id, e.seq, e.balance
+            )
+        })
+        .collect()
+}
+
 async fn deliver_shuffled(lab: &Lab, events: &[Event], rng: &mut StdRng) {
     let cfg = &lab.cfg;
     let mut files = Vec::new();
@@ -102,17 +116,7 @@ async fn deliver_shuffled(lab: &Lab, events: &[Event], rng: &mut StdRng) {
     for (n, f) in deliveries.iter().enumerate() {
         let path = lab.landing(&format!("accounts/part-{f:03}.jsonl"));
         if !path.exists() {
-            let body: String = files[*f]
-                .iter()
-                .map(|e| {
-                    let deleted = if e.deleted { ", \"deleted\": true" } else { "" };
-                    format!(
-                        "{{\"id\": {}, \"seq\": {}, \"balance\": {}{deleted}}}\n",
-                        e.id, e.seq, e.balance
-                    )
-                })
-                .collect();
-            std::fs::write(&path, body).unwrap();
+            std::fs::write(&path, jsonl(&files[*f])).unwrap();
         }
         bronze
             .ingest(table, &[testkit::object(&path)])
@@ -401,4 +405,125 @@ async fn silver_ids(lab: &Lab) -> Vec<i64> {
         .into_iter()
         .map(Option::unwrap)
         .collect()
+}
+
+/// Silver's live files and the id range each holds, read from the parquet files themselves (not
+/// from the log's statistics, which the code under test uses).
+async fn silver_files(cfg: &PipelineConfig) -> BTreeMap<String, (i64, i64)> {
+    use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let loc = cfg.silver_location("accounts");
+    let table = crate::lake::open(&loc).await.unwrap().unwrap();
+    let paths: Vec<String> = table
+        .snapshot()
+        .unwrap()
+        .log_data()
+        .iter()
+        .map(|f| f.path().into_owned())
+        .collect();
+    let mut out = BTreeMap::new();
+    for p in paths {
+        let file = std::fs::File::open(format!("{}/{p}", loc.url.path())).unwrap();
+        let ids: Vec<i64> = ParquetRecordBatchReaderBuilder::try_new(file)
+            .unwrap()
+            .build()
+            .unwrap()
+            .flat_map(|b| ints(&b.unwrap(), "id"))
+            .map(Option::unwrap)
+            .collect();
+        let (lo, hi) = (ids.iter().min().unwrap(), ids.iter().max().unwrap());
+        out.insert(p, (*lo, *hi));
+    }
+    out
+}
+
+fn event(id: i64, seq: i64, deleted: bool) -> Event {
+    Event {
+        id,
+        seq,
+        balance: id * 10 + seq,
+        deleted,
+    }
+}
+
+/// Applies `batch` as one bronze object and one silver step; checks that the files the step removed
+/// are exactly the files that held one of the batch's keys, and that silver still equals the oracle.
+async fn step_rewrites_only_holders(
+    lab: &Lab,
+    writer: &SilverWriter,
+    all: &mut Vec<Event>,
+    batch: Vec<Event>,
+    name: &str,
+) -> SilverCommit {
+    let before = silver_files(&lab.cfg).await;
+    lab.ingest("accounts", &format!("{name}.jsonl"), &jsonl(&batch))
+        .await;
+    let step = writer.apply(lab.table("accounts")).await.unwrap();
+    let after = silver_files(&lab.cfg).await;
+    let removed: BTreeSet<&String> = before.keys().filter(|p| !after.contains_key(*p)).collect();
+    let holders: BTreeSet<&String> = before
+        .iter()
+        .filter(|(_, (lo, hi))| batch.iter().any(|e| (*lo..=*hi).contains(&e.id)))
+        .map(|(p, _)| p)
+        .collect();
+    assert_eq!(removed, holders, "{name}: rewritten files");
+    assert_eq!(step.files_rewritten, removed.len(), "{name}: {step:?}");
+    all.extend(batch);
+    assert_eq!(
+        silver_rows(&lab.cfg).await,
+        oracle(all),
+        "{name}: silver differs from the oracle"
+    );
+    step
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silver_stays_clustered_and_a_batch_rewrites_only_the_files_holding_its_keys() {
+    let lab = accounts(1);
+    let writer = SilverWriter::new(lab.cfg.clone());
+    let mut all: Vec<Event> = (0..600).map(|id| event(id, 1, false)).collect();
+    lab.ingest("accounts", "base.jsonl", &jsonl(&all)).await;
+    let first = writer.apply(lab.table("accounts")).await.unwrap();
+    assert_eq!((first.path, first.inserted), ("append", 600), "{first:?}");
+    let files = silver_files(&lab.cfg).await;
+    assert!(
+        files.len() >= 10,
+        "600 rows at the test file size make many files: {files:?}"
+    );
+    let mut ranges: Vec<(i64, i64)> = files.values().copied().collect();
+    ranges.sort();
+    assert!(
+        ranges.windows(2).all(|w| w[0].1 < w[1].0),
+        "files cover disjoint key ranges: {ranges:?}"
+    );
+
+    // The usual CDC shape: updates and deletes of the newest keys, inserts of new ones.
+    let recent: Vec<Event> = (590..600)
+        .map(|id| event(id, 2, false))
+        .chain((585..590).map(|id| event(id, 2, true)))
+        .chain((600..620).map(|id| event(id, 2, false)))
+        .collect();
+    let s = step_rewrites_only_holders(&lab, &writer, &mut all, recent, "recent").await;
+    assert!(s.files_rewritten <= 2 && s.files_rewritten >= 1, "{s:?}");
+    assert!(s.files_skipped + 2 >= files.len(), "{s:?}");
+
+    // One old key and one recent key: delta-rs alone would scan min..max, the whole table.
+    let spread = vec![event(3, 3, false), event(598, 3, false)];
+    let s = step_rewrites_only_holders(&lab, &writer, &mut all, spread, "spread").await;
+    assert_eq!(s.files_rewritten, 2, "{s:?}");
+
+    // Only new keys: appended, nothing read or rewritten.
+    let fresh: Vec<Event> = (1000..1040).map(|id| event(id, 4, false)).collect();
+    let s = step_rewrites_only_holders(&lab, &writer, &mut all, fresh, "fresh").await;
+    assert_eq!(
+        (s.path, s.files_rewritten, s.inserted),
+        ("append", 0, 40),
+        "{s:?}"
+    );
+
+    // Every part of the key space at once, deletes included.
+    let full: Vec<Event> = (0..1040)
+        .step_by(13)
+        .map(|id| event(id, 5, id % 2 == 0))
+        .collect();
+    step_rewrites_only_holders(&lab, &writer, &mut all, full, "full").await;
 }

@@ -70,6 +70,7 @@ impl SilverWriter {
         lake::commit_append(&mut t, adds, vec![lake::txn(&app, to)], metadata)
             .await
             .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;
+        self.tables().put(location, &t);
         Ok(())
     }
 }
@@ -90,7 +91,17 @@ fn tombstone_schema(n: &Normalizer) -> Schema {
     Schema::new(fields)
 }
 
+/// The delete changes of a batch.
 pub(super) fn only_deletes(changes: &RecordBatch) -> Result<RecordBatch> {
+    by_op(changes, true)
+}
+
+/// The upsert (non-delete) changes of a batch.
+pub(super) fn only_upserts(changes: &RecordBatch) -> Result<RecordBatch> {
+    by_op(changes, false)
+}
+
+fn by_op(changes: &RecordBatch, deletes: bool) -> Result<RecordBatch> {
     let ops = changes
         .column_by_name(OP)
         .ok_or_else(|| Error::invariant("changes without _op"))?;
@@ -98,8 +109,12 @@ pub(super) fn only_deletes(changes: &RecordBatch) -> Result<RecordBatch> {
         .as_any()
         .downcast_ref::<StringArray>()
         .ok_or_else(|| Error::invariant("_op is not text"))?;
-    let mask = BooleanArray::from(ops.iter().map(|o| o == Some(OP_DELETE)).collect::<Vec<_>>());
-    filter_record_batch(changes, &mask).map_err(|e| Error::arrow("selecting deletes", e))
+    let mask = BooleanArray::from(
+        ops.iter()
+            .map(|o| (o == Some(OP_DELETE)) == deletes)
+            .collect::<Vec<_>>(),
+    );
+    filter_record_batch(changes, &mask).map_err(|e| Error::arrow("selecting changes by op", e))
 }
 
 /// Drops changes not newer than the tombstone of their key (a late update of a deleted row, or a
@@ -124,7 +139,8 @@ pub(super) async fn drop_superseded(
     {
         return Ok(changes.clone());
     }
-    let stones = lake::scan(tombs, location).await?;
+    // Only the tombstones of the batch's keys (pruned by file statistics), not the whole table.
+    let stones = lake::scan_keys(tombs, location, changes, keys).await?;
     if stones.iter().all(|b| b.num_rows() == 0) || changes.num_rows() == 0 {
         return Ok(changes.clone());
     }

@@ -1,0 +1,322 @@
+//! Where a batch's keys live in a table clustered by key. From each file's min/max statistics of the
+//! leading key column, the files whose range holds one of the batch's keys ("touched"), and a few key
+//! ranges that cover every batch key but no untouched file. A MERGE or a keyed scan restricted to those
+//! ranges lets delta-rs skip every other file by its statistics, however wide the batch's min..max is
+//! (delta-rs's own early filter only narrows to the batch's min..max).
+//!
+//! The ranges are built from the batch's keys, never from file statistics alone, so a predicate on
+//! them is true for every row a batch key can match, even in a file without statistics.
+
+use std::collections::HashMap;
+
+use deltalake::arrow::array::{Array, ArrayRef, RecordBatch};
+use deltalake::arrow::compute::{cast, sort_to_indices, take};
+use deltalake::arrow::row::{OwnedRow, RowConverter, SortField};
+use deltalake::datafusion::scalar::ScalarValue;
+use deltalake::DeltaTable;
+
+use super::merge::quote;
+use super::table_name;
+use crate::error::{Error, Result};
+use crate::storage::Location;
+
+/// At most this many ranges in a predicate; more are coalesced (a few more files scanned, never fewer).
+pub const MAX_RANGES: usize = 32;
+
+/// The files of a table a batch of keys may touch, and the key ranges that select only those.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Touched {
+    /// Files in the table.
+    pub total: usize,
+    /// Files whose key range holds a batch key, plus files without statistics (they may hold any key).
+    pub files: usize,
+    /// Files without statistics for the key column.
+    pub unknown: usize,
+    /// Sorted, disjoint, inclusive ranges of the key column that cover every batch key.
+    pub ranges: Vec<(ScalarValue, ScalarValue)>,
+}
+
+impl Touched {
+    /// No existing row can share a key with the batch: every key is new.
+    pub fn none(&self) -> bool {
+        self.files == 0
+    }
+
+    /// `t."k" BETWEEN lo AND hi OR ...` (`alias.` omitted when `None`); `None` when a bound has no SQL
+    /// literal form here (the caller then runs without the narrowing, which is only an optimisation).
+    pub fn predicate(&self, alias: Option<&str>, column: &str) -> Option<String> {
+        let col = match alias {
+            Some(a) => format!("{a}.{}", quote(column)),
+            None => quote(column),
+        };
+        let parts = self
+            .ranges
+            .iter()
+            .map(|(lo, hi)| {
+                let (l, h) = (sql_literal(lo)?, sql_literal(hi)?);
+                Some(if l == h {
+                    format!("{col} = {l}")
+                } else {
+                    format!("{col} BETWEEN {l} AND {h}")
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        match parts.len() {
+            0 => Some("FALSE".to_string()),
+            _ => Some(format!("({})", parts.join(" OR "))),
+        }
+    }
+}
+
+/// A scalar as an SQL literal, for the key types a table is clustered by.
+fn sql_literal(v: &ScalarValue) -> Option<String> {
+    use ScalarValue::*;
+    match v {
+        Int8(Some(x)) => Some(x.to_string()),
+        Int16(Some(x)) => Some(x.to_string()),
+        Int32(Some(x)) => Some(x.to_string()),
+        Int64(Some(x)) => Some(x.to_string()),
+        UInt8(Some(x)) => Some(x.to_string()),
+        UInt16(Some(x)) => Some(x.to_string()),
+        UInt32(Some(x)) => Some(x.to_string()),
+        UInt64(Some(x)) => Some(x.to_string()),
+        Utf8(Some(s)) | LargeUtf8(Some(s)) | Utf8View(Some(s)) => {
+            Some(format!("'{}'", s.replace('\'', "''")))
+        }
+        Date32(Some(_)) => Some(format!("CAST('{v}' AS DATE)")),
+        _ => None,
+    }
+}
+
+/// The files of `table` that the (non-null) values of `keys`, a column of the table's leading key
+/// `column`, may touch. `None` when the table has no files.
+pub fn touched(
+    table: &DeltaTable,
+    location: &Location,
+    column: &str,
+    keys: &ArrayRef,
+) -> Result<Option<Touched>> {
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| Error::delta(table_name(location), "read file statistics", e))?;
+    if snapshot.log_data().num_files() == 0 {
+        return Ok(None);
+    }
+    let files = snapshot
+        .add_actions_table(true)
+        .map_err(|e| Error::delta(table_name(location), "read file statistics", e))?;
+    touched_in(&files, column, keys).map(Some)
+}
+
+/// [`touched`] over a flattened add-actions table (`min.<column>`, `max.<column>` per file).
+pub(crate) fn touched_in(files: &RecordBatch, column: &str, keys: &ArrayRef) -> Result<Touched> {
+    let arrow = |what: &'static str| move |e| Error::arrow(what, e);
+    let dtype = keys.data_type().clone();
+    let converter =
+        RowConverter::new(vec![SortField::new(dtype.clone())]).map_err(arrow("key rows"))?;
+    let rows_of = |a: &ArrayRef| -> Result<Vec<Option<OwnedRow>>> {
+        let rows = converter
+            .convert_columns(&[a.clone()])
+            .map_err(arrow("key rows"))?;
+        Ok((0..a.len())
+            .map(|i| a.is_valid(i).then(|| rows.row(i).owned()))
+            .collect())
+    };
+    // The batch's distinct keys, sorted.
+    let sorted = take(
+        keys,
+        &sort_to_indices(keys, None, None).map_err(arrow("sorting keys"))?,
+        None,
+    )
+    .map_err(arrow("sorting keys"))?;
+    let mut points: Vec<(OwnedRow, usize)> = Vec::new();
+    for (i, r) in rows_of(&sorted)?.into_iter().enumerate() {
+        if let Some(r) = r {
+            if points.last().is_none_or(|(p, _)| *p != r) {
+                points.push((r, i));
+            }
+        }
+    }
+    let bound = |name: String| -> Result<Vec<Option<OwnedRow>>> {
+        match files.column_by_name(&name) {
+            Some(c) => rows_of(&cast(c, &dtype).map_err(arrow("file statistics"))?),
+            None => Ok(vec![None; files.num_rows()]),
+        }
+    };
+    let (mins, maxs) = (
+        bound(format!("min.{column}"))?,
+        bound(format!("max.{column}"))?,
+    );
+    let mut out = Touched {
+        total: files.num_rows(),
+        files: 0,
+        unknown: 0,
+        ranges: Vec::new(),
+    };
+    // gap i (between points i and i+1) holds a whole untouched file: do not merge across it.
+    let mut blocked = vec![false; points.len()];
+    for (lo, hi) in mins.iter().zip(&maxs) {
+        let (Some(lo), Some(hi)) = (lo, hi) else {
+            out.unknown += 1;
+            out.files += 1;
+            continue;
+        };
+        // First point >= lo: the file is touched when that point is also <= hi.
+        let j = points.partition_point(|(p, _)| p < lo);
+        if points.get(j).is_some_and(|(p, _)| p <= hi) {
+            out.files += 1;
+        } else if j > 0 && j < points.len() {
+            blocked[j - 1] = true;
+        }
+    }
+    let mut ranges: Vec<(usize, usize)> = Vec::new();
+    for (i, (_, at)) in points.iter().enumerate() {
+        match ranges.last_mut() {
+            Some(last) if !blocked[i - 1] => last.1 = *at,
+            _ => ranges.push((*at, *at)),
+        }
+    }
+    if ranges.len() > MAX_RANGES {
+        let per = ranges.len().div_ceil(MAX_RANGES);
+        ranges = ranges
+            .chunks(per)
+            .map(|c| (c[0].0, c[c.len() - 1].1))
+            .collect();
+    }
+    let scalar = |i: usize| {
+        ScalarValue::try_from_array(&sorted, i).map_err(|e| Error::query("-", "key range", e))
+    };
+    out.ranges = ranges
+        .into_iter()
+        .map(|(lo, hi)| Ok((scalar(lo)?, scalar(hi)?)))
+        .collect::<Result<_>>()?;
+    Ok(out)
+}
+
+/// Files and bytes of `before` that are gone from `after`: what a MERGE rewrote (or deleted).
+pub fn rewritten(before: &DeltaTable, after: &DeltaTable) -> (usize, u64) {
+    let paths = |t: &DeltaTable| -> HashMap<String, i64> {
+        t.snapshot()
+            .map(|s| {
+                s.log_data()
+                    .iter()
+                    .map(|f| (f.path().into_owned(), f.size()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let after = paths(after);
+    paths(before)
+        .into_iter()
+        .filter(|(p, _)| !after.contains_key(p))
+        .fold((0, 0), |(n, b), (_, size)| (n + 1, b + size.max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use deltalake::arrow::array::{Int64Array, StringArray};
+    use deltalake::arrow::datatypes::{DataType, Field, Schema};
+
+    use super::*;
+
+    fn files(ranges: &[(Option<i64>, Option<i64>)]) -> RecordBatch {
+        let schema = Schema::new(vec![
+            Field::new("min.id", DataType::Int64, true),
+            Field::new("max.id", DataType::Int64, true),
+        ]);
+        let lo: Int64Array = ranges.iter().map(|r| r.0).collect();
+        let hi: Int64Array = ranges.iter().map(|r| r.1).collect();
+        RecordBatch::try_new(Arc::new(schema), vec![Arc::new(lo), Arc::new(hi)]).unwrap()
+    }
+
+    fn keys(k: &[i64]) -> ArrayRef {
+        Arc::new(Int64Array::from(k.to_vec()))
+    }
+
+    fn bounds(t: &Touched) -> Vec<(i64, i64)> {
+        t.ranges
+            .iter()
+            .map(|(a, b)| match (a, b) {
+                (ScalarValue::Int64(Some(a)), ScalarValue::Int64(Some(b))) => (*a, *b),
+                other => panic!("{other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn keys_in_two_of_five_files_make_two_ranges_that_skip_the_rest() {
+        let f = files(&[
+            (Some(0), Some(99)),
+            (Some(100), Some(199)),
+            (Some(200), Some(299)),
+            (Some(300), Some(399)),
+            (Some(400), Some(499)),
+        ]);
+        // 5 in the first file, 450 and 460 in the last, 999 beyond every file (a new key).
+        let t = touched_in(&f, "id", &keys(&[460, 5, 999, 450])).unwrap();
+        assert_eq!((t.total, t.files, t.unknown), (5, 2, 0));
+        assert_eq!(bounds(&t), vec![(5, 5), (450, 999)]);
+        assert_eq!(
+            t.predicate(Some("t"), "id").unwrap(),
+            "(t.\"id\" = 5 OR t.\"id\" BETWEEN 450 AND 999)"
+        );
+    }
+
+    #[test]
+    fn only_new_keys_touch_nothing() {
+        let f = files(&[(Some(0), Some(99)), (Some(100), Some(199))]);
+        let t = touched_in(&f, "id", &keys(&[200, 201, 250])).unwrap();
+        assert!(t.none());
+        assert_eq!(bounds(&t), vec![(200, 250)]);
+    }
+
+    #[test]
+    fn a_file_without_statistics_counts_as_touched_and_blocks_nothing() {
+        let f = files(&[(Some(0), Some(9)), (None, None), (Some(20), Some(29))]);
+        let t = touched_in(&f, "id", &keys(&[15, 40])).unwrap();
+        assert_eq!((t.files, t.unknown), (1, 1));
+        assert!(!t.none());
+        // [20, 29] lies wholly between 15 and 40, so the two keys stay apart; the file without
+        // statistics is scanned whatever the ranges (pruning keeps it).
+        assert_eq!(bounds(&t), vec![(15, 15), (40, 40)]);
+    }
+
+    #[test]
+    fn too_many_ranges_are_coalesced_but_still_cover_every_key() {
+        let f = files(
+            &(0..200)
+                .map(|i| (Some(i * 10), Some(i * 10 + 1)))
+                .collect::<Vec<_>>(),
+        );
+        let k: Vec<i64> = (0..200).map(|i| i * 10).collect();
+        let t = touched_in(&f, "id", &keys(&k)).unwrap();
+        assert_eq!(t.files, 200);
+        assert!(t.ranges.len() <= MAX_RANGES);
+        let b = bounds(&t);
+        assert!(k
+            .iter()
+            .all(|x| b.iter().any(|(lo, hi)| lo <= x && x <= hi)));
+    }
+
+    #[test]
+    fn string_keys_are_quoted() {
+        let schema = Schema::new(vec![
+            Field::new("min.k", DataType::Utf8, true),
+            Field::new("max.k", DataType::Utf8, true),
+        ]);
+        let f = RecordBatch::try_new(
+            Arc::new(schema),
+            vec![
+                Arc::new(StringArray::from(vec!["a"])),
+                Arc::new(StringArray::from(vec!["m"])),
+            ],
+        )
+        .unwrap();
+        let k: ArrayRef = Arc::new(StringArray::from(vec!["o'neil"]));
+        let t = touched_in(&f, "k", &k).unwrap();
+        assert!(t.none());
+        assert_eq!(t.predicate(None, "k").unwrap(), "(\"k\" = 'o''neil')");
+    }
+}
