@@ -41,10 +41,13 @@ bench-bronze: install
 	cargo build --release -p lakehouse-cli --bin lakehouse
 	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && bench/bench_bronze.sh
 
-## 1,000-row CDC MERGE into 100k / 1M-row silver tables, side by side with Python deltalake.
+## 1,000-row CDC batches (W1 uniform, W2 recent keys) into 100k / 1M-row silver tables (BENCH_SIZES adds
+## 10M), side by side with Python deltalake; writes bench/results/merge.{md,json,png}.
 bench-merge: install
+	$(LOCAL)/install.sh bench
 	cargo build --release -p lakehouse-cli --bin lakehouse
-	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && bench/bench_merge.sh
+	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
+	  $(TOOLS_BIN)/python bench/bench_merge.py
 
 ## 10 tables through the release runner on LocalStack + MinIO: upload → visible in silver / gold latency.
 bench-e2e: install

@@ -183,13 +183,12 @@ async fn main_inner() -> Result<()> {
             let writer = lakehouse::silver::SilverWriter::new(cfg.clone());
             let start = std::time::Instant::now();
             let c = writer.apply(&t).await?;
-            println!(
-                "{}",
-                serde_json::json!({"table": c.table, "applied": c.applied, "version": c.version, "changes": c.changes,
-                    "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted,
-                    "files_rewritten": c.files_rewritten, "rejected": c.rejected, "attempts": c.attempts,
-                    "elapsed_ms": start.elapsed().as_secs_f64() * 1000.0})
-            );
+            let mut out = serde_json::to_value(&c).map_err(|source| CliError::Json {
+                what: "silver step summary".into(),
+                source,
+            })?;
+            out["elapsed_ms"] = serde_json::json!(start.elapsed().as_secs_f64() * 1000.0);
+            println!("{out}");
         }
         Command::Gold { config, view, full } => {
             let cfg = Arc::new(PipelineConfig::load(&config).await?);

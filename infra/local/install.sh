@@ -45,10 +45,21 @@ install_tools() {
   touch "$marker"
 }
 
+# Benchmarks only (not `make test`): charts and S3 bucket setup.
+install_bench() {
+  install_tools
+  local marker="$TOOLS_VENV/.installed-bench-v1"
+  if [[ -f "$marker" ]]; then log "bench packages already installed"; return; fi
+  log "installing matplotlib and boto3 into $TOOLS_VENV"
+  "$TOOLS_VENV/bin/pip" install -q matplotlib boto3
+  touch "$marker"
+}
+
 case "${1:-all}" in
+  bench) install_bench ;;
   localstack) install_localstack ;;
   minio) install_minio ;;
   tools) install_tools ;;
   all) install_localstack; install_tools; install_minio ;;
-  *) echo "usage: $0 [localstack|minio|tools|all]" >&2; exit 2 ;;
+  *) echo "usage: $0 [localstack|minio|tools|bench|all]" >&2; exit 2 ;;
 esac

@@ -63,6 +63,8 @@ pub struct GoldCommit {
 pub struct GoldWriter {
     config: Arc<PipelineConfig>,
     retry: RetryPolicy,
+    /// Silver and gold snapshots kept warm across steps.
+    tables: lake::Tables,
 }
 
 /// A silver source of a view, opened at the version the step applies.
@@ -78,6 +80,7 @@ impl GoldWriter {
         GoldWriter {
             config,
             retry: RetryPolicy::default(),
+            tables: lake::Tables::new(),
         }
     }
 
@@ -102,7 +105,7 @@ impl GoldWriter {
         let mut sources = Vec::new();
         for name in &view.sources {
             let location = self.config.silver_location(name);
-            let Some(table) = lake::open(&location).await? else {
+            let Some(table) = self.tables.open(&location).await? else {
                 // A source silver table does not exist yet: nothing to compute from.
                 return Ok(out);
             };
@@ -127,8 +130,13 @@ impl GoldWriter {
             }
         }
         let location = self.config.gold_location(&view.name);
-        let mut gold =
-            lake::open_or_create(&location, &format!("gold_{}", view.name), &schema, &[]).await?;
+        let mut gold = match self.tables.open(&location).await? {
+            Some(t) => t,
+            None => {
+                lake::open_or_create(&location, &format!("gold_{}", view.name), &schema, &[])
+                    .await?
+            }
+        };
         for s in &sources {
             let mark = lake::txn_version(&gold, &watermark_app_id(&view.name, &s.name)).await?;
             out.applied.push((s.name.clone(), mark, s.version));
@@ -196,8 +204,9 @@ impl GoldWriter {
                 out.upserted = count_action(&source, lake::ACTION_UPSERT);
                 out.deleted = source.num_rows() - out.upserted;
                 let before = gold.version();
+                let (on, _) = lake::keyed_join(&gold, &location, &view.keys, &source)?;
                 let clauses = lake::MergeClauses {
-                    on: lake::key_predicate(&view.keys),
+                    on,
                     delete_when: lake::action_is(lake::ACTION_DELETE),
                     update_when: lake::action_is(lake::ACTION_UPSERT),
                     insert_when: lake::action_is(lake::ACTION_UPSERT),

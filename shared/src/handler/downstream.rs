@@ -257,10 +257,8 @@ impl Fed for SilverHandler {
     }
 
     fn summary(c: &SilverCommit) -> Value {
-        serde_json::json!({
-            "table": c.table, "version": c.version, "applied": c.applied, "changes": c.changes,
-            "inserted": c.inserted, "updated": c.updated, "deleted": c.deleted, "filesRewritten": c.files_rewritten
-        })
+        serde_json::to_value(c)
+            .unwrap_or_else(|e| serde_json::json!({ "table": c.table, "summary": e.to_string() }))
     }
 }
 

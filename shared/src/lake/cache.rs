@@ -87,3 +87,39 @@ impl Tables {
         self.len() == 0
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testkit::Lab;
+
+    #[tokio::test]
+    async fn a_cached_table_is_brought_forward_to_commits_made_elsewhere() {
+        let lab = Lab::with_table(
+            "t",
+            "format = \"jsonl\"\ncolumns = [\"id long not null\"]\nkeys = [\"id\"]",
+        );
+        let loc = lab.cfg.bronze_location("t");
+        let tables = Tables::new();
+        assert!(tables.open(&loc).await.unwrap().is_none(), "no table yet");
+        assert!(tables.is_empty());
+        lab.ingest("t", "a.jsonl", "{\"id\": 1}\n").await;
+        let first = tables.open(&loc).await.unwrap().unwrap().version();
+        assert_eq!(tables.len(), 1);
+        // Another writer (another container) commits; the cached snapshot catches up.
+        lab.ingest("t", "b.jsonl", "{\"id\": 2}\n").await;
+        let cached = tables.open(&loc).await.unwrap().unwrap();
+        let fresh = crate::lake::open(&loc).await.unwrap().unwrap();
+        assert!(cached.version() > first);
+        assert_eq!(cached.version(), fresh.version());
+        assert_eq!(
+            crate::lake::scan(&cached, &loc)
+                .await
+                .unwrap()
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>(),
+            2
+        );
+    }
+}

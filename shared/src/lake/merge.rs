@@ -11,7 +11,9 @@ use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::merge::MergeMetrics;
 use deltalake::{DeltaTable, DeltaTableError};
 
+use super::Touched;
 use crate::error::{Error, Result};
+use crate::storage::Location;
 
 /// `name` as a quoted SQL identifier.
 pub fn quote(name: &str) -> String {
@@ -24,6 +26,33 @@ pub fn key_predicate(keys: &[String]) -> String {
         .map(|k| format!("t.{q} = s.{q}", q = quote(k)))
         .collect::<Vec<_>>()
         .join(" AND ")
+}
+
+/// The join of a MERGE of `source` into `target` on `keys`, restricted to the ranges of the leading key
+/// where the source's keys may be found ([`super::touched`]), so delta-rs skips every other file; and
+/// those files (`None` when the target has no files).
+pub fn keyed_join(
+    target: &DeltaTable,
+    location: &Location,
+    keys: &[String],
+    source: &RecordBatch,
+) -> Result<(String, Option<Touched>)> {
+    let join = key_predicate(keys);
+    let Some(lead) = keys.first() else {
+        return Ok((join, None));
+    };
+    let values = source.column_by_name(lead).ok_or_else(|| {
+        Error::invariant(format!(
+            "MERGE source for {} lacks key `{lead}`",
+            super::table_name(location)
+        ))
+    })?;
+    let touched = super::touched(target, location, lead, values)?;
+    let ranges = touched.as_ref().and_then(|t| t.predicate(Some("t"), lead));
+    Ok(match ranges {
+        Some(r) => (format!("{join} AND {r}"), touched),
+        None => (join, touched),
+    })
 }
 
 /// The conditions of one MERGE (SQL over source `s` and target `t`).

@@ -30,8 +30,8 @@ pub use changes::changes;
 pub use cluster::{rewritten, touched, Touched};
 pub use log::commit_files;
 pub use merge::{
-    action_is, key_predicate, quote, run_merge, tag, MergeClauses, ACTION, ACTION_DELETE,
-    ACTION_UPSERT,
+    action_is, key_predicate, keyed_join, quote, run_merge, tag, MergeClauses, ACTION,
+    ACTION_DELETE, ACTION_UPSERT,
 };
 pub use retry::{is_conflict, RetryPolicy};
 pub use scan::{read_table, scan, scan_keys};

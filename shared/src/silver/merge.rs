@@ -1,7 +1,8 @@
 //! How a silver step's changes reach the table, keeping silver clustered by key so a step's cost
 //! follows its batch, not the table.
 //!
-//! - [`plan`]: from the files' key statistics, which files the batch's keys may touch.
+//! - [`lake::keyed_join`] (in the step): from the files' key statistics, which files the batch's keys
+//!   may touch, and the join restricted to them.
 //! - [`append_new`]: SCD1 changes whose keys no file can hold are new rows: written sorted by key into
 //!   new files of the table's target size and appended (no MERGE, nothing read, nothing rewritten).
 //! - [`merge_into`] (SCD1) and [`merge_history`] (SCD2): one MERGE whose join is restricted to the key
@@ -26,37 +27,8 @@ use super::tombstones::only_upserts;
 use crate::cdc::{Normalizer, BRONZE_VERSION, OP, OP_DELETE, SEQ};
 use crate::config::{Location, TableConfig};
 use crate::error::{Error, Result};
-use crate::lake::{self, key_predicate, quote, Touched};
+use crate::lake::{self, quote, Touched};
 use crate::schema::{self, SOURCE_ROW};
-
-/// Where the batch's keys live in silver: `None` when silver has no files yet.
-pub(super) fn plan(
-    silver: &DeltaTable,
-    location: &Location,
-    changes: &RecordBatch,
-    table: &TableConfig,
-) -> Result<Option<Touched>> {
-    let Some(lead) = table.keys.first() else {
-        return Ok(None);
-    };
-    let keys = changes
-        .column_by_name(lead)
-        .ok_or_else(|| Error::invariant(format!("changes of {} lack key `{lead}`", table.name)))?;
-    lake::touched(silver, location, lead, keys)
-}
-
-/// The join of a MERGE on the table's keys, restricted to the plan's key ranges.
-fn join(table: &TableConfig, plan: Option<&Touched>) -> String {
-    let keys = key_predicate(&table.keys);
-    let ranges = table
-        .keys
-        .first()
-        .and_then(|lead| plan.and_then(|p| p.predicate(Some("t"), lead)));
-    match ranges {
-        Some(r) => format!("{keys} AND {r}"),
-        None => keys,
-    }
-}
 
 /// `s` is newer than `t`: by sequence (nulls lowest), then bronze version, then source row.
 fn newer() -> String {
@@ -74,14 +46,13 @@ pub(super) async fn merge_into(
     location: &Location,
     changes: &RecordBatch,
     normalizer: &Normalizer,
-    table: &TableConfig,
-    plan: Option<&Touched>,
+    join: String,
     props: CommitProperties,
 ) -> Result<(DeltaTable, MergeMetrics)> {
     let is_delete = format!("s.{} = '{OP_DELETE}'", quote(OP));
     let is_upsert = format!("s.{} <> '{OP_DELETE}'", quote(OP));
     let clauses = lake::MergeClauses {
-        on: join(table, plan),
+        on: join,
         delete_when: format!("{is_delete} AND ({})", newer()),
         update_when: format!("{is_upsert} AND ({})", newer()),
         insert_when: is_upsert,
@@ -99,18 +70,14 @@ pub(super) async fn merge_history(
     source: RecordBatch,
     normalizer: &Normalizer,
     table: &TableConfig,
-    plan: Option<&Touched>,
+    join: String,
     props: CommitProperties,
 ) -> Result<(DeltaTable, MergeMetrics)> {
     if source.num_rows() == 0 {
         return Ok((silver, MergeMetrics::default()));
     }
     let clauses = lake::MergeClauses {
-        on: format!(
-            "{} AND t.{vf} = s.{vf}",
-            join(table, plan),
-            vf = quote(scd2::VALID_FROM)
-        ),
+        on: format!("{join} AND t.{vf} = s.{vf}", vf = quote(scd2::VALID_FROM)),
         delete_when: lake::action_is(lake::ACTION_DELETE),
         update_when: lake::action_is(lake::ACTION_UPSERT),
         insert_when: lake::action_is(lake::ACTION_UPSERT),
@@ -153,6 +120,11 @@ pub(super) async fn append_new(
         num_target_files_added: adds.len(),
         ..Default::default()
     };
+    // The same record a MERGE commit carries, so every silver commit says what it touched.
+    let mut metadata = metadata;
+    if let Ok(m) = serde_json::to_value(&metrics) {
+        metadata.insert("operationMetrics".to_string(), m);
+    }
     lake::commit_append(&mut silver, adds, vec![txn], metadata)
         .await
         .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;

@@ -48,8 +48,8 @@ pub fn watermark_app_id(table: &str) -> String {
     format!("silver/{table}")
 }
 
-/// What one silver step did.
-#[derive(Debug, Clone, Default)]
+/// What one silver step did (also the step's summary in the function's answer and the CLI's output).
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct SilverCommit {
     pub table: String,
     /// Bronze versions applied: (after, up to] — `None` when silver was already up to date.
@@ -218,7 +218,7 @@ impl SilverWriter {
         out.changes = changes.num_rows();
 
         mark("tombstone_check", &mut phases);
-        let plan = merge::plan(&silver, &silver_loc, &changes, table)?;
+        let (join, plan) = lake::keyed_join(&silver, &silver_loc, &table.keys, &changes)?;
         // SCD1 changes whose keys no file can hold are all new rows: append them, no MERGE.
         let append = table.scd_type != 2 && plan.as_ref().is_none_or(lake::Touched::none);
         out.path = if append { "append" } else { "merge" };
@@ -266,27 +266,9 @@ impl SilverWriter {
                     table,
                 )
                 .await?;
-                merge_history(
-                    silver,
-                    &silver_loc,
-                    source,
-                    &normalizer,
-                    table,
-                    plan.as_ref(),
-                    props,
-                )
-                .await?
+                merge_history(silver, &silver_loc, source, &normalizer, table, join, props).await?
             } else {
-                merge_into(
-                    silver,
-                    &silver_loc,
-                    &changes,
-                    &normalizer,
-                    table,
-                    plan.as_ref(),
-                    props,
-                )
-                .await?
+                merge_into(silver, &silver_loc, &changes, &normalizer, join, props).await?
             };
             if t.version() == before.version() {
                 // delta-rs does not commit a MERGE that changes no row (every change was older than

@@ -505,6 +505,26 @@ async fn silver_stays_clustered_and_a_batch_rewrites_only_the_files_holding_its_
     let s = step_rewrites_only_holders(&lab, &writer, &mut all, recent, "recent").await;
     assert!(s.files_rewritten <= 2 && s.files_rewritten >= 1, "{s:?}");
     assert!(s.files_skipped + 2 >= files.len(), "{s:?}");
+    // The commit says so too (delta-rs's MERGE metrics and the step's plan).
+    let silver = crate::lake::open(&lab.cfg.silver_location("accounts"))
+        .await
+        .unwrap()
+        .unwrap();
+    use futures::StreamExt;
+    let info = silver.history(Some(1)).next().await.unwrap().unwrap().info;
+    let metrics = &info["operationMetrics"];
+    assert_eq!(
+        metrics["num_target_files_removed"], s.files_rewritten,
+        "{info:?}"
+    );
+    assert_eq!(
+        metrics["num_target_files_skipped_during_scan"], s.files_skipped,
+        "{info:?}"
+    );
+    assert_eq!(
+        info["lakehouse.plan"]["touchedFiles"], s.files_rewritten,
+        "{info:?}"
+    );
 
     // One old key and one recent key: delta-rs alone would scan min..max, the whole table.
     let spread = vec![event(3, 3, false), event(598, 3, false)];
