@@ -100,6 +100,17 @@ enum Command {
         #[arg(long)]
         table: String,
     },
+    /// Apply landing objects one at a time, as events arriving apart would: for each key (relative to
+    /// the landing uri, as an S3 event names it), the bronze step, then the table's silver step, all in
+    /// one process, so snapshots stay warm as in a warm Lambda container. Prints one JSON line per step
+    /// (the silver summary with the silver step's and the bronze step's milliseconds).
+    Replay {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
+        #[arg(long)]
+        table: String,
+        keys: Vec<String>,
+    },
     /// Bring a gold view up to date (what the gold function does on a "silver committed" message):
     /// only the groups touched since its watermarks, or everything with --full.
     Gold {
@@ -182,13 +193,31 @@ async fn main_inner() -> Result<()> {
                 .clone();
             let writer = lakehouse::silver::SilverWriter::new(cfg.clone());
             let start = std::time::Instant::now();
-            let c = writer.apply(&t).await?;
-            let mut out = serde_json::to_value(&c).map_err(|source| CliError::Json {
-                what: "silver step summary".into(),
-                source,
-            })?;
-            out["elapsed_ms"] = serde_json::json!(start.elapsed().as_secs_f64() * 1000.0);
-            println!("{out}");
+            println!("{}", step_json(&writer.apply(&t).await?, start)?);
+        }
+        Command::Replay {
+            config,
+            table,
+            keys,
+        } => {
+            let cfg = Arc::new(PipelineConfig::load(&config).await?);
+            let t = cfg
+                .table(&table)
+                .ok_or_else(|| CliError::Usage(format!("no table `{table}` in {config}")))?
+                .clone();
+            let bronze = BronzeHandler::from_config(cfg.clone()).await?;
+            let silver = lakehouse::silver::SilverWriter::new(cfg.clone());
+            for key in keys {
+                let event = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put",
+                    "s3": {"bucket": {"name": ""}, "object": {"key": key}}}]});
+                let start = std::time::Instant::now();
+                bronze.handle(&event).await?;
+                let bronze_ms = start.elapsed().as_secs_f64() * 1000.0;
+                let start = std::time::Instant::now();
+                let mut out = step_json(&silver.apply(&t).await?, start)?;
+                out["bronze_ms"] = serde_json::json!(bronze_ms);
+                println!("{out}");
+            }
         }
         Command::Gold { config, view, full } => {
             let cfg = Arc::new(PipelineConfig::load(&config).await?);
@@ -351,4 +380,17 @@ async fn main() {
         eprintln!("{text}");
         std::process::exit(1);
     }
+}
+
+/// A silver step's summary with its elapsed milliseconds since `start`.
+fn step_json(
+    c: &lakehouse::silver::SilverCommit,
+    start: std::time::Instant,
+) -> Result<serde_json::Value> {
+    let mut out = serde_json::to_value(c).map_err(|source| CliError::Json {
+        what: "silver step summary".into(),
+        source,
+    })?;
+    out["elapsed_ms"] = serde_json::json!(start.elapsed().as_secs_f64() * 1000.0);
+    Ok(out)
 }

@@ -15,7 +15,7 @@ use crate::config::{Location, PipelineConfig, TableConfig};
 use crate::events::SourceObject;
 use crate::lake;
 
-/// Target file size of every lab table: a few dozen rows per file.
+/// Target file size of every lab table (bronze and silver): a few dozen rows per file.
 pub const TEST_FILE_SIZE_MB: f64 = 0.001;
 
 /// A pipeline of `sections` (`[[table]]` and `[[gold]]` TOML) with no storage behind it, for tests
@@ -43,6 +43,10 @@ impl Lab {
     pub fn new(sections: &str) -> Lab {
         let dir = tempfile::tempdir().unwrap();
         // Tiny files: every test's bronze and silver tables span many files, as a big table would.
+        let sections = sections.replace(
+            "[[table]]\n",
+            &format!("[[table]]\ntarget_file_size_mb = {TEST_FILE_SIZE_MB}\n"),
+        );
         let text = format!(
             "target_file_size_mb = {TEST_FILE_SIZE_MB}\n[landing]\nuri = \"file://{d}/landing\"\n[lake]\nuri = \"file://{d}/lake\"\n{sections}\n",
             d = dir.path().display()

@@ -350,7 +350,7 @@ impl BronzeWriter {
                 read::parse_text(read::blocking_reader(get, gzip), &parse_table, dest)
             })
         };
-        let mut writer = lake::new_writer(t, location, Some(table.target_file_size))?;
+        let mut writer = lake::new_writer(t, location, Some(self.config.target_file_size))?;
         while let Some(batch) = rx.recv().await {
             writer
                 .write(batch)

@@ -96,7 +96,7 @@ pub struct TableConfig {
     pub csv_header: bool,
     /// How the local runner batches this table's messages (Lambda: the event source mapping's settings).
     pub trigger: TriggerWindow,
-    /// Target size in bytes of this table's bronze and silver data files (`target_file_size_mb`).
+    /// Target size in bytes of this table's silver data files (the table's `target_file_size_mb`).
     pub target_file_size: u64,
 }
 
@@ -144,7 +144,7 @@ pub struct PipelineConfig {
     pub notify: HashMap<String, QueueConfig>,
     pub tables: Vec<TableConfig>,
     pub gold: Vec<GoldView>,
-    /// The pipeline-wide default of [`TableConfig::target_file_size`].
+    /// Target size in bytes of bronze data files (the top-level `target_file_size_mb`).
     pub target_file_size: u64,
 }
 

@@ -146,9 +146,13 @@ fn valid_name(name: &str) -> bool {
         && !name.starts_with(|c: char| c.is_ascii_digit())
 }
 
-/// Default target size of a data file: small enough that a silver MERGE rewriting one or two files fits
-/// a Lambda's memory with room to spare, large enough that a 10M-row table is a few dozen files.
-pub const DEFAULT_TARGET_FILE_SIZE_MB: f64 = 32.0;
+/// Default size of a bronze data file (`target_file_size_mb` at the top of the file).
+pub const DEFAULT_BRONZE_FILE_SIZE_MB: f64 = 128.0;
+
+/// Default size of a silver data file (`target_file_size_mb` of a table): the unit a MERGE rewrites, so
+/// small enough that rewriting one or two takes a fraction of a second and fits a small Lambda, large
+/// enough that a 10M-row table is a few dozen files.
+pub const DEFAULT_SILVER_FILE_SIZE_MB: f64 = 4.0;
 
 /// Bounds of `target_file_size_mb` (the lower one lets tests make many-file tables).
 const FILE_SIZE_MB_RANGE: (f64, f64) = (0.001, 4096.0);
@@ -167,12 +171,13 @@ fn file_size_bytes(table: &str, mb: f64) -> Result<u64> {
 }
 
 impl RawTable {
-    fn validate(self, default_file_size: u64) -> Result<TableConfig> {
+    fn validate(self) -> Result<TableConfig> {
         let t = self.name.clone();
-        let target_file_size = match self.target_file_size_mb {
-            Some(mb) => file_size_bytes(&t, mb)?,
-            None => default_file_size,
-        };
+        let target_file_size = file_size_bytes(
+            &t,
+            self.target_file_size_mb
+                .unwrap_or(DEFAULT_SILVER_FILE_SIZE_MB),
+        )?;
         if !valid_name(&t) {
             return Err(Error::config(
                 &t,
@@ -421,12 +426,12 @@ impl RawConfig {
         let target_file_size = file_size_bytes(
             "-",
             self.target_file_size_mb
-                .unwrap_or(DEFAULT_TARGET_FILE_SIZE_MB),
+                .unwrap_or(DEFAULT_BRONZE_FILE_SIZE_MB),
         )?;
         let tables = self
             .tables
             .into_iter()
-            .map(|t| t.validate(target_file_size))
+            .map(RawTable::validate)
             .collect::<Result<Vec<_>>>()?;
         for (i, a) in tables.iter().enumerate() {
             for b in &tables[i + 1..] {

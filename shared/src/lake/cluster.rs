@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use deltalake::arrow::array::{Array, ArrayRef, RecordBatch};
+use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use deltalake::arrow::compute::{cast, sort_to_indices, take};
 use deltalake::arrow::row::{OwnedRow, RowConverter, SortField};
 use deltalake::datafusion::scalar::ScalarValue;
@@ -34,6 +34,8 @@ pub struct Touched {
     pub unknown: usize,
     /// Sorted, disjoint, inclusive ranges of the key column that cover every batch key.
     pub ranges: Vec<(ScalarValue, ScalarValue)>,
+    /// Per file (in the order of the snapshot's add actions), whether it may hold a batch key.
+    pub holds: Vec<bool>,
 }
 
 impl Touched {
@@ -108,6 +110,37 @@ pub fn touched(
     touched_in(&files, column, keys).map(Some)
 }
 
+/// The paths (relative to the table) of the files of `table` that may hold one of `keys`, values of
+/// its leading key `column`.
+pub fn touched_paths(
+    table: &DeltaTable,
+    location: &Location,
+    column: &str,
+    keys: &ArrayRef,
+) -> Result<Vec<String>> {
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| Error::delta(table_name(location), "read file statistics", e))?;
+    if snapshot.log_data().num_files() == 0 {
+        return Ok(Vec::new());
+    }
+    let files = snapshot
+        .add_actions_table(true)
+        .map_err(|e| Error::delta(table_name(location), "read file statistics", e))?;
+    let touched = touched_in(&files, column, keys)?;
+    let paths = files
+        .column_by_name("path")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| Error::invariant("add actions without a `path` column"))?;
+    Ok(touched
+        .holds
+        .iter()
+        .enumerate()
+        .filter(|(_, holds)| **holds)
+        .map(|(i, _)| paths.value(i).to_string())
+        .collect())
+}
+
 /// [`touched`] over a flattened add-actions table (`min.<column>`, `max.<column>` per file).
 pub(crate) fn touched_in(files: &RecordBatch, column: &str, keys: &ArrayRef) -> Result<Touched> {
     let arrow = |what: &'static str| move |e| Error::arrow(what, e);
@@ -152,6 +185,7 @@ pub(crate) fn touched_in(files: &RecordBatch, column: &str, keys: &ArrayRef) -> 
         files: 0,
         unknown: 0,
         ranges: Vec::new(),
+        holds: Vec::with_capacity(files.num_rows()),
     };
     // gap i (between points i and i+1) holds a whole untouched file: do not merge across it.
     let mut blocked = vec![false; points.len()];
@@ -159,15 +193,18 @@ pub(crate) fn touched_in(files: &RecordBatch, column: &str, keys: &ArrayRef) -> 
         let (Some(lo), Some(hi)) = (lo, hi) else {
             out.unknown += 1;
             out.files += 1;
+            out.holds.push(true);
             continue;
         };
         // First point >= lo: the file is touched when that point is also <= hi.
         let j = points.partition_point(|(p, _)| p < lo);
-        if points.get(j).is_some_and(|(p, _)| p <= hi) {
+        let holds = points.get(j).is_some_and(|(p, _)| p <= hi);
+        if holds {
             out.files += 1;
         } else if j > 0 && j < points.len() {
             blocked[j - 1] = true;
         }
+        out.holds.push(holds);
     }
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     for (i, (_, at)) in points.iter().enumerate() {

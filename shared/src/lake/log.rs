@@ -22,7 +22,6 @@ pub async fn commit_files(
     to: i64,
 ) -> Result<Vec<(i64, Vec<RecordBatch>)>> {
     let log = table.log_store();
-    let store = table.object_store();
     let name = table_name(location);
     let mut out = Vec::new();
     for version in from.max(0)..=to {
@@ -43,36 +42,50 @@ pub async fn commit_files(
         let mut batches = Vec::new();
         for action in actions {
             let Action::Add(add) = action else { continue };
-            let path = Path::from_url_path(&add.path).map_err(|e| Error::LogEntry {
-                table: name.clone(),
-                version,
-                reason: format!("bad file path `{}`", add.path),
-                source: Some(Box::new(e)),
-            })?;
-            let storage = |e| Error::Storage {
-                what: "read data file",
-                location: format!("{name}/{path}"),
-                source: Box::new(e),
-            };
-            let bytes = store
-                .get(&path)
-                .await
-                .map_err(storage)?
-                .bytes()
-                .await
-                .map_err(storage)?;
-            let parquet = |e| Error::Parquet {
-                context: format!("reading {name}/{path} (version {version})"),
-                source: e,
-            };
-            let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-                .and_then(|b| b.build())
-                .map_err(parquet)?;
-            for b in reader {
-                batches.push(b.map_err(|e| Error::arrow(format!("reading {name}/{path}"), e))?);
-            }
+            batches.extend(read_data_file(table, location, &add.path, Some(version)).await?);
         }
         out.push((version, batches));
     }
     Ok(out)
+}
+
+/// The rows of one data file of `table` (`path` relative to the table, as in its log), read directly
+/// (no query engine). `version` names the commit that added it, for errors.
+pub async fn read_data_file(
+    table: &DeltaTable,
+    location: &Location,
+    path: &str,
+    version: Option<i64>,
+) -> Result<Vec<RecordBatch>> {
+    let name = table_name(location);
+    let at = version.map_or(String::new(), |v| format!(" (version {v})"));
+    let path = Path::from_url_path(path).map_err(|e| Error::LogEntry {
+        table: name.clone(),
+        version: version.unwrap_or(-1),
+        reason: format!("bad file path `{path}`"),
+        source: Some(Box::new(e)),
+    })?;
+    let storage = |e| Error::Storage {
+        what: "read data file",
+        location: format!("{name}/{path}"),
+        source: Box::new(e),
+    };
+    let bytes = table
+        .object_store()
+        .get(&path)
+        .await
+        .map_err(storage)?
+        .bytes()
+        .await
+        .map_err(storage)?;
+    let parquet = |e| Error::Parquet {
+        context: format!("reading {name}/{path}{at}"),
+        source: e,
+    };
+    let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
+        .and_then(|b| b.build())
+        .map_err(parquet)?;
+    reader
+        .map(|b| b.map_err(|e| Error::arrow(format!("reading {name}/{path}{at}"), e)))
+        .collect()
 }

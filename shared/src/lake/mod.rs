@@ -27,8 +27,8 @@ mod write;
 
 pub use cache::Tables;
 pub use changes::changes;
-pub use cluster::{rewritten, touched, Touched};
-pub use log::commit_files;
+pub use cluster::{rewritten, touched, touched_paths, Touched};
+pub use log::{commit_files, read_data_file};
 pub use merge::{
     action_is, key_predicate, keyed_join, quote, run_merge, tag, MergeClauses, ACTION,
     ACTION_DELETE, ACTION_UPSERT,
