@@ -38,14 +38,15 @@ def log(msg):
 
 
 def timed(cmd, env=None):
-    """Runs cmd under /usr/bin/time; returns (last stdout line as JSON, wall s, peak RSS MB)."""
+    """Runs cmd under /usr/bin/time; returns (its stdout JSON lines, wall s, peak RSS MB)."""
     tfile = os.path.join(WORK, "time")
     p = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tfile, *cmd], capture_output=True, text=True,
                        env={**ENV, **(env or {})})
     if p.returncode != 0:
         sys.exit(f"command failed: {' '.join(cmd)}\n{p.stderr[-3000:]}")
     wall, rss = open(tfile).read().split()[-2:]
-    return json.loads(p.stdout.strip().splitlines()[-1]), float(wall), int(rss) / 1024
+    lines = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
+    return lines, float(wall), int(rss) / 1024
 
 
 def row(i, seq, rng, status="open", deleted=False):
@@ -54,28 +55,36 @@ def row(i, seq, rng, status="open", deleted=False):
     return f'{{"id": {i}, "seq": {seq}, "amount": {amount}, "status": {st}, "deleted": {str(deleted).lower()}}}\n'
 
 
+WORKLOADS = ("w1", "w2")
+MODES = ("cold", "warm")
+
+
 def generate(data, n):
-    """base-*.jsonl (ids 0..n-1, seq 1) and w1-R / w2-R.jsonl; deterministic. Returns the file names."""
+    """base-*.jsonl (ids 0..n-1, seq 1) and, per workload and mode, ROUNDS+1 batch files; deterministic.
+    Returns (base file names, {(workload, mode): [file names]})."""
     os.makedirs(data, exist_ok=True)
-    marker = os.path.join(data, f"done-{ROUNDS}")
     bases = [f"base-{c:03}.jsonl" for c in range((n + CHUNK - 1) // CHUNK)]
-    rounds = {w: [f"{w}-{r}.jsonl" for r in range(ROUNDS + 1)] for w in ("w1", "w2")}
+    rounds = {(w, m): [f"{w}-{m}-{r}.jsonl" for r in range(ROUNDS + 1)] for w in WORKLOADS for m in MODES}
+    if not os.path.exists(os.path.join(data, "base-done")):
+        log(f"generating {n} rows")
+        rng = random.Random(n)
+        for c, name in enumerate(bases):
+            with open(os.path.join(data, name), "w") as f:
+                f.writelines(row(i, 1, rng) for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)))
+        open(os.path.join(data, "base-done"), "w").close()
+    marker = os.path.join(data, f"rounds-done-{ROUNDS}")
     if os.path.exists(marker):
         return bases, rounds
-    log(f"generating {n} rows")
-    rng = random.Random(n)
-    for c, name in enumerate(bases):
-        with open(os.path.join(data, name), "w") as f:
-            f.writelines(row(i, 1, rng) for i in range(c * CHUNK, min(n, (c + 1) * CHUNK)))
+    rng = random.Random(n + 1)
     next_id = n
-    for w in ("w1", "w2"):
-        for r, name in enumerate(rounds[w]):
-            seq = (10 if w == "w1" else 100) + r
+    for k, (w, m) in enumerate(rounds):
+        for r, name in enumerate(rounds[(w, m)]):
+            seq = 10 + 100 * k + r
             lo = 0 if w == "w1" else next_id - max(next_id // 100, 600)
             existing = rng.sample(range(lo, next_id), 600)
             rows = [row(i, seq, rng, "updated") for i in existing[:500]]
             rows += [row(i, seq, rng, deleted=True) for i in existing[500:]]
-            rows += [row(next_id + k, seq, rng, "new") for k in range(400)]
+            rows += [row(next_id + j, seq, rng, "new") for j in range(400)]
             next_id += 400
             rng.shuffle(rows)
             with open(os.path.join(data, name), "w") as f:
@@ -98,14 +107,22 @@ def ingest(cfg, path):
 
 
 def silver(cfg):
+    """One cold step: a fresh `lakehouse silver` process."""
     out, wall, rss = timed([BIN, "silver", "--config", cfg, "--table", "accounts"],
                            env={"RUST_LOG": ENV.get("BENCH_LOG", "warn")})
-    return {**out, "wall_s": wall, "rss_mb": rss}
+    return {**out[-1], "wall_s": wall, "rss_mb": rss}
+
+
+def replay(cfg, paths):
+    """Warm steps: bronze then silver per file, in one `lakehouse replay` process."""
+    out, wall, rss = timed([BIN, "replay", "--config", cfg, "--table", "accounts", *[p.lstrip("/") for p in paths]],
+                           env={"RUST_LOG": ENV.get("BENCH_LOG", "warn")})
+    return [{**o, "wall_s": wall / len(out), "rss_mb": rss} for o in out]
 
 
 def peer(*args):
     out, wall, rss = timed([PY, os.path.join(HERE, "peer_merge.py"), *args])
-    return {**out, "wall_s": wall, "rss_mb": rss}
+    return [{**o, "wall_s": wall / len(out), "rss_mb": rss} for o in out]
 
 
 def layout(uri):
@@ -168,27 +185,32 @@ columns = ["id long not null", "seq long not null", "amount long", "status strin
     peer_load_s = time.time() - t0
     log(f"{n} rows loaded: ours {load_s:.1f} s, peer {peer_load_s:.1f} s; ours {layout(f'{lake}/silver/accounts')}")
     cells = []
-    for w in ("w1", "w2"):
-        ours, theirs = [], []
-        for r, name in enumerate(rounds[w]):
-            path = os.path.join(data, name)
-            ingest(cfg, path)
-            o = silver(cfg)
-            if o.get("changes") != 1000:
-                sys.exit(f"our step saw {o.get('changes')} changes, not 1000: {o}")
-            p = peer("merge", py_uri, path)
-            log(f"{n} {w} round {r}: ours {o['elapsed_ms']:.0f} ms {o['path']} scanned {o['files_scanned']} "
-                f"rewritten {o['files_rewritten']} | peer {p['elapsed_ms']:.0f} ms rewritten {p['files_rewritten']}")
-            if r > 0:  # round 0 warms up
-                ours.append(o)
-                theirs.append(p)
-        for engine, runs in (("lakehouse", ours), ("python-deltalake", theirs)):
-            med = lambda k: statistics.median(x.get(k) or 0 for x in runs)
-            cells.append({"rows": n, "workload": w.upper(), "engine": engine, "step_ms": med("elapsed_ms"),
-                          "wall_s": med("wall_s"), "rss_mb": med("rss_mb"), "files_scanned": med("files_scanned"),
-                          "files_rewritten": med("files_rewritten"), "mb_rewritten": med("bytes_rewritten") / 2**20,
-                          "max_files_rewritten": max(x.get("files_rewritten") or 0 for x in runs),
-                          "max_rss_mb": max(x["rss_mb"] for x in runs)})
+    for w in WORKLOADS:
+        for mode in MODES:
+            paths = [os.path.join(data, name) for name in rounds[(w, mode)]]
+            if mode == "cold":  # a fresh process per step, ours and the peer's
+                ours, theirs = [], []
+                for path in paths:
+                    ingest(cfg, path)
+                    ours.append(silver(cfg))
+                    theirs += peer("merge", py_uri, path)
+            else:  # one process for all the rounds, ours and the peer's
+                ours = replay(cfg, paths)
+                theirs = peer("merge", py_uri, *paths)
+            for r, (o, p) in enumerate(zip(ours, theirs)):
+                if o.get("changes") != 1000:
+                    sys.exit(f"our step saw {o.get('changes')} changes, not 1000: {o}")
+                log(f"{n} {w} {mode} round {r}: ours {o['elapsed_ms']:.0f} ms {o['path']} scanned "
+                    f"{o['files_scanned']} rewritten {o['files_rewritten']} | peer {p['elapsed_ms']:.0f} ms "
+                    f"rewritten {p['files_rewritten']}")
+            for engine, runs in (("lakehouse", ours[1:]), ("python-deltalake", theirs[1:])):  # round 0 warms up
+                med = lambda k: statistics.median(x.get(k) or 0 for x in runs)
+                cells.append({"rows": n, "workload": w.upper(), "mode": mode, "engine": engine,
+                              "step_ms": med("elapsed_ms"), "wall_s": med("wall_s"), "rss_mb": med("rss_mb"),
+                              "files_scanned": med("files_scanned"), "files_rewritten": med("files_rewritten"),
+                              "mb_rewritten": med("bytes_rewritten") / 2**20,
+                              "max_files_rewritten": max(x.get("files_rewritten") or 0 for x in runs),
+                              "max_rss_mb": max(x["rss_mb"] for x in runs)})
     rows, equal = same_rows(f"{lake}/silver/accounts", py_uri)
     if not equal:
         sys.exit(f"{n}: our silver and the peer's table differ")
@@ -197,14 +219,16 @@ columns = ["id long not null", "seq long not null", "amount long", "status strin
 
 
 def report(results):
-    lines = ["| silver rows | workload | engine | step ms (median) | peer ÷ ours | process s | peak RSS MB (median / max) "
+    lines = ["| silver rows | workload | process | engine | step ms (median) | peer ÷ ours | peak RSS MB (median / max) "
              "| files scanned | files rewritten (median / max) | MB rewritten |", "|" + "---|" * 10]
     for res in results:
         for c in res["cells"]:
-            peer = next(p for p in res["cells"] if p["workload"] == c["workload"] and p["engine"] == "python-deltalake")
+            peer = next(p for p in res["cells"] if p["workload"] == c["workload"] and p["mode"] == c["mode"]
+                        and p["engine"] == "python-deltalake")
             ratio = f"**{peer['step_ms'] / c['step_ms']:.2f}x**" if c["engine"] == "lakehouse" else ""
-            lines.append(f"| {c['rows']:,} | {c['workload']} | {c['engine']} | {c['step_ms']:.0f} | {ratio} | "
-                         f"{c['wall_s']:.2f} | {c['rss_mb']:.0f} / {c['max_rss_mb']:.0f} | {c['files_scanned']:.0f} | "
+            scanned = f"{c['files_scanned']:.0f}" if c["engine"] == "lakehouse" else "-"
+            lines.append(f"| {c['rows']:,} | {c['workload']} | {c['mode']} | {c['engine']} | {c['step_ms']:.0f} | "
+                         f"{ratio} | {c['rss_mb']:.0f} / {c['max_rss_mb']:.0f} | {scanned} | "
                          f"{c['files_rewritten']:.0f} / {c['max_files_rewritten']} | {c['mb_rewritten']:.1f} |")
     lay = ["| silver rows | initial load s (ours / peer) | ours: files, overlapping, MB | peer: files, MB | rows equal |",
            "|---|---|---|---|---|"]
@@ -220,9 +244,11 @@ def report(results):
         "",
         "1,000-row CDC batches (500 updates, 400 inserts of new keys, 100 deletes) into silver; W1: updates and deletes",
         "uniform over the table; W2: in the newest 1% of the key space. W1 runs first, W2 on the layout W1 left.",
-        f"Median of {ROUNDS} rounds after one warm-up. Ours: one `lakehouse silver` step (release build, a fresh process,",
-        "so cold snapshots): opening bronze/silver/tombstones, reading the new bronze files, normalising, the tombstone",
-        "check, the MERGE or append, the tombstone commit. Peer: Python deltalake "
+        f"Median of {ROUNDS} rounds after one warm-up. `cold`: each step in a fresh process (ours: `lakehouse silver`;",
+        "the peer: a Python process, timed after its imports); `warm`: all rounds in one process (ours: `lakehouse",
+        "replay`, bronze then silver per file with warm snapshots, as a warm Lambda; the peer: one DeltaTable brought",
+        "up to date before each MERGE). Our step (release build): opening or updating bronze/silver/tombstones, reading",
+        "the new bronze files, normalising, the tombstone check, the MERGE or append, the tombstone commit. Peer: Python deltalake "
         f"{versions[0] if versions else '?'} (pyarrow {versions[1] if len(versions) > 1 else '?'}): reading",
         "the JSONL batch, loading the table and a bare MERGE with the same semantics, on a table written by",
         "`write_deltalake` defaults. `peer ÷ ours` > 1 means we are faster.",
@@ -243,19 +269,21 @@ def chart(results, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for engine, style in (("lakehouse", "-"), ("python-deltalake", "--")):
-        for w, marker in (("W1", "o"), ("W2", "s")):
-            pts = [(c["rows"], c["step_ms"]) for r in results for c in r["cells"]
-                   if c["engine"] == engine and c["workload"] == w]
-            ax.plot(*zip(*pts), style, marker=marker, label=f"{engine} {w}")
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("silver table rows")
-    ax.set_ylabel("1,000-row CDC step, ms (median)")
-    ax.set_title("Silver MERGE: step time against table size")
-    ax.grid(True, which="both", alpha=0.3)
-    ax.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    for ax, mode in zip(axes, MODES):
+        for engine, style in (("lakehouse", "-"), ("python-deltalake", "--")):
+            for w, marker in (("W1", "o"), ("W2", "s")):
+                pts = [(c["rows"], c["step_ms"]) for r in results for c in r["cells"]
+                       if c["engine"] == engine and c["workload"] == w and c["mode"] == mode]
+                ax.plot(*zip(*pts), style, marker=marker, label=f"{engine} {w}")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("silver table rows")
+        ax.set_title(f"{mode} process")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("1,000-row CDC step, ms (median)")
+    axes[1].legend()
+    fig.suptitle("Silver MERGE: step time against table size (W1 uniform keys, W2 newest 1%)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 

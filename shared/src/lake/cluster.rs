@@ -36,6 +36,8 @@ pub struct Touched {
     pub ranges: Vec<(ScalarValue, ScalarValue)>,
     /// Per file (in the order of the snapshot's add actions), whether it may hold a batch key.
     pub holds: Vec<bool>,
+    /// The paths (relative to the table) of the files that may hold a batch key.
+    pub paths: Vec<String>,
 }
 
 impl Touched {
@@ -107,7 +109,19 @@ pub fn touched(
     let files = snapshot
         .add_actions_table(true)
         .map_err(|e| Error::delta(table_name(location), "read file statistics", e))?;
-    touched_in(&files, column, keys).map(Some)
+    let mut touched = touched_in(&files, column, keys)?;
+    let paths = files
+        .column_by_name("path")
+        .and_then(|c| c.as_string_opt::<i32>())
+        .ok_or_else(|| Error::invariant("add actions without a `path` column"))?;
+    touched.paths = touched
+        .holds
+        .iter()
+        .enumerate()
+        .filter(|(_, holds)| **holds)
+        .map(|(i, _)| paths.value(i).to_string())
+        .collect();
+    Ok(Some(touched))
 }
 
 /// The paths (relative to the table) of the files of `table` that may hold one of `keys`, values of
@@ -118,27 +132,7 @@ pub fn touched_paths(
     column: &str,
     keys: &ArrayRef,
 ) -> Result<Vec<String>> {
-    let snapshot = table
-        .snapshot()
-        .map_err(|e| Error::delta(table_name(location), "read file statistics", e))?;
-    if snapshot.log_data().num_files() == 0 {
-        return Ok(Vec::new());
-    }
-    let files = snapshot
-        .add_actions_table(true)
-        .map_err(|e| Error::delta(table_name(location), "read file statistics", e))?;
-    let touched = touched_in(&files, column, keys)?;
-    let paths = files
-        .column_by_name("path")
-        .and_then(|c| c.as_string_opt::<i32>())
-        .ok_or_else(|| Error::invariant("add actions without a `path` column"))?;
-    Ok(touched
-        .holds
-        .iter()
-        .enumerate()
-        .filter(|(_, holds)| **holds)
-        .map(|(i, _)| paths.value(i).to_string())
-        .collect())
+    Ok(touched(table, location, column, keys)?.map_or_else(Vec::new, |t| t.paths))
 }
 
 /// [`touched`] over a flattened add-actions table (`min.<column>`, `max.<column>` per file).
@@ -149,7 +143,7 @@ pub(crate) fn touched_in(files: &RecordBatch, column: &str, keys: &ArrayRef) -> 
         RowConverter::new(vec![SortField::new(dtype.clone())]).map_err(arrow("key rows"))?;
     let rows_of = |a: &ArrayRef| -> Result<Vec<Option<OwnedRow>>> {
         let rows = converter
-            .convert_columns(&[a.clone()])
+            .convert_columns(std::slice::from_ref(a))
             .map_err(arrow("key rows"))?;
         Ok((0..a.len())
             .map(|i| a.is_valid(i).then(|| rows.row(i).owned()))
@@ -186,6 +180,7 @@ pub(crate) fn touched_in(files: &RecordBatch, column: &str, keys: &ArrayRef) -> 
         unknown: 0,
         ranges: Vec::new(),
         holds: Vec::with_capacity(files.num_rows()),
+        paths: Vec::new(),
     };
     // gap i (between points i and i+1) holds a whole untouched file: do not merge across it.
     let mut blocked = vec![false; points.len()];

@@ -35,7 +35,7 @@ pub use merge::{
 };
 pub use retry::{is_conflict, RetryPolicy};
 pub use scan::{read_table, scan, scan_keys};
-pub use write::{commit_append, new_writer, txn, write_batches};
+pub use write::{commit_actions, commit_append, new_writer, txn, write_batches, write_change_file};
 
 /// How long application-transaction markers (idempotency state) are kept. Longer than SQS's maximum
 /// message retention (14 days), so any redelivery still finds its marker.

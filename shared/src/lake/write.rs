@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties};
-use deltalake::kernel::{Action, Add, Transaction};
+use deltalake::kernel::{Action, Add, AddCDCFile, Transaction};
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::writer::{DeltaWriter, RecordBatchWriter};
 use deltalake::{DeltaTable, DeltaTableError};
@@ -26,23 +26,82 @@ pub async fn commit_append(
     txns: Vec<Transaction>,
     metadata: HashMap<String, serde_json::Value>,
 ) -> std::result::Result<i64, DeltaTableError> {
-    let snapshot = table.snapshot()?;
-    let partition_cols: Vec<String> = snapshot.metadata().partition_columns().to_vec();
+    let partition_cols: Vec<String> = table.snapshot()?.metadata().partition_columns().to_vec();
     let operation = DeltaOperation::Write {
         mode: SaveMode::Append,
         partition_by: (!partition_cols.is_empty()).then_some(partition_cols),
         predicate: None,
     };
+    let actions = adds.into_iter().map(Action::Add).collect();
+    commit_actions(table, actions, txns, metadata, operation).await
+}
+
+/// Commits `actions` as `operation`, with `txns` and commitInfo `metadata`, against the table's loaded
+/// snapshot (delta-rs checks it against whatever committed since); the table is then at the new version.
+pub async fn commit_actions(
+    table: &mut DeltaTable,
+    actions: Vec<Action>,
+    txns: Vec<Transaction>,
+    metadata: HashMap<String, serde_json::Value>,
+    operation: DeltaOperation,
+) -> std::result::Result<i64, DeltaTableError> {
     let props = CommitProperties::default()
         .with_application_transactions(txns)
         .with_metadata(metadata);
     let finalized = CommitBuilder::from(props)
-        .with_actions(adds.into_iter().map(Action::Add).collect())
-        .build(Some(snapshot), table.log_store(), operation)
+        .with_actions(actions)
+        .build(Some(table.snapshot()?), table.log_store(), operation)
         .await?;
     let version = finalized.version();
     table.update_state().await?;
     Ok(version as i64)
+}
+
+/// Writes `batch` (the table's columns plus `_change_type`) as one change data file of an unpartitioned
+/// table, not committed: what a commit that rewrites files records so change feed readers see the rows
+/// it changed, not every row of the files it rewrote.
+pub async fn write_change_file(
+    table: &DeltaTable,
+    location: &Location,
+    batch: &RecordBatch,
+) -> Result<AddCDCFile> {
+    use deltalake::parquet::arrow::ArrowWriter;
+    use deltalake::parquet::basic::Compression;
+    use deltalake::parquet::file::properties::WriterProperties;
+    use object_store::{path::Path, ObjectStoreExt, PutPayload};
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let parquet = |e| Error::Parquet {
+        context: format!("writing a change data file of {}", location.url),
+        source: e,
+    };
+    let mut writer =
+        ArrowWriter::try_new(Vec::new(), batch.schema(), Some(props)).map_err(parquet)?;
+    writer.write(batch).map_err(parquet)?;
+    let bytes = writer.into_inner().map_err(parquet)?;
+    let name = format!(
+        "_change_data/cdc-{}-{:016x}.snappy.parquet",
+        chrono::Utc::now().format("%Y%m%dT%H%M%S%.6f"),
+        rand::random::<u64>()
+    );
+    let size = bytes.len() as i64;
+    table
+        .object_store()
+        .put(&Path::from(name.as_str()), PutPayload::from(bytes))
+        .await
+        .map_err(|e| Error::Storage {
+            what: "write change data file",
+            location: format!("{}/{name}", location.url),
+            source: Box::new(e),
+        })?;
+    Ok(AddCDCFile {
+        path: name,
+        size,
+        partition_values: HashMap::new(),
+        data_change: false,
+        tags: None,
+    })
 }
 
 /// A parquet writer for new files of `table`, rolling over at `target_file_size` bytes.

@@ -31,6 +31,7 @@ use crate::schema;
 mod columns;
 mod merge;
 mod rejects;
+mod rewrite;
 pub mod scd2;
 #[cfg(test)]
 mod tests;
@@ -267,7 +268,20 @@ impl SilverWriter {
                 )
                 .await?;
                 merge_history(silver, &silver_loc, source, &normalizer, table, join, props).await?
+            } else if let Some(touched) = plan.as_ref().filter(|_| table.partition_by.is_empty()) {
+                rewrite::rewrite(
+                    silver,
+                    &silver_loc,
+                    &changes,
+                    table,
+                    touched,
+                    lake::txn(&app, latest),
+                    metadata.clone(),
+                )
+                .await?
             } else {
+                // Partitioned tables: delta-rs's MERGE (their files lack the partition columns, and it
+                // prunes by partition itself).
                 merge_into(silver, &silver_loc, &changes, &normalizer, join, props).await?
             };
             if t.version() == before.version() {

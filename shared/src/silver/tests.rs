@@ -467,6 +467,12 @@ async fn step_rewrites_only_holders(
         .collect();
     assert_eq!(removed, holders, "{name}: rewritten files");
     assert_eq!(step.files_rewritten, removed.len(), "{name}: {step:?}");
+    let mut ranges: Vec<(i64, i64)> = after.values().copied().collect();
+    ranges.sort();
+    assert!(
+        ranges.windows(2).all(|w| w[0].1 < w[1].0),
+        "{name}: files still cover disjoint key ranges: {ranges:?}"
+    );
     all.extend(batch);
     assert_eq!(
         silver_rows(&lab.cfg).await,
