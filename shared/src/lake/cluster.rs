@@ -38,6 +38,41 @@ pub struct Touched {
     pub holds: Vec<bool>,
     /// The paths (relative to the table) of the files that may hold a batch key.
     pub paths: Vec<String>,
+    /// The touched files and new keys in groups that can each be rewritten on their own (their key
+    /// ranges hold no other file): files as indices into [`Touched::paths`], keys as batch row indices.
+    pub groups: Vec<Group>,
+}
+
+/// Touched files and the batch rows that belong with them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Group {
+    pub files: Vec<usize>,
+    pub rows: Vec<u32>,
+}
+
+/// Union-find over group nodes; a root knows whether its set holds a file.
+struct Sets {
+    parent: Vec<usize>,
+    has_files: Vec<bool>,
+}
+
+impl Sets {
+    fn find(&mut self, mut x: usize) -> usize {
+        while self.parent[x] != x {
+            self.parent[x] = self.parent[self.parent[x]];
+            x = self.parent[x];
+        }
+        x
+    }
+
+    fn union(&mut self, a: usize, b: usize) -> usize {
+        let (a, b) = (self.find(a), self.find(b));
+        if a != b {
+            self.parent[b] = a;
+            self.has_files[a] |= self.has_files[b];
+        }
+        a
+    }
 }
 
 impl Touched {
@@ -181,6 +216,7 @@ pub(crate) fn touched_in(files: &RecordBatch, column: &str, keys: &ArrayRef) -> 
         ranges: Vec::new(),
         holds: Vec::with_capacity(files.num_rows()),
         paths: Vec::new(),
+        groups: Vec::new(),
     };
     // gap i (between points i and i+1) holds a whole untouched file: do not merge across it.
     let mut blocked = vec![false; points.len()];
@@ -201,6 +237,7 @@ pub(crate) fn touched_in(files: &RecordBatch, column: &str, keys: &ArrayRef) -> 
         }
         out.holds.push(holds);
     }
+    out.groups = groups(&out.holds, &mins, &maxs, &points, &blocked, &rows_of(keys)?);
     let mut ranges: Vec<(usize, usize)> = Vec::new();
     for (i, (_, at)) in points.iter().enumerate() {
         match ranges.last_mut() {
@@ -223,6 +260,76 @@ pub(crate) fn touched_in(files: &RecordBatch, column: &str, keys: &ArrayRef) -> 
         .map(|(lo, hi)| Ok((scalar(lo)?, scalar(hi)?)))
         .collect::<Result<_>>()?;
     Ok(out)
+}
+
+/// The rewrite groups of [`Touched::groups`]. A batch key joins the touched files whose range holds it
+/// (files holding a common key are one group); a new key (no file holds it) joins the group of the key
+/// before it when no untouched file lies between them, else starts a group of its own. Adjacent keys
+/// in different files stay apart, so a batch touching every file still rewrites them one at a time.
+fn groups(
+    holds: &[bool],
+    mins: &[Option<OwnedRow>],
+    maxs: &[Option<OwnedRow>],
+    points: &[(OwnedRow, usize)],
+    blocked: &[bool],
+    keys: &[Option<OwnedRow>],
+) -> Vec<Group> {
+    let held: Vec<usize> = (0..holds.len()).filter(|&f| holds[f]).collect();
+    // A touched file without statistics could hold any key: one group for everything.
+    if held.iter().any(|&f| mins[f].is_none() || maxs[f].is_none()) {
+        return vec![Group {
+            files: (0..held.len()).collect(),
+            rows: (0..keys.len() as u32).collect(),
+        }];
+    }
+    let mut sets = Sets {
+        parent: (0..held.len() + points.len() + 1).collect(),
+        has_files: (0..held.len() + points.len() + 1)
+            .map(|n| n < held.len())
+            .collect(),
+    };
+    let mut node_of_point = vec![0; points.len()];
+    for (i, (p, _)) in points.iter().enumerate() {
+        let holders: Vec<usize> = (0..held.len())
+            .filter(|&h| {
+                let f = held[h];
+                matches!((&mins[f], &maxs[f]), (Some(lo), Some(hi)) if lo <= p && p <= hi)
+            })
+            .collect();
+        let prev = (i > 0 && !blocked[i - 1]).then(|| sets.find(node_of_point[i - 1]));
+        node_of_point[i] = match (holders.first(), prev) {
+            (Some(&first), prev) => {
+                for &h in &holders[1..] {
+                    sets.union(first, h);
+                }
+                match prev {
+                    // New keys just before this file's keys join it.
+                    Some(pr) if !sets.has_files[pr] => sets.union(first, pr),
+                    _ => sets.find(first),
+                }
+            }
+            (None, Some(pr)) => pr,
+            (None, None) => held.len() + i,
+        };
+    }
+    let null_node = held.len() + points.len();
+    let mut by_root: std::collections::BTreeMap<usize, Group> = Default::default();
+    for h in 0..held.len() {
+        let root = sets.find(h);
+        by_root.entry(root).or_default().files.push(h);
+    }
+    for (r, k) in keys.iter().enumerate() {
+        let node = match k {
+            Some(k) => match points.binary_search_by(|(p, _)| p.cmp(k)) {
+                Ok(i) => node_of_point[i],
+                Err(_) => null_node,
+            },
+            None => null_node, // a null key matches no row
+        };
+        let root = sets.find(node);
+        by_root.entry(root).or_default().rows.push(r as u32);
+    }
+    by_root.into_values().collect()
 }
 
 /// Files and bytes of `before` that are gone from `after`: what a MERGE rewrote (or deleted).
@@ -294,6 +401,47 @@ mod tests {
             t.predicate(Some("t"), "id").unwrap(),
             "(t.\"id\" = 5 OR t.\"id\" BETWEEN 450 AND 999)"
         );
+    }
+
+    #[test]
+    fn each_touched_file_is_its_own_group_and_new_keys_join_their_neighbour() {
+        let f = files(&[
+            (Some(0), Some(9)),
+            (Some(10), Some(19)),
+            (Some(20), Some(29)),
+            (Some(40), Some(49)),
+        ]);
+        // 5 and 15 in adjacent files, 25 in the third, 33 new just after it, 45 in the last, 99 new
+        // after everything; the fourth file is touched too.
+        let k = keys(&[5, 15, 25, 33, 45, 99, 3]);
+        let t = touched_in(&f, "id", &k).unwrap();
+        let groups: Vec<(Vec<usize>, Vec<u32>)> = t
+            .groups
+            .iter()
+            .map(|g| (g.files.clone(), g.rows.clone()))
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                (vec![0], vec![0, 6]),
+                (vec![1], vec![1]),
+                (vec![2], vec![2, 3]),
+                (vec![3], vec![4, 5]),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_key_with_an_untouched_file_before_it_starts_its_own_group() {
+        let f = files(&[(Some(0), Some(9)), (Some(10), Some(19))]);
+        // 5 in the first file; 30 is new, and the untouched [10, 19] lies between them.
+        let t = touched_in(&f, "id", &keys(&[30, 5])).unwrap();
+        let groups: Vec<(Vec<usize>, Vec<u32>)> = t
+            .groups
+            .iter()
+            .map(|g| (g.files.clone(), g.rows.clone()))
+            .collect();
+        assert_eq!(groups, vec![(vec![0], vec![1]), (vec![], vec![0])]);
     }
 
     #[test]

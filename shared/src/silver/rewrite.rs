@@ -1,9 +1,11 @@
 //! SCD1's key-local rewrite: the MERGE of a silver step done on the touched files only, keeping silver
 //! clustered. delta-rs's MERGE writes its output in join order, so after a batch that touches many
 //! files the rewritten files each span the whole key range and every later batch touches all of them
-//! (measured: after five uniform batches a 1M-row table had 4 of 6 files overlapping). Here the rows of
-//! the touched files and the batch are merged in memory (a touched file is at most the table's target
-//! size), sorted by key and written back as files of the target size, so file key ranges stay disjoint.
+//! (measured: after five uniform batches a 1M-row table had 4 of 6 files overlapping). Here the touched
+//! files are taken group by group ([`crate::lake::Group`]: a file with the batch keys it holds, and the
+//! new keys next to it); each group's rows and batch rows are merged in memory, sorted by key and written
+//! back as files of the target size, so file key ranges stay disjoint and memory holds one group (about
+//! one file of the target size) at a time, however many files a batch touches.
 //!
 //! Semantics are the MERGE's ([`super::merge::merge_into`]): per key, the event updates or deletes the
 //! row only when newer (sequence, then bronze version, then source row), and inserts when the key has no
@@ -15,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt32Array};
-use deltalake::arrow::compute::{concat_batches, take_record_batch};
+use deltalake::arrow::compute::{concat_batches, take, take_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::row::{RowConverter, Rows, SortField};
 use deltalake::kernel::{Action, Transaction};
@@ -161,64 +163,93 @@ pub(super) async fn rewrite(
         .table_config()
         .enable_change_data_feed
         .unwrap_or(false);
-    let files: Vec<_> = snapshot
+    let live: HashMap<String, _> = snapshot
         .log_data()
         .iter()
-        .filter(|f| touched.paths.iter().any(|p| *p == f.path()))
+        .map(|f| (f.path().into_owned(), f))
         .collect();
-    let mut parts = Vec::new();
-    for f in &files {
-        for b in lake::read_data_file(&silver, location, &f.path(), None).await? {
-            parts.push(schema::as_schema(&b, &target, |_, _| None)?);
-        }
-    }
-    let old = concat_batches(&target, &parts).map_err(|e| Error::arrow("touched rows", e))?;
-    let src = schema::as_schema(changes, &target, |_, _| None)?;
-    let ops = schema::column(changes, OP, "rewrite")?;
-    let ops = ops
-        .as_any()
-        .downcast_ref::<StringArray>()
-        .ok_or_else(|| Error::invariant("_op is not text"))?;
+    let all = schema::as_schema(changes, &target, |_, _| None)?;
+    let all_ops = schema::column(changes, OP, "rewrite")?;
     let keys: Vec<&str> = table.keys.iter().map(String::as_str).collect();
-    let p = plan(&old, &src, ops, &keys)?;
     let mut metrics = MergeMetrics {
         num_source_rows: changes.num_rows(),
-        num_target_rows_inserted: p.inserted.len(),
-        num_target_rows_updated: p.after.len(),
-        num_target_rows_deleted: p.deleted.len(),
-        num_target_rows_copied: p.keep.len(),
-        num_target_files_scanned: files.len(),
-        num_target_files_skipped_during_scan: touched.total.saturating_sub(files.len()),
+        num_target_files_skipped_during_scan: touched.total.saturating_sub(touched.paths.len()),
         ..Default::default()
     };
-    if p.inserted.is_empty() && p.after.is_empty() && p.deleted.is_empty() {
-        return Ok((silver, metrics)); // every event older than its row: the caller advances the watermark
+    let mut actions: Vec<Action> = Vec::new();
+    let mut changed: Vec<RecordBatch> = Vec::new();
+    // One group at a time (its files and the batch rows that belong with them): memory holds one
+    // group's files, not every touched file.
+    for group in &touched.groups {
+        let at = UInt32Array::from(group.rows.clone());
+        let src = pick(&all, &group.rows)?;
+        let ops = take(&all_ops, &at, None).map_err(|e| Error::arrow("selecting ops", e))?;
+        let ops = ops
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .ok_or_else(|| Error::invariant("_op is not text"))?;
+        let files = group
+            .files
+            .iter()
+            .map(|&i| {
+                touched
+                    .paths
+                    .get(i)
+                    .and_then(|p| live.get(p))
+                    .ok_or_else(|| {
+                        Error::invariant(format!("touched file {i} not in the snapshot"))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut parts = Vec::new();
+        for f in &files {
+            for b in lake::read_data_file(&silver, location, &f.path(), None).await? {
+                parts.push(schema::as_schema(&b, &target, |_, _| None)?);
+            }
+        }
+        let old = concat_batches(&target, &parts).map_err(|e| Error::arrow("touched rows", e))?;
+        metrics.num_target_files_scanned += files.len();
+        let p = plan(&old, &src, ops, &keys)?;
+        if p.inserted.is_empty() && p.after.is_empty() && p.deleted.is_empty() {
+            metrics.num_target_rows_copied += old.num_rows();
+            continue; // every event older than its row: the group's files stay as they are
+        }
+        metrics.num_target_rows_inserted += p.inserted.len();
+        metrics.num_target_rows_updated += p.after.len();
+        metrics.num_target_rows_deleted += p.deleted.len();
+        metrics.num_target_rows_copied += p.keep.len();
+        let out = concat_batches(
+            &target,
+            &[
+                pick(&old, &p.keep)?,
+                pick(&src, &p.after)?,
+                pick(&src, &p.inserted)?,
+            ],
+        )
+        .map_err(|e| Error::arrow("rewritten rows", e))?;
+        let out = sorted_by_keys(&out, &table.keys)?;
+        metrics.num_output_rows += out.num_rows();
+        let per = super::merge::slice_rows(&out, table.target_file_size);
+        let slices = (0..out.num_rows())
+            .step_by(per.max(1))
+            .map(|at| out.slice(at, per.min(out.num_rows() - at)));
+        let adds =
+            lake::write_batches(&silver, location, slices, Some(table.target_file_size)).await?;
+        metrics.num_target_files_added += adds.len();
+        metrics.num_target_files_removed += files.len();
+        actions.extend(files.iter().map(|f| Action::Remove(f.remove_action(true))));
+        actions.extend(adds.into_iter().map(Action::Add));
+        if cdf {
+            changed.push(change_rows(&old, &src, &p)?);
+        }
     }
-    let out = concat_batches(
-        &target,
-        &[
-            pick(&old, &p.keep)?,
-            pick(&src, &p.after)?,
-            pick(&src, &p.inserted)?,
-        ],
-    )
-    .map_err(|e| Error::arrow("rewritten rows", e))?;
-    let out = sorted_by_keys(&out, &table.keys)?;
-    metrics.num_output_rows = out.num_rows();
-    let per = super::merge::slice_rows(&out, table.target_file_size);
-    let slices = (0..out.num_rows())
-        .step_by(per.max(1))
-        .map(|at| out.slice(at, per.min(out.num_rows() - at)));
-    let adds = lake::write_batches(&silver, location, slices, Some(table.target_file_size)).await?;
-    metrics.num_target_files_added = adds.len();
-    metrics.num_target_files_removed = files.len();
-    let mut actions: Vec<Action> = files
-        .iter()
-        .map(|f| Action::Remove(f.remove_action(true)))
-        .collect();
-    actions.extend(adds.into_iter().map(Action::Add));
-    if cdf {
-        let cdc = lake::write_change_file(&silver, location, &change_rows(&old, &src, &p)?).await?;
+    if actions.is_empty() {
+        return Ok((silver, metrics)); // nothing changed: the caller advances the watermark
+    }
+    if let Some(first) = changed.first() {
+        let rows = concat_batches(&first.schema(), &changed)
+            .map_err(|e| Error::arrow("change rows", e))?;
+        let cdc = lake::write_change_file(&silver, location, &rows).await?;
         actions.push(Action::Cdc(cdc));
     }
     if let Ok(m) = serde_json::to_value(&metrics) {
