@@ -100,8 +100,9 @@ enum Command {
         #[arg(long)]
         table: String,
     },
-    /// Apply landing objects one at a time, as events arriving apart would: for each key (relative to
-    /// the landing uri, as an S3 event names it), the bronze step, then the table's silver step, all in
+    /// Apply landing objects one at a time, as events arriving apart would: for each key (as an S3 event
+    /// names it; for a file:// landing, the file's path without its leading `/`), the bronze step, then
+    /// the table's silver step, all in
     /// one process, so snapshots stay warm as in a warm Lambda container. Prints one JSON line per step
     /// (the silver summary with the silver step's and the bronze step's milliseconds).
     Replay {
