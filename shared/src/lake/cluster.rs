@@ -370,6 +370,24 @@ mod tests {
         RecordBatch::try_new(Arc::new(schema), vec![Arc::new(lo), Arc::new(hi)]).unwrap()
     }
 
+    /// Files that all have statistics, one per (min, max).
+    fn spans(ranges: &[(i64, i64)]) -> RecordBatch {
+        files(
+            &ranges
+                .iter()
+                .map(|&(a, b)| (Some(a), Some(b)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Each group as (files, rows).
+    fn grouped(t: &Touched) -> Vec<(Vec<usize>, Vec<u32>)> {
+        t.groups
+            .iter()
+            .map(|g| (g.files.clone(), g.rows.clone()))
+            .collect()
+    }
+
     fn keys(k: &[i64]) -> ArrayRef {
         Arc::new(Int64Array::from(k.to_vec()))
     }
@@ -386,13 +404,7 @@ mod tests {
 
     #[test]
     fn keys_in_two_of_five_files_make_two_ranges_that_skip_the_rest() {
-        let f = files(&[
-            (Some(0), Some(99)),
-            (Some(100), Some(199)),
-            (Some(200), Some(299)),
-            (Some(300), Some(399)),
-            (Some(400), Some(499)),
-        ]);
+        let f = spans(&[(0, 99), (100, 199), (200, 299), (300, 399), (400, 499)]);
         // 5 in the first file, 450 and 460 in the last, 999 beyond every file (a new key).
         let t = touched_in(&f, "id", &keys(&[460, 5, 999, 450])).unwrap();
         assert_eq!((t.total, t.files, t.unknown), (5, 2, 0));
@@ -405,12 +417,7 @@ mod tests {
 
     #[test]
     fn each_touched_file_is_its_own_group_and_new_keys_join_their_neighbour() {
-        let f = files(&[
-            (Some(0), Some(9)),
-            (Some(10), Some(19)),
-            (Some(20), Some(29)),
-            (Some(40), Some(49)),
-        ]);
+        let f = spans(&[(0, 9), (10, 19), (20, 29), (40, 49)]);
         // 5 and 15 in adjacent files, 25 in the third, 33 new just after it, 45 in the last, 99 new
         // after everything; the fourth file is touched too.
         let k = keys(&[5, 15, 25, 33, 45, 99, 3]);
@@ -433,7 +440,7 @@ mod tests {
 
     #[test]
     fn a_new_key_with_an_untouched_file_before_it_starts_its_own_group() {
-        let f = files(&[(Some(0), Some(9)), (Some(10), Some(19))]);
+        let f = spans(&[(0, 9), (10, 19)]);
         // 5 in the first file; 30 is new, and the untouched [10, 19] lies between them.
         let t = touched_in(&f, "id", &keys(&[30, 5])).unwrap();
         let groups: Vec<(Vec<usize>, Vec<u32>)> = t
@@ -446,7 +453,7 @@ mod tests {
 
     #[test]
     fn only_new_keys_touch_nothing() {
-        let f = files(&[(Some(0), Some(99)), (Some(100), Some(199))]);
+        let f = spans(&[(0, 99), (100, 199)]);
         let t = touched_in(&f, "id", &keys(&[200, 201, 250])).unwrap();
         assert!(t.none());
         assert_eq!(bounds(&t), vec![(200, 250)]);
