@@ -422,11 +422,7 @@ mod tests {
         // after everything; the fourth file is touched too.
         let k = keys(&[5, 15, 25, 33, 45, 99, 3]);
         let t = touched_in(&f, "id", &k).unwrap();
-        let groups: Vec<(Vec<usize>, Vec<u32>)> = t
-            .groups
-            .iter()
-            .map(|g| (g.files.clone(), g.rows.clone()))
-            .collect();
+        let groups = grouped(&t);
         assert_eq!(
             groups,
             vec![
@@ -443,11 +439,7 @@ mod tests {
         let f = spans(&[(0, 9), (10, 19)]);
         // 5 in the first file; 30 is new, and the untouched [10, 19] lies between them.
         let t = touched_in(&f, "id", &keys(&[30, 5])).unwrap();
-        let groups: Vec<(Vec<usize>, Vec<u32>)> = t
-            .groups
-            .iter()
-            .map(|g| (g.files.clone(), g.rows.clone()))
-            .collect();
+        let groups = grouped(&t);
         assert_eq!(groups, vec![(vec![0], vec![1]), (vec![], vec![0])]);
     }
 
