@@ -71,13 +71,6 @@ impl Tables {
         }
     }
 
-    /// Forgets `location` (after a failure that may have left the snapshot behind the log).
-    pub fn forget(&self, location: &Location) {
-        if let Ok(mut map) = self.inner.lock() {
-            map.remove(&table_name(location));
-        }
-    }
-
     /// How many tables are cached.
     pub fn len(&self) -> usize {
         self.inner.lock().map(|m| m.len()).unwrap_or(0)

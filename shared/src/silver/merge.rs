@@ -89,7 +89,7 @@ pub(super) async fn merge_history(
 }
 
 /// Rows per write call when appending: small enough that files roll close to the target size.
-pub(super) fn slice_rows(batch: &RecordBatch, target_file_size: u64) -> usize {
+fn slice_rows(batch: &RecordBatch, target_file_size: u64) -> usize {
     let row_bytes = (batch.get_array_memory_size() / batch.num_rows().max(1)).max(1) as u64;
     ((target_file_size / row_bytes / 4) as usize).clamp(16, 65_536)
 }
