@@ -20,6 +20,7 @@ const LAYERS: &[&str] = &[
     "cdc",
     "silver",
     "gold",
+    "maintain",
     "handler",
     "runner",
     "backfill",

@@ -6,7 +6,9 @@
 //! - [`bronze`]: raw rows with lineage, one commit per batch, exactly once per object version;
 //! - [`cdc`] + [`silver`]: changes normalised, one MERGE per step (SCD1 or SCD2), tombstones;
 //! - [`gold`]: views recomputed per touched group;
-//! - [`quarantine`]: what did not fit, with its reason.
+//! - [`quarantine`]: what did not fit, with its reason;
+//! - [`maintain`]: compaction, checkpoints, log cleanup below every consumer's watermark, vacuum,
+//!   expiry; [`status`]: versions, lag and layout per table.
 //!
 //! All of it goes through [`lake`] (the only module that talks to delta-rs) and [`storage`] (where
 //! things live). [`config`] is the pipeline file. [`handler`] is what each Lambda calls (and owns the
@@ -24,6 +26,7 @@ pub mod handler;
 pub mod lake;
 #[cfg(test)]
 mod layering;
+pub mod maintain;
 pub mod quarantine;
 pub mod read;
 pub mod runner;

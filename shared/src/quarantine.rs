@@ -92,6 +92,7 @@ pub async fn append(
                 &format!("quarantine_{table}"),
                 &quarantine_schema(),
                 &[],
+                lake::Markers::Expire,
             )
             .await?
         }

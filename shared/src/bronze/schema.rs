@@ -38,6 +38,7 @@ impl BronzeWriter {
                 &format!("bronze_{}", table.name),
                 &schema::bronze_schema(&data),
                 &[],
+                lake::Markers::Expire,
             )
             .await?;
             *bronze = Some(created);

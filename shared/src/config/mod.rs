@@ -136,6 +136,35 @@ pub struct QueueConfig {
 }
 
 /// The whole pipeline file, validated.
+/// Default of `[maintenance] every_minutes`: how often maintenance runs (the runner's timer; the SAM
+/// template's schedule parameter).
+pub const DEFAULT_MAINTENANCE_MINUTES: u64 = 60;
+/// Default of `[maintenance] vacuum_retention_days`: removed files stay this long (time travel's reach).
+pub const DEFAULT_VACUUM_RETENTION_DAYS: u32 = 7;
+/// Default of `[maintenance] quarantine_retention_days`.
+pub const DEFAULT_QUARANTINE_RETENTION_DAYS: u32 = 90;
+
+/// `[maintenance]`: what the maintenance function keeps and how often it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MaintenanceConfig {
+    pub every: std::time::Duration,
+    /// Files removed from a table are deleted after this many days (never fewer than the table's
+    /// `delta.deletedFileRetentionDuration`): time travel reaches at least this far back.
+    pub vacuum_retention_days: u32,
+    /// Quarantine rows are deleted after this many days.
+    pub quarantine_retention_days: u32,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            every: std::time::Duration::from_secs(DEFAULT_MAINTENANCE_MINUTES * 60),
+            vacuum_retention_days: DEFAULT_VACUUM_RETENTION_DAYS,
+            quarantine_retention_days: DEFAULT_QUARANTINE_RETENTION_DAYS,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PipelineConfig {
     pub landing: Location,
@@ -146,6 +175,7 @@ pub struct PipelineConfig {
     pub gold: Vec<GoldView>,
     /// Target size in bytes of bronze data files (the top-level `target_file_size_mb`).
     pub target_file_size: u64,
+    pub maintenance: MaintenanceConfig,
 }
 
 impl PipelineConfig {

@@ -8,8 +8,9 @@ use url::Url;
 
 use super::columns::parse_columns;
 use super::{
-    CdcFormat, Compression, Format, GoldView, Location, PipelineConfig, QueueConfig, TableConfig,
-    TriggerWindow, UnknownFields,
+    CdcFormat, Compression, Format, GoldView, Location, MaintenanceConfig, PipelineConfig,
+    QueueConfig, TableConfig, TriggerWindow, UnknownFields, DEFAULT_MAINTENANCE_MINUTES,
+    DEFAULT_QUARANTINE_RETENTION_DAYS, DEFAULT_VACUUM_RETENTION_DAYS,
 };
 use crate::error::{Error, Result};
 
@@ -34,6 +35,56 @@ pub(super) struct RawConfig {
     tables: Vec<RawTable>,
     #[serde(default)]
     gold: Vec<RawGold>,
+    #[serde(default)]
+    maintenance: RawMaintenance,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawMaintenance {
+    every_minutes: Option<u64>,
+    vacuum_retention_days: Option<u32>,
+    quarantine_retention_days: Option<u32>,
+}
+
+/// Longest retention accepted anywhere (a century): bounds the date arithmetic done with it.
+pub(super) const MAX_RETENTION_DAYS: u32 = 36_500;
+
+impl RawMaintenance {
+    fn validate(self) -> Result<MaintenanceConfig> {
+        let days = |v: Option<u32>, default: u32, field: &str| -> Result<u32> {
+            let d = v.unwrap_or(default);
+            if !(1..=MAX_RETENTION_DAYS).contains(&d) {
+                return Err(Error::config(
+                    "-",
+                    &format!("maintenance.{field}"),
+                    format!("must be 1..={MAX_RETENTION_DAYS} days, not {d}"),
+                ));
+            }
+            Ok(d)
+        };
+        let every = self.every_minutes.unwrap_or(DEFAULT_MAINTENANCE_MINUTES);
+        if !(1..=10_080).contains(&every) {
+            return Err(Error::config(
+                "-",
+                "maintenance.every_minutes",
+                format!("must be 1..=10080 (a week), not {every}"),
+            ));
+        }
+        Ok(MaintenanceConfig {
+            every: std::time::Duration::from_secs(every * 60),
+            vacuum_retention_days: days(
+                self.vacuum_retention_days,
+                DEFAULT_VACUUM_RETENTION_DAYS,
+                "vacuum_retention_days",
+            )?,
+            quarantine_retention_days: days(
+                self.quarantine_retention_days,
+                DEFAULT_QUARANTINE_RETENTION_DAYS,
+                "quarantine_retention_days",
+            )?,
+        })
+    }
 }
 
 #[derive(Deserialize)]
@@ -277,11 +328,11 @@ impl RawTable {
             ));
         }
         match (self.tombstone_retention_days, scd_type) {
-            (Some(0), _) => {
+            (Some(d), _) if !(1..=MAX_RETENTION_DAYS).contains(&d) => {
                 return Err(Error::config(
                     &t,
                     "tombstone_retention_days",
-                    "must be at least 1",
+                    format!("must be 1..={MAX_RETENTION_DAYS} days, not {d}"),
                 ))
             }
             (Some(_), 2) => {
@@ -488,6 +539,7 @@ impl RawConfig {
             tables,
             gold,
             target_file_size,
+            maintenance: self.maintenance.validate()?,
         })
     }
 }

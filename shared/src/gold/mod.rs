@@ -21,7 +21,6 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::datafusion::common::JoinType;
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::prelude::{ident, SessionContext};
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
 use serde_json::json;
@@ -133,10 +132,17 @@ impl GoldWriter {
         let mut gold = match self.tables.open(&location).await? {
             Some(t) => t,
             None => {
-                lake::open_or_create(&location, &format!("gold_{}", view.name), &schema, &[])
-                    .await?
+                lake::open_or_create(
+                    &location,
+                    &format!("gold_{}", view.name),
+                    &schema,
+                    &[],
+                    lake::Markers::Keep,
+                )
+                .await?
             }
         };
+        lake::keep_watermarks(&mut gold, &location).await?;
         for s in &sources {
             let mark = lake::txn_version(&gold, &watermark_app_id(&view.name, &s.name)).await?;
             out.applied.push((s.name.clone(), mark, s.version));
@@ -173,7 +179,7 @@ impl GoldWriter {
         let props = |rows: usize| {
             let mut m = metadata.clone();
             m.insert("lakehouse.rows".to_string(), json!(rows));
-            CommitProperties::default()
+            lake::commit_properties()
                 .with_application_transactions(txns.clone())
                 .with_metadata(m)
         };

@@ -13,8 +13,8 @@ use super::table_name;
 use crate::error::{Error, Result};
 use crate::storage::Location;
 
-/// The rows each commit in `[from, to]` added, per version. A version that log cleanup removed is an
-/// [`Error::LogExpired`]: the range cannot be read any more.
+/// The rows each commit in `[from, to]` added, per version (compaction commits add none). A version that
+/// log cleanup removed is an [`Error::LogExpired`]: the range cannot be read any more.
 pub async fn commit_files(
     table: &DeltaTable,
     location: &Location,
@@ -41,7 +41,11 @@ pub async fn commit_files(
         })?;
         let mut batches = Vec::new();
         for action in actions {
+            // Compaction re-adds rows it already had (`dataChange: false`): not new rows.
             let Action::Add(add) = action else { continue };
+            if !add.data_change {
+                continue;
+            }
             batches.extend(read_data_file(table, location, &add.path, Some(version)).await?);
         }
         out.push((version, batches));
@@ -88,4 +92,20 @@ pub async fn read_data_file(
     reader
         .map(|b| b.map_err(|e| Error::arrow(format!("reading {name}/{path}{at}"), e)))
         .collect()
+}
+
+/// The version of the table's latest checkpoint (from `_delta_log/_last_checkpoint`), if any.
+pub async fn last_checkpoint(table: &DeltaTable) -> Option<i64> {
+    let hint = table
+        .object_store()
+        .get(&Path::from("_delta_log/_last_checkpoint"))
+        .await
+        .ok()?
+        .bytes()
+        .await
+        .ok()?;
+    serde_json::from_slice::<serde_json::Value>(&hint)
+        .ok()?
+        .get("version")?
+        .as_i64()
 }

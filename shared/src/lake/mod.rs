@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use deltalake::arrow::datatypes::Schema;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::StructType;
-use deltalake::protocol::SaveMode;
+use deltalake::kernel::{Action, MetadataExt, StructType};
+use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableError, TableProperty};
 
 use crate::error::{Error, Result};
@@ -19,6 +19,7 @@ use crate::storage::Location;
 mod cache;
 mod changes;
 mod cluster;
+mod layout;
 mod log;
 mod merge;
 mod retry;
@@ -28,18 +29,45 @@ mod write;
 pub use cache::Tables;
 pub use changes::changes;
 pub use cluster::{rewritten, touched, touched_paths, Touched};
-pub use log::{commit_files, read_data_file};
+pub use layout::{
+    compaction_bins, estimated_bytes, file_spans, sorted_by_keys, write_sorted, FileSpan,
+    SMALL_FILE_FRACTION,
+};
+pub use log::{commit_files, last_checkpoint, read_data_file};
 pub use merge::{
     action_is, key_predicate, keyed_join, quote, run_merge, tag, MergeClauses, ACTION,
     ACTION_DELETE, ACTION_UPSERT,
 };
 pub use retry::{is_conflict, RetryPolicy};
 pub use scan::{read_table, scan, scan_keys};
-pub use write::{commit_actions, commit_append, new_writer, txn, write_batches, write_change_file};
+pub use write::{
+    commit_actions, commit_append, commit_with, new_writer, txn, write_batches, write_change_file,
+};
 
-/// How long application-transaction markers (idempotency state) are kept. Longer than SQS's maximum
-/// message retention (14 days), so any redelivery still finds its marker.
+/// How long per-object markers (bronze's and quarantine's idempotency state) are kept. Longer than SQS's
+/// maximum message retention (14 days), so any redelivery still finds its marker.
 pub const TXN_RETENTION: &str = "interval 30 days";
+
+/// [`TXN_RETENTION`] in days, less one day of margin: the marker horizon. Bronze does not ingest from an
+/// event an object last modified before it (its marker may be gone; see `bronze`).
+pub const MARKER_HORIZON_DAYS: i64 = 29;
+
+/// What a table's application transactions are, which decides whether they may expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Markers {
+    /// Per-object idempotency markers (bronze, quarantine): many, each needed only while its object
+    /// can be redelivered, so they expire after [`TXN_RETENTION`].
+    Expire,
+    /// Progress watermarks (silver, tombstones, gold): few, and needed for as long as the table lives,
+    /// however long it stays idle. Never expired.
+    Keep,
+}
+
+/// Commit properties every commit of the product starts from. Log cleanup is never a side effect of a
+/// commit: only maintenance cleans a log, and only below what every downstream watermark consumed.
+pub fn commit_properties() -> CommitProperties {
+    CommitProperties::default().with_cleanup_expired_logs(Some(false))
+}
 
 pub(crate) fn table_name(location: &Location) -> String {
     location.url.to_string()
@@ -70,8 +98,9 @@ pub async fn open_or_create(
     name: &str,
     schema: &Schema,
     partition_by: &[String],
+    markers: Markers,
 ) -> Result<DeltaTable> {
-    open_or_create_with(location, name, schema, partition_by, &[]).await
+    open_or_create_with(location, name, schema, partition_by, markers, &[]).await
 }
 
 /// [`open_or_create`] with extra table properties set at creation.
@@ -80,6 +109,7 @@ pub async fn open_or_create_with(
     name: &str,
     schema: &Schema,
     partition_by: &[String],
+    markers: Markers,
     properties: &[(TableProperty, &str)],
 ) -> Result<DeltaTable> {
     if let Some(t) = open(location).await? {
@@ -93,21 +123,25 @@ pub async fn open_or_create_with(
     )
     .await
     .map_err(|e| Error::delta(table_name(location), "create", e))?;
-    let created = uninit
+    let mut create = uninit
         .create()
         .with_configuration(properties.iter().map(|(p, v)| (p.as_ref(), Some(*v))))
         .with_table_name(name)
         .with_columns(fields.fields().cloned())
         .with_partition_columns(partition_by.to_vec())
-        .with_configuration_property(
-            TableProperty::SetTransactionRetentionDuration,
-            Some(TXN_RETENTION),
-        )
+        // Other writers (Spark, delta-rs defaults) must not clean the log behind a lagging consumer.
+        .with_configuration_property(TableProperty::EnableExpiredLogCleanup, Some("false"))
         .with_save_mode(SaveMode::Ignore)
         // Version 0 or nothing: a retried CREATE would land as version 1, 2... with a new table id,
         // rewriting the metadata of a table that concurrent creators already write to.
-        .with_commit_properties(CommitProperties::default().with_max_retries(0))
-        .await;
+        .with_commit_properties(commit_properties().with_max_retries(0));
+    if markers == Markers::Expire {
+        create = create.with_configuration_property(
+            TableProperty::SetTransactionRetentionDuration,
+            Some(TXN_RETENTION),
+        );
+    }
+    let created = create.await;
     match created {
         Ok(t) if t.version().is_some() => Ok(t),
         Ok(_) => open(location).await?.ok_or_else(|| {
@@ -149,12 +183,55 @@ pub async fn add_missing_columns(
         .clone()
         .add_columns()
         .with_fields(fields.fields().cloned().collect::<Vec<_>>())
-        .with_commit_properties(CommitProperties::default().with_metadata(metadata))
+        .with_commit_properties(commit_properties().with_metadata(metadata))
         .await
         .map_err(fail)?;
     *table = evolved;
     tracing::info!(table = %location.url, columns = ?names, version = ?table.version(), "schema evolved: columns added");
     Ok(names)
+}
+
+/// Makes `table`'s watermarks permanent: a table that carries `delta.setTransactionRetentionDuration`
+/// (created by an earlier release, or set by someone) has the property removed in a metadata commit of
+/// its own, before its watermark is read, so an idle month never makes a step start over. (With the
+/// property gone, checkpoints keep every `txn` too.) Returns whether it committed.
+pub async fn keep_watermarks(table: &mut DeltaTable, location: &Location) -> Result<bool> {
+    let fail = |e: DeltaTableError| Error::delta(table_name(location), "keep watermarks", e);
+    let key = TableProperty::SetTransactionRetentionDuration.as_ref();
+    let metadata = table.snapshot().map_err(&fail)?.metadata().clone();
+    if !metadata.configuration().contains_key(key) {
+        return Ok(false);
+    }
+    let updated = metadata
+        .remove_config_key(key)
+        .map_err(|e| fail(e.into()))?;
+    let operation = DeltaOperation::SetTableProperties {
+        properties: HashMap::from([(key.to_string(), String::new())]),
+    };
+    let info = HashMap::from([(
+        "lakehouse.reason".to_string(),
+        serde_json::json!("watermarks never expire"),
+    )]);
+    match commit_actions(
+        table,
+        vec![Action::Metadata(updated)],
+        Vec::new(),
+        info,
+        operation,
+    )
+    .await
+    {
+        Ok(version) => {
+            tracing::info!(table = %location.url, version, "transaction retention removed: watermarks kept");
+            Ok(true)
+        }
+        // Someone else changed the table meanwhile: reload and look again on the next open.
+        Err(e) if is_conflict(&e) => {
+            table.update_state().await.map_err(fail)?;
+            Ok(false)
+        }
+        Err(e) => Err(fail(e)),
+    }
 }
 
 /// Version of the application transaction `app_id` recorded in the table, if any.

@@ -45,9 +45,20 @@ pub async fn commit_actions(
     metadata: HashMap<String, serde_json::Value>,
     operation: DeltaOperation,
 ) -> std::result::Result<i64, DeltaTableError> {
-    let props = CommitProperties::default()
+    let props = super::commit_properties()
         .with_application_transactions(txns)
         .with_metadata(metadata);
+    commit_with(table, actions, props, operation).await
+}
+
+/// Commits `actions` as `operation` with the given commit properties; the table is then at the new
+/// version.
+pub async fn commit_with(
+    table: &mut DeltaTable,
+    actions: Vec<Action>,
+    props: CommitProperties,
+    operation: DeltaOperation,
+) -> std::result::Result<i64, DeltaTableError> {
     let finalized = CommitBuilder::from(props)
         .with_actions(actions)
         .build(Some(table.snapshot()?), table.log_store(), operation)

@@ -15,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::compute::{lexsort_to_indices, take_record_batch, SortColumn};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::Transaction;
 use deltalake::operations::merge::MergeMetrics;
@@ -105,7 +104,7 @@ pub(super) async fn append_new(
     txn: Transaction,
     metadata: HashMap<String, serde_json::Value>,
 ) -> Result<(DeltaTable, MergeMetrics)> {
-    let rows = sorted_by_keys(&only_upserts(changes)?, &table.keys)?;
+    let rows = lake::sorted_by_keys(&only_upserts(changes)?, &table.keys)?;
     let target = Arc::new(silver_table_schema(normalizer, table)?);
     let rows = schema::as_schema(&rows, &target, |_, _| None)?;
     let per = slice_rows(&rows, table.target_file_size);
@@ -129,24 +128,6 @@ pub(super) async fn append_new(
         .await
         .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;
     Ok((silver, metrics))
-}
-
-/// `batch` sorted by `keys` (nulls first), so files written from it cover narrow key ranges.
-pub(super) fn sorted_by_keys(batch: &RecordBatch, keys: &[String]) -> Result<RecordBatch> {
-    if keys.is_empty() || batch.num_rows() < 2 {
-        return Ok(batch.clone());
-    }
-    let names: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let columns: Vec<SortColumn> = schema::columns(batch, &names, "sorting by key")?
-        .into_iter()
-        .map(|values| SortColumn {
-            values,
-            options: None,
-        })
-        .collect();
-    let order =
-        lexsort_to_indices(&columns, None).map_err(|e| Error::arrow("sorting by key", e))?;
-    take_record_batch(batch, &order).map_err(|e| Error::arrow("sorting by key", e))
 }
 
 /// The plan as commit metadata and log fields.

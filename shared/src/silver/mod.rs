@@ -17,7 +17,6 @@ use std::sync::Arc;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::compute::concat_batches;
 use deltalake::arrow::datatypes::Schema;
-use deltalake::kernel::transaction::CommitProperties;
 use deltalake::{DeltaTable, TableProperty};
 use serde_json::json;
 use tracing::{info, warn};
@@ -155,6 +154,7 @@ impl SilverWriter {
                     &format!("silver_{}", table.name),
                     &silver_table_schema(&normalizer, table)?,
                     &table.partition_by,
+                    lake::Markers::Keep,
                     &[
                         (TableProperty::EnableChangeDataFeed, "true"),
                         (
@@ -177,8 +177,12 @@ impl SilverWriter {
             ]),
         )
         .await?;
+        lake::keep_watermarks(&mut silver, &silver_loc).await?;
         let silver_wm = lake::txn_version(&silver, &app).await?;
         let mut tombs = self.tables.open(&tomb_loc).await?;
+        if let Some(t) = tombs.as_mut() {
+            lake::keep_watermarks(t, &tomb_loc).await?;
+        }
         mark("open", &mut phases);
         let tomb_wm = match &tombs {
             Some(t) => lake::txn_version(t, &app).await?,
@@ -228,7 +232,7 @@ impl SilverWriter {
             "lakehouse.plan".to_string(),
             merge::plan_json(plan.as_ref(), out.path),
         );
-        let props = CommitProperties::default()
+        let props = lake::commit_properties()
             .with_application_transaction(lake::txn(&app, latest))
             .with_metadata(metadata.clone());
         if changes.num_rows() == 0 {

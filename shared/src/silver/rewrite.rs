@@ -25,7 +25,6 @@ use deltalake::operations::merge::MergeMetrics;
 use deltalake::protocol::{DeltaOperation, MergePredicate};
 use deltalake::DeltaTable;
 
-use super::merge::sorted_by_keys;
 use crate::cdc::{BRONZE_VERSION, OP, OP_DELETE, SEQ};
 use crate::config::{Location, TableConfig};
 use crate::error::{Error, Result};
@@ -227,23 +226,13 @@ pub(super) async fn rewrite(
             ],
         )
         .map_err(|e| Error::arrow("rewritten rows", e))?;
-        let out = sorted_by_keys(&out, &table.keys)?;
+        let out = lake::sorted_by_keys(&out, &table.keys)?;
         metrics.num_output_rows += out.num_rows();
-        // As many equal files as the output's size calls for (its size estimated from the files it
-        // replaces): no small remainder file for the next batch to touch.
+        // Size estimated from the files it replaces.
         let old_bytes: i64 = files.iter().map(|f| f.size()).sum();
-        let estimate = match old.num_rows() {
-            0 => out.get_array_memory_size() as f64 / 4.0,
-            n => old_bytes as f64 * out.num_rows() as f64 / n as f64,
-        };
-        let parts = ((estimate / table.target_file_size as f64).round() as usize)
-            .clamp(1, out.num_rows().max(1));
-        let per = out.num_rows().div_ceil(parts).max(1);
-        let mut adds = Vec::new();
-        for at in (0..out.num_rows()).step_by(per) {
-            let part = out.slice(at, per.min(out.num_rows() - at));
-            adds.extend(lake::write_batches(&silver, location, [part], None).await?);
-        }
+        let estimate = lake::estimated_bytes(&out, old_bytes, old.num_rows());
+        let adds =
+            lake::write_sorted(&silver, location, &out, estimate, table.target_file_size).await?;
         metrics.num_target_files_added += adds.len();
         metrics.num_target_files_removed += files.len();
         actions.extend(files.iter().map(|f| Action::Remove(f.remove_action(true))));

@@ -44,6 +44,7 @@ impl SilverWriter {
                     &format!("tombstones_{}", table.name),
                     &tomb_schema,
                     &[],
+                    lake::Markers::Keep,
                 )
                 .await?
             }
