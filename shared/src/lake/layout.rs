@@ -27,21 +27,18 @@ pub struct FileSpan {
     pub range: Option<(OwnedRow, OwnedRow)>,
 }
 
-/// Every live file of `table` with its range of `column` (the leading key).
-pub fn file_spans(table: &DeltaTable, location: &Location, column: &str) -> Result<Vec<FileSpan>> {
+/// Every live file of `table` with its range of `column` (the leading key), if one is given.
+pub fn file_spans(
+    table: &DeltaTable,
+    location: &Location,
+    column: Option<&str>,
+) -> Result<Vec<FileSpan>> {
     let fail = |e| Error::delta(table_name(location), "read file statistics", e);
     let snapshot = table.snapshot().map_err(fail)?;
     if snapshot.log_data().num_files() == 0 {
         return Ok(Vec::new());
     }
     let files = snapshot.add_actions_table(true).map_err(fail)?;
-    let dtype = snapshot
-        .snapshot()
-        .arrow_schema()
-        .field_with_name(column)
-        .map_err(|e| Error::arrow("key column", e))?
-        .data_type()
-        .clone();
     let paths = files
         .column_by_name("path")
         .and_then(|c| c.as_string_opt::<i32>())
@@ -53,6 +50,32 @@ pub fn file_spans(table: &DeltaTable, location: &Location, column: &str) -> Resu
                 .cloned()
         })
         .ok_or_else(|| Error::invariant("add actions without a `size_bytes` column"))?;
+    let ranges = match column {
+        Some(column) => key_ranges(&files, &snapshot.snapshot().arrow_schema(), column)?,
+        None => vec![None; files.num_rows()],
+    };
+    Ok(ranges
+        .into_iter()
+        .enumerate()
+        .map(|(i, range)| FileSpan {
+            path: paths.value(i).to_string(),
+            size: sizes.value(i),
+            range,
+        })
+        .collect())
+}
+
+/// Per file of a flattened add-actions table, the range of `column` from its statistics.
+fn key_ranges(
+    files: &RecordBatch,
+    schema: &deltalake::arrow::datatypes::Schema,
+    column: &str,
+) -> Result<Vec<Option<(OwnedRow, OwnedRow)>>> {
+    let dtype = schema
+        .field_with_name(column)
+        .map_err(|e| Error::arrow("key column", e))?
+        .data_type()
+        .clone();
     let converter = RowConverter::new(vec![SortField::new(dtype.clone())])
         .map_err(|e| Error::arrow("key rows", e))?;
     let bound = |name: String| -> Result<Vec<Option<OwnedRow>>> {
@@ -71,16 +94,35 @@ pub fn file_spans(table: &DeltaTable, location: &Location, column: &str) -> Resu
         bound(format!("min.{column}"))?,
         bound(format!("max.{column}"))?,
     );
-    Ok((0..files.num_rows())
-        .map(|i| FileSpan {
-            path: paths.value(i).to_string(),
-            size: sizes.value(i),
-            range: match (&mins[i], &maxs[i]) {
-                (Some(lo), Some(hi)) => Some((lo.clone(), hi.clone())),
-                _ => None,
-            },
-        })
+    Ok(mins
+        .into_iter()
+        .zip(maxs)
+        .map(|(lo, hi)| lo.zip(hi))
         .collect())
+}
+
+/// Bins of small files of an unclustered table (bronze, quarantine), in the order given, each up to
+/// about `target` bytes; only bins of two files or more.
+pub fn small_file_bins(files: &[FileSpan], target: u64) -> Vec<Vec<usize>> {
+    let mut bins = Vec::new();
+    let mut run: Vec<usize> = Vec::new();
+    let mut bytes = 0u64;
+    for (i, f) in files.iter().enumerate() {
+        if (f.size as f64) >= target as f64 * SMALL_FILE_FRACTION {
+            continue;
+        }
+        run.push(i);
+        bytes += f.size.max(0) as u64;
+        if bytes >= target {
+            bins.push(std::mem::take(&mut run));
+            bytes = 0;
+        }
+    }
+    if run.len() > 1 {
+        bins.push(run);
+    }
+    bins.retain(|b| b.len() > 1);
+    bins
 }
 
 /// The sets of files (indices into `files`) that compaction rewrites, each into sorted files of about
@@ -271,6 +313,19 @@ mod tests {
         // A lone small file has nothing to merge with.
         let lone = [file(0, 9, 100), file(10, 19, 5), file(20, 29, 100)];
         assert!(compaction_bins(&lone, 100).is_empty());
+    }
+
+    #[test]
+    fn small_unclustered_files_are_packed_up_to_the_target() {
+        let f = |size| FileSpan {
+            path: format!("f{size}"),
+            size,
+            range: None,
+        };
+        // Bronze's files have no order to keep: a big file does not split a run.
+        let files = [f(10), f(10), f(100), f(30), f(30), f(30), f(20)];
+        assert_eq!(small_file_bins(&files, 100), vec![vec![0, 1, 3, 4, 5]]);
+        assert!(small_file_bins(&[f(10), f(100)], 100).is_empty());
     }
 
     #[test]

@@ -30,8 +30,8 @@ pub use cache::Tables;
 pub use changes::changes;
 pub use cluster::{rewritten, touched, touched_paths, Touched};
 pub use layout::{
-    compaction_bins, estimated_bytes, file_spans, sorted_by_keys, write_sorted, FileSpan,
-    SMALL_FILE_FRACTION,
+    compaction_bins, estimated_bytes, file_spans, small_file_bins, sorted_by_keys, write_sorted,
+    FileSpan, SMALL_FILE_FRACTION,
 };
 pub use log::{commit_files, last_checkpoint, read_data_file};
 pub use merge::{
@@ -89,6 +89,22 @@ pub async fn open(location: &Location) -> Result<Option<DeltaTable>> {
     .await
     .map_err(|e| Error::delta(table_name(location), "open", e))?;
     Ok(table.version().is_some().then_some(table))
+}
+
+/// Opens the table at `location` as of `version`.
+pub async fn open_at(location: &Location, version: i64) -> Result<DeltaTable> {
+    let fail = |e| Error::delta(table_name(location), "open version", e);
+    let mut table = DeltaTable::try_from_url_with_storage_options(
+        location.url.clone(),
+        location.storage_options.clone(),
+    )
+    .await
+    .map_err(fail)?;
+    table
+        .load_version(version.max(0) as u64)
+        .await
+        .map_err(fail)?;
+    Ok(table)
 }
 
 /// Opens the table, creating it with `schema` when absent. If another writer creates it first, theirs wins

@@ -1,15 +1,20 @@
-//! Compaction. Keyed, unpartitioned tables (silver, tombstones, gold) are re-clustered: the files
-//! [`lake::compaction_bins`] picks are read, sorted by key and written back as disjoint files of the
-//! target size, so a batch keeps touching one file per key range (the silver-at-scale layout).
-//! delta-rs's OPTIMIZE would concatenate small files from anywhere in the key space into files that
-//! span it. Other tables (bronze, quarantine, partitioned silver) are bin-packed by delta-rs's OPTIMIZE.
+//! Compaction: chosen files read, their rows written back as fewer files, one `dataChange: false`
+//! commit. Keyed, unpartitioned tables (silver, tombstones, gold) are re-clustered: the files
+//! [`lake::compaction_bins`] picks (overlapping or small) are sorted by key into disjoint files of the
+//! target size, so a batch keeps touching one file per key range. Other tables (bronze, quarantine,
+//! partitioned silver) have their small files bin-packed as they are.
+//!
+//! Why not delta-rs's OPTIMIZE: it concatenates small files from anywhere in the key space (files that
+//! span it, which every later batch touches), it cannot be limited to the files bronze's consumers
+//! have read, and its commit drops the commit properties' application transactions: with delta-rs
+//! ignoring `dataChange: false` removes in its delete/delete conflict check, those transactions (the
+//! table's watermarks, see [`super::Maintainer::commit_properties`]) are what makes a compaction and a
+//! concurrent step that rewrote the same file conflict instead of both committing (duplicate rows).
 
-use std::collections::HashMap;
-use std::num::NonZeroU64;
+use std::collections::{HashMap, HashSet};
 
 use deltalake::arrow::compute::concat_batches;
 use deltalake::kernel::Action;
-use deltalake::operations::optimize::OptimizeType;
 use deltalake::protocol::DeltaOperation;
 
 use super::consumers::Consumed;
@@ -18,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::lake;
 use crate::schema;
 
-/// At most this many bytes are re-clustered per run (the rest waits for the next run): bounds a run's
+/// At most this many bytes are rewritten per run (the rest waits for the next run): bounds a run's
 /// time whatever the backlog.
 const MAX_BYTES_PER_RUN: u64 = 2 << 30;
 
@@ -26,61 +31,32 @@ pub(super) async fn compact(
     m: &Maintainer,
     target: &Target,
     consumed: Consumed,
-    r: TaskReport,
-) -> Result<TaskReport> {
-    if target.keys.is_empty() {
-        bin_pack(m, target, consumed, r).await
-    } else {
-        recluster(m, target, r).await
-    }
-}
-
-/// delta-rs OPTIMIZE (compact) to the target size. With `compact_upto_consumed`, on the table as of the
-/// version every consumer has read: files added after it are left for a later run.
-async fn bin_pack(
-    m: &Maintainer,
-    target: &Target,
-    consumed: Consumed,
     mut r: TaskReport,
 ) -> Result<TaskReport> {
     let mut table = open(&target.location).await?;
     let latest = table.version().map_or(0, |v| v as i64);
+    let lead = target.keys.first().map(String::as_str);
+    let mut spans = lake::file_spans(&table, &target.location, lead)?;
     if target.compact_upto_consumed {
+        // Only files every consumer has read: a pending step still reads the others by path, and
+        // vacuum would delete them once removed.
         match consumed {
             Consumed::Nothing => return Ok(r.skipped("silver has not read this table yet")),
             Consumed::Upto(v) if v < latest => {
-                table
-                    .load_version(v as u64)
-                    .await
-                    .map_err(|e| Error::delta(&target.label, "load consumed version", e))?;
+                let read = lake::open_at(&target.location, v).await?;
+                let read: HashSet<String> = lake::file_spans(&read, &target.location, None)?
+                    .into_iter()
+                    .map(|f| f.path)
+                    .collect();
+                spans.retain(|f| read.contains(&f.path));
             }
             _ => {}
         }
     }
-    let size = NonZeroU64::new(target.target_file_size.max(1))
-        .ok_or_else(|| Error::invariant("zero target file size"))?;
-    let (after, metrics) = table
-        .optimize()
-        .with_type(OptimizeType::Compact)
-        .with_target_size(size)
-        .with_commit_properties(m.commit_properties(target, "compact"))
-        .await
-        .map_err(|e| Error::delta(&target.label, "compact", e))?;
-    if metrics.num_files_removed > 0 {
-        r.outcome = Outcome::Done;
-        r.version = after.version().map(|v| v as i64);
-        r.files_removed = metrics.num_files_removed as usize;
-        r.files_added = metrics.num_files_added as usize;
-    }
-    Ok(r)
-}
-
-/// Re-clusters a keyed, unpartitioned table: one commit removing the binned files and adding their rows
-/// sorted by key, `dataChange: false`.
-async fn recluster(m: &Maintainer, target: &Target, mut r: TaskReport) -> Result<TaskReport> {
-    let mut table = open(&target.location).await?;
-    let spans = lake::file_spans(&table, &target.location, &target.keys[0])?;
-    let bins = lake::compaction_bins(&spans, target.target_file_size);
+    let bins = match lead {
+        Some(_) => lake::compaction_bins(&spans, target.target_file_size),
+        None => lake::small_file_bins(&spans, target.target_file_size),
+    };
     if bins.is_empty() {
         return Ok(r);
     }
@@ -131,7 +107,7 @@ async fn recluster(m: &Maintainer, target: &Target, mut r: TaskReport) -> Result
             Action::Add(a)
         }));
     }
-    let props = m.commit_properties(target, "compact");
+    let props = m.commit_properties(target, &table, "compact").await?;
     let operation = DeltaOperation::Optimize {
         predicate: None,
         target_size: target.target_file_size as i64,

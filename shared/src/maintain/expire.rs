@@ -24,6 +24,7 @@ pub(super) async fn rows(
     mut r: TaskReport,
 ) -> Result<TaskReport> {
     let table = open(&target.location).await?;
+    let props = m.commit_properties(target, &table, "expire_rows").await?;
     let before = lit(ScalarValue::TimestampMicrosecond(
         Some(cutoff_us),
         Some("UTC".into()),
@@ -31,7 +32,7 @@ pub(super) async fn rows(
     let (after, metrics) = table
         .delete()
         .with_predicate(col(column).lt(before))
-        .with_commit_properties(m.commit_properties(target, "expire_rows"))
+        .with_commit_properties(props)
         .await
         .map_err(|e| Error::delta(&target.label, "expire rows", e))?;
     if metrics.num_removed_files > 0 {

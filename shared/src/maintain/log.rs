@@ -104,11 +104,12 @@ pub(super) async fn vacuum(
 ) -> Result<TaskReport> {
     let table = open(&target.location).await?;
     let retention = vacuum_retention(m, &table, target)?;
+    let props = m.commit_properties(target, &table, "vacuum").await?;
     let (after, metrics) = table
         .vacuum()
         .with_retention_period(retention)
         .with_clock(Arc::new(At(m.now().timestamp_millis())))
-        .with_commit_properties(m.commit_properties(target, "vacuum"))
+        .with_commit_properties(props)
         .await
         .map_err(|e| Error::delta(&target.label, "vacuum", e))?;
     if !metrics.files_deleted.is_empty() {

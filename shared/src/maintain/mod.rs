@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::DeltaTable;
 use serde::Serialize;
 use tracing::{info, warn};
 
@@ -36,6 +37,9 @@ mod compact;
 pub mod consumers;
 mod expire;
 mod log;
+
+#[cfg(test)]
+mod tests;
 
 use consumers::Consumed;
 
@@ -125,6 +129,9 @@ struct Target {
     change_files: bool,
     /// Silver, tombstones, gold: their watermarks must never expire.
     watermarks: bool,
+    /// Application ids the table's writers commit with (their watermarks): every maintenance commit
+    /// carries them at their current versions, so it conflicts with any concurrent step.
+    fences: Vec<String>,
 }
 
 /// Runs maintenance over a pipeline's tables.
@@ -187,6 +194,7 @@ impl Maintainer {
                 compact_upto_consumed: false,
                 change_files: false,
                 watermarks: false,
+                fences: Vec::new(),
             };
             out.push(Target {
                 target_file_size: cfg.target_file_size,
@@ -209,6 +217,7 @@ impl Maintainer {
                 },
                 change_files: true,
                 watermarks: true,
+                fences: vec![crate::silver::watermark_app_id(&t.name)],
                 ..base("silver", cfg.silver_location(&t.name))
             });
             out.push(Target {
@@ -217,6 +226,7 @@ impl Maintainer {
                     .tombstone_retention_days
                     .map(|d| (crate::silver::DELETED_AT, cutoff(d))),
                 watermarks: true,
+                fences: vec![crate::silver::watermark_app_id(&t.name)],
                 ..base("silver_tombstones", cfg.tombstone_location(&t.name))
             });
         }
@@ -235,6 +245,11 @@ impl Maintainer {
                 compact_upto_consumed: false,
                 change_files: false,
                 watermarks: true,
+                fences: v
+                    .sources
+                    .iter()
+                    .map(|s| crate::gold::watermark_app_id(&v.name, s))
+                    .collect(),
             });
         }
         out
@@ -349,13 +364,24 @@ impl Maintainer {
         }
     }
 
-    /// Commit properties of a maintenance commit: no log cleanup, the maintenance marker, lineage.
-    fn commit_properties(&self, target: &Target, task: &str) -> CommitProperties {
-        lake::commit_properties()
-            .with_application_transaction(lake::txn(
-                MAINTAINED_APP_ID,
-                self.now().timestamp_millis(),
-            ))
+    /// Commit properties of a maintenance commit on `table`: no log cleanup, lineage, the maintenance
+    /// marker (two overlapping runs conflict on it) and the table's fences at their versions in
+    /// `table` (a step that committed meanwhile makes this commit conflict; one that commits after
+    /// it conflicts and re-runs).
+    async fn commit_properties(
+        &self,
+        target: &Target,
+        table: &DeltaTable,
+        task: &str,
+    ) -> Result<CommitProperties> {
+        let mut txns = vec![lake::txn(MAINTAINED_APP_ID, self.now().timestamp_millis())];
+        for app in &target.fences {
+            if let Some(v) = lake::txn_version(table, app).await? {
+                txns.push(lake::txn(app, v));
+            }
+        }
+        Ok(lake::commit_properties()
+            .with_application_transactions(txns)
             .with_metadata([
                 ("lakehouse.layer".to_string(), serde_json::json!("maintain")),
                 (
@@ -363,12 +389,12 @@ impl Maintainer {
                     serde_json::json!(target.label),
                 ),
                 ("lakehouse.task".to_string(), serde_json::json!(task)),
-            ])
+            ]))
     }
 }
 
 /// The target's table (it exists: [`Maintainer::maintain`] checked).
-async fn open(location: &Location) -> Result<deltalake::DeltaTable> {
+async fn open(location: &Location) -> Result<DeltaTable> {
     lake::open(location)
         .await?
         .ok_or_else(|| Error::invariant(format!("table {} vanished", location.url)))
