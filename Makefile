@@ -57,7 +57,7 @@ bench-e2e: install
 
 ## Lambda artifacts (zip) for arm64 Graviton, built with zig for Lambda's glibc.
 lambda-zip: install
-	$(WITH_ENV) && for f in bronze silver gold; do \
+	$(WITH_ENV) && for f in bronze silver gold maintain; do \
 	  (cd functions/$$f && cargo lambda build --release --arm64 --output-format zip) || exit 1; \
 	  ls -l $(CARGO_TARGET_DIR)/lambda/$$f/bootstrap.zip; done
 

@@ -148,6 +148,25 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         chunk: usize,
     },
+    /// Maintenance, as the maintenance function runs it on its schedule: compaction (silver re-clustered
+    /// by key), checkpoints, log cleanup below every consumer's watermark, vacuum, expiry of tombstones
+    /// and quarantine rows. Prints one JSON line per task that did something; fails if a task failed.
+    Maintain {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
+        /// Only this table (all its layers) or gold view.
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Per table and view: versions, watermark lag (versions and seconds), files and small-file ratio,
+    /// rows, last commit, last checkpoint, last maintenance.
+    Status {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
+        /// One JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a table's rows (optionally at an older version: time travel).
     Show {
         #[command(flatten)]
@@ -320,6 +339,39 @@ async fn main_inner() -> Result<()> {
                 t.version()
             );
         }
+        Command::Maintain { config, table } => {
+            let cfg = Arc::new(PipelineConfig::load(&config).await?);
+            let report = lakehouse::maintain::Maintainer::new(cfg)
+                .run(table.as_deref())
+                .await?;
+            for task in report
+                .tasks
+                .iter()
+                .filter(|t| t.outcome != lakehouse::maintain::Outcome::Nothing)
+            {
+                println!("{}", serde_json::to_value(task).unwrap_or_default());
+            }
+            let failed = report.failed().count();
+            if failed > 0 {
+                return Err(lakehouse::Error::StepFailed {
+                    summary: format!("{failed} maintenance task(s) failed (see above)"),
+                }
+                .into());
+            }
+        }
+        Command::Status { config, json } => {
+            let cfg = PipelineConfig::load(&config).await?;
+            let status = lakehouse::status::status(&cfg, chrono::Utc::now()).await?;
+            if json {
+                let v = serde_json::to_value(&status).map_err(|source| CliError::Json {
+                    what: "status".into(),
+                    source,
+                })?;
+                println!("{}", pretty(&v));
+            } else {
+                print_status(&status);
+            }
+        }
         Command::History { target } => {
             let t = target.open().await?;
             let mut history: Vec<_> = t.history(None).collect().await;
@@ -362,6 +414,47 @@ async fn main_inner() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `status` as a table: one line per layer.
+fn print_status(status: &[lakehouse::status::TableStatus]) {
+    println!(
+        "{:<28} {:>8} {:>7} {:>6} {:>10} {:>12}  {:<20} {:<20} lag",
+        "table", "version", "files", "small", "rows", "bytes", "last commit", "last maintenance"
+    );
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or("-".to_string(), |t| {
+            t.format("%Y-%m-%d %H:%M:%S").to_string()
+        })
+    };
+    for l in status.iter().flat_map(|t| t.layers.iter()) {
+        if !l.exists {
+            println!("{:<28} {:>8}", l.table, "-");
+            continue;
+        }
+        let lag: Vec<String> = l
+            .lag
+            .iter()
+            .map(|g| {
+                format!(
+                    "{}: {} versions, {} s",
+                    g.source, g.versions_behind, g.seconds_behind
+                )
+            })
+            .collect();
+        println!(
+            "{:<28} {:>8} {:>7} {:>5.0}% {:>10} {:>12}  {:<20} {:<20} {}",
+            l.table,
+            l.version.map_or("-".into(), |v| v.to_string()),
+            l.files,
+            l.small_file_ratio * 100.0,
+            l.rows,
+            l.bytes,
+            time(l.last_commit),
+            time(l.last_maintenance),
+            lag.join("; ")
+        );
+    }
 }
 
 fn pretty(v: &serde_json::Value) -> String {

@@ -124,7 +124,7 @@ pub async fn run(
     }
     let total: usize = listed.iter().map(|(_, o)| o.len()).sum();
     progress.start(total);
-    let bronze = BronzeWriter::new(config.clone())?;
+    let bronze = BronzeWriter::new(config.clone())?.any_age();
     let mut summary = BackfillSummary {
         objects: total,
         ..Default::default()
@@ -139,7 +139,9 @@ pub async fn run(
                         summary.ingested += 1;
                         summary.rows += rows;
                     }
-                    ObjectStatus::AlreadyIngested => summary.already_ingested += 1,
+                    ObjectStatus::AlreadyIngested | ObjectStatus::Stale { .. } => {
+                        summary.already_ingested += 1
+                    }
                     ObjectStatus::Quarantined { .. } => summary.quarantined += 1,
                     ObjectStatus::Failed { reason } => {
                         summary.failed.push((o.key.clone(), reason.clone()))

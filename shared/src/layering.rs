@@ -21,6 +21,7 @@ const LAYERS: &[&str] = &[
     "silver",
     "gold",
     "maintain",
+    "status",
     "handler",
     "runner",
     "backfill",

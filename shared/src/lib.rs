@@ -32,6 +32,7 @@ pub mod read;
 pub mod runner;
 pub mod schema;
 pub mod silver;
+pub mod status;
 pub mod storage;
 pub mod telemetry;
 #[cfg(test)]

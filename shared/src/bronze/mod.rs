@@ -52,6 +52,8 @@ pub struct BronzeWriter {
     landing: StoreRef,
     retry: RetryPolicy,
     function_version: String,
+    /// Objects last modified before this many days ago are [`ObjectStatus::Stale`] (`None`: any age).
+    horizon_days: Option<i64>,
 }
 
 /// Per-object work gathered during one attempt.
@@ -74,7 +76,15 @@ impl BronzeWriter {
             landing,
             retry: RetryPolicy::default(),
             function_version,
+            horizon_days: Some(lake::MARKER_HORIZON_DAYS),
         })
+    }
+
+    /// Ingests objects of any age (backfill: an operator re-ingesting history on purpose). An object
+    /// older than the marker horizon that was ingested before is then ingested again.
+    pub fn any_age(mut self) -> Self {
+        self.horizon_days = None;
+        self
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -144,6 +154,19 @@ impl BronzeWriter {
                 }
             };
             let etag = read::version_tag(&meta, obj.etag.as_deref());
+            if let Some(days) = self.horizon_days {
+                let horizon = chrono::Utc::now() - chrono::Duration::days(days);
+                if meta.last_modified < horizon {
+                    let reason = format!(
+                        "last modified {} is before the {days}-day marker horizon: an earlier delivery may have ingested it; use `lakehouse backfill` to ingest it on purpose",
+                        meta.last_modified
+                    );
+                    warn!(table = %table.name, key = %obj.key, %etag, %reason, "stale event; not ingested");
+                    work.reports
+                        .push(report(Some(&etag), ObjectStatus::Stale { reason }));
+                    continue;
+                }
+            }
             let id = app_id(&obj.key, &etag);
             let bronze_done = match &bronze {
                 Some(t) => lake::txn_version(t, &id).await?.is_some(),

@@ -10,6 +10,11 @@ pub enum ObjectStatus {
     AlreadyIngested,
     /// The object is not a valid file of its format; recorded in quarantine, not retried.
     Quarantined { reason: String },
+    /// Last modified before the marker horizon ([`crate::lake::MARKER_HORIZON_DAYS`]): an earlier
+    /// delivery may have ingested it and its marker expired, so an event no longer ingests it (a
+    /// redelivered old event must not replay old rows over newer ones). Not retried; `backfill`
+    /// ingests such objects on purpose.
+    Stale { reason: String },
     /// Storage could not serve it: the event must be retried.
     Failed { reason: String },
 }

@@ -3,7 +3,8 @@
 //! nothing of queues or payloads.
 //!
 //! [`bronze`] routes landing objects to tables; [`downstream`] serves silver and gold, fed by the
-//! layer before; [`batch`] maps what a batch did to SQS partial batch failures.
+//! layer before; [`maintain`] runs maintenance on a schedule; [`batch`] maps what a batch did to SQS
+//! partial batch failures.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -13,6 +14,7 @@ use crate::error::{Error, Result};
 pub mod batch;
 pub mod bronze;
 pub mod downstream;
+pub mod maintain;
 pub mod notify;
 #[cfg(test)]
 mod tests;
@@ -20,6 +22,7 @@ mod tests;
 pub use batch::{failed_messages, sqs_response, Outcome};
 pub use bronze::{BatchOutcome, BronzeHandler};
 pub use downstream::{Downstream, GoldHandler, GoldOutcome, SilverHandler, SilverOutcome};
+pub use maintain::MaintainHandler;
 pub use notify::Notifier;
 
 /// How many tables (or views) of one batch are processed at once.

@@ -121,3 +121,46 @@ async fn downstream_batch_fails_unknown_tables_and_unparsable_bodies_only() {
     let direct = serde_json::to_value(Committed::new("silver", "nope", 1)).unwrap();
     assert!(gold.handle(&direct).await.is_err());
 }
+
+#[tokio::test]
+async fn a_scheduled_event_maintains_every_table_and_a_direct_one_names_its_table() {
+    let lab = lab();
+    for i in 0..4 {
+        lab.ingest(
+            "orders",
+            &format!("o{i}.jsonl"),
+            &format!("{{\"id\": {i}}}\n"),
+        )
+        .await;
+    }
+    SilverWriter::new(lab.cfg.clone())
+        .apply(lab.table("orders"))
+        .await
+        .unwrap();
+    let handler = MaintainHandler::from_config(lab.cfg.clone());
+    let scheduled = json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events",
+        "time": "2026-11-30T05:00:00Z", "detail": {}});
+    let report = handler.handle(&scheduled).await.unwrap();
+    let tables: std::collections::BTreeSet<&str> = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    assert!(
+        tables.contains("bronze/orders") && tables.contains("silver/orders"),
+        "{report}"
+    );
+    let checkpointed = report["tasks"].as_array().unwrap().iter().any(|t| {
+        t["table"] == "bronze/orders" && t["task"] == "checkpoint" && t["outcome"] == "done"
+    });
+    assert!(checkpointed, "{report}");
+    let err = handler.handle(&json!({"table": "nope"})).await.unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+    assert_eq!(
+        column_ints(&lab.cfg.silver_location("orders"), "id")
+            .await
+            .len(),
+        4
+    );
+}

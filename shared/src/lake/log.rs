@@ -109,3 +109,31 @@ pub async fn last_checkpoint(table: &DeltaTable) -> Option<i64> {
         .get("version")?
         .as_i64()
 }
+
+/// When commit `version` of `table` was made (its commitInfo's timestamp), if it is still in the log.
+pub async fn commit_time(
+    table: &DeltaTable,
+    version: i64,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>> {
+    let name = table.table_url().to_string();
+    let Some(entry) = table
+        .log_store()
+        .read_commit_entry(version.max(0) as _)
+        .await
+        .map_err(|e| Error::delta(&name, "read log", e))?
+    else {
+        return Ok(None);
+    };
+    let actions = get_actions(version.max(0) as _, &entry).map_err(|e| Error::LogEntry {
+        table: name.clone(),
+        version,
+        reason: "not a valid commit".into(),
+        source: Some(Box::new(e)),
+    })?;
+    Ok(actions.into_iter().find_map(|a| match a {
+        Action::CommitInfo(info) => info
+            .timestamp
+            .and_then(chrono::DateTime::from_timestamp_millis),
+        _ => None,
+    }))
+}

@@ -33,7 +33,7 @@ pub use layout::{
     compaction_bins, estimated_bytes, file_spans, small_file_bins, sorted_by_keys, write_sorted,
     FileSpan, SMALL_FILE_FRACTION,
 };
-pub use log::{commit_files, last_checkpoint, read_data_file};
+pub use log::{commit_files, commit_time, last_checkpoint, read_data_file};
 pub use merge::{
     action_is, key_predicate, keyed_join, quote, run_merge, tag, MergeClauses, ACTION,
     ACTION_DELETE, ACTION_UPSERT,

@@ -46,8 +46,11 @@ fn jsonl(events: &[Event]) -> String {
         .collect()
 }
 
+/// Rows by key: id → (customer, amount) in silver, customer → (orders, revenue) in gold.
+type Rows = BTreeMap<i64, (i64, i64)>;
+
 /// The oracle: latest event per id by sequence, deletes absent; and per customer (count, sum).
-fn oracle(events: &[Event]) -> (BTreeMap<i64, (i64, i64)>, BTreeMap<i64, (i64, i64)>) {
+fn oracle(events: &[Event]) -> (Rows, Rows) {
     let mut latest: BTreeMap<i64, Event> = BTreeMap::new();
     for e in events {
         if latest.get(&e.0).is_none_or(|l| e.3 > l.3) {
@@ -271,9 +274,33 @@ async fn log_cleanup_keeps_every_commit_silver_has_not_read() {
         );
         bronze.ingest(lab.table("orders"), &[obj]).await.unwrap();
     }
+    // Status sees silver 40 commits behind bronze, and gold caught up with silver.
+    let status = crate::status::status(&lab.cfg, Utc::now()).await.unwrap();
+    let layer = |name: &str| {
+        status
+            .iter()
+            .flat_map(|t| t.layers.iter())
+            .find(|l| l.table == name)
+            .unwrap()
+            .clone()
+    };
+    let silver_lag = &layer("silver/orders").lag[0];
+    assert_eq!(silver_lag.versions_behind, 40, "{silver_lag:?}");
+    assert!(silver_lag.seconds_behind >= 0);
+    assert_eq!(layer("gold/by_customer").lag[0].versions_behind, 0);
+    assert!(layer("bronze/orders").small_file_ratio > 0.9);
+    assert!(layer("bronze/orders").last_maintenance.is_none());
+
     let later = Maintainer::new(lab.cfg.clone()).at(Utc::now() + chrono::Duration::days(40));
     let report = later.run(None).await.unwrap();
     assert_eq!(report.failed().count(), 0, "{report:#?}");
+    let status = crate::status::status(&lab.cfg, Utc::now()).await.unwrap();
+    let bronze_status = status[0].layers[0].clone();
+    assert!(
+        bronze_status.last_maintenance.is_some(),
+        "{bronze_status:?}"
+    );
+    assert!(bronze_status.files < 100, "{bronze_status:?}");
     let silver = lake::open(&lab.cfg.silver_location("orders"))
         .await
         .unwrap()
@@ -450,4 +477,42 @@ async fn expired_tombstones_and_quarantine_rows_are_deleted() {
     m.run(None).await.unwrap();
     assert_eq!(count(lab.cfg.quarantine_location("orders")).await, 0);
     assert_matches_oracle(&lab, 80, "after expiry").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_event_older_than_the_marker_horizon_changes_nothing() {
+    let lab = orders();
+    feed(&lab, 0, 40, 4, 2).await;
+    // The first object is redelivered 40 days after it landed: its marker may have expired, so an
+    // event no longer ingests it (replaying its rows could put old values over newer ones).
+    let first = lab.landing("orders/e-000000.jsonl");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&first)
+        .unwrap()
+        .set_modified(old)
+        .unwrap();
+    let bronze_version = lake::version(&lab.cfg.bronze_location("orders"))
+        .await
+        .unwrap();
+    let out = BronzeWriter::new(lab.cfg.clone())
+        .unwrap()
+        .ingest(lab.table("orders"), &[testkit::object(&first)])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&out.objects[0].status, crate::bronze::ObjectStatus::Stale { reason } if reason.contains("horizon")),
+        "{out:?}"
+    );
+    assert_eq!(out.failed().count(), 0, "a stale event is not retried");
+    assert_eq!(
+        lake::version(&lab.cfg.bronze_location("orders"))
+            .await
+            .unwrap(),
+        bronze_version,
+        "nothing committed"
+    );
+    feed(&lab, 40, 44, 4, 1).await;
+    assert_matches_oracle(&lab, 44, "after a stale redelivery").await;
 }

@@ -6,6 +6,9 @@
 //! succeeded: failures become visible again after the queue's visibility timeout and reach its DLQ
 //! after maxReceiveCount. One table's poison message fails only that message.
 //!
+//! Maintenance runs beside the loops on `[maintenance] every_minutes`, as the deployed maintenance
+//! function does on its schedule.
+//!
 //! Stopping (SIGTERM, Ctrl-C): the batches being processed finish; messages waiting for their window
 //! are made visible again at once. Nothing is deleted before it is committed, so a crash at any point
 //! loses nothing, and the layers' idempotency makes the redelivery harmless.
@@ -23,7 +26,7 @@ use tracing::{info, warn};
 use crate::config::{PipelineConfig, QueueConfig};
 use crate::error::{Error, Result};
 use crate::events::Envelope;
-use crate::handler::{notify, BronzeHandler, GoldHandler, SilverHandler};
+use crate::handler::{notify, BronzeHandler, GoldHandler, MaintainHandler, SilverHandler};
 
 mod sqs;
 pub mod window;
@@ -107,6 +110,14 @@ pub async fn run(
             layer_loop(layer, queue, handlers, options, stop).await
         }));
     }
+    if !loops.is_empty() {
+        // The same schedule as the deployed maintenance function's, beside the queues.
+        let (config, stop) = (config.clone(), stop.clone());
+        loops.push(tokio::spawn(async move {
+            maintenance_loop(config, stop).await;
+            Ok(())
+        }));
+    }
     if loops.is_empty() {
         return Err(Error::config(
             "-",
@@ -179,6 +190,25 @@ async fn layer_loop(
         "runner: stopped"
     );
     Ok(())
+}
+
+/// Runs maintenance every `[maintenance] every_minutes` (first after one interval) until stopped.
+async fn maintenance_loop(config: Arc<PipelineConfig>, mut stop: watch::Receiver<bool>) {
+    let every = config.maintenance.every;
+    let handler = MaintainHandler::from_config(config);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        match handler.handle(&serde_json::json!({})).await {
+            Ok(_) => info!("runner: maintenance done"),
+            Err(e) => warn!(error = %e, "runner: maintenance failed; next run retries"),
+        }
+    }
 }
 
 /// Hands one batch to the layer's handler, then deletes the messages that succeeded.
