@@ -7,7 +7,7 @@ TOOLS_BIN := $(HOME)/.cache/lakehouse/venv-tools/bin
 # Loads the local endpoints/credentials and puts cargo-lambda and the Python reader on PATH.
 WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
 
-.PHONY: demo test install up down unit-test bench-bronze bench-merge bench-e2e lambda-zip release fmt lint
+.PHONY: demo test install up down unit-test bench-bronze bench-merge bench-soak bench-e2e lambda-zip release fmt lint
 
 # The same workspace-wide build as `make test` (same features), so a later `make test` compiles no
 # dependency again; then the CLI binary runs the demo.
@@ -48,6 +48,14 @@ bench-merge: install
 	cargo build --release -p lakehouse-cli --bin lakehouse
 	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
 	  $(TOOLS_BIN)/python bench/bench_merge.py
+
+## Thousands of small steps per table on MinIO, with and without maintenance: does a step cost the same
+## on day 90 as on day 1? (SOAK_TABLES, SOAK_STEPS, SOAK_MAINTAIN_EVERY)
+bench-soak: install
+	$(LOCAL)/install.sh bench
+	cargo build --release -p lakehouse-cli --bin lakehouse
+	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
+	  $(TOOLS_BIN)/python bench/bench_soak.py
 
 ## 10 tables through the release runner on LocalStack + MinIO: upload → visible in silver / gold latency.
 bench-e2e: install

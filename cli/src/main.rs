@@ -110,6 +110,14 @@ enum Command {
         config: String,
         #[arg(long)]
         table: String,
+        /// Run the table's maintenance after every N steps (the schedule, time compressed), printing a
+        /// `{"maintain": ...}` line.
+        #[arg(long)]
+        maintain_every: Option<usize>,
+        /// After every N steps, open bronze and silver afresh and print a `{"status": ...}` line: the
+        /// cold open's milliseconds, files, bytes, commits since the last checkpoint.
+        #[arg(long)]
+        status_every: Option<usize>,
         keys: Vec<String>,
     },
     /// Bring a gold view up to date (what the gold function does on a "silver committed" message):
@@ -157,6 +165,15 @@ enum Command {
         /// Only this table (all its layers) or gold view.
         #[arg(long)]
         table: Option<String>,
+    },
+    /// Recovery: build a silver table from bronze's current rows instead of its log, when bronze commits
+    /// it had not applied left the log. Delete the table's silver and silver_tombstones tables first;
+    /// afterwards run `gold --full` for the views that read it.
+    Rebuild {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
+        #[arg(long)]
+        table: String,
     },
     /// Per table and view: versions, watermark lag (versions and seconds), files and small-file ratio,
     /// rows, last commit, last checkpoint, last maintenance.
@@ -218,6 +235,8 @@ async fn main_inner() -> Result<()> {
         Command::Replay {
             config,
             table,
+            maintain_every,
+            status_every,
             keys,
         } => {
             let cfg = Arc::new(PipelineConfig::load(&config).await?);
@@ -227,7 +246,7 @@ async fn main_inner() -> Result<()> {
                 .clone();
             let bronze = BronzeHandler::from_config(cfg.clone()).await?;
             let silver = lakehouse::silver::SilverWriter::new(cfg.clone());
-            for key in keys {
+            for (n, key) in keys.into_iter().enumerate() {
                 let event = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put",
                     "s3": {"bucket": {"name": ""}, "object": {"key": key}}}]});
                 let start = std::time::Instant::now();
@@ -237,6 +256,27 @@ async fn main_inner() -> Result<()> {
                 let mut out = step_json(&silver.apply(&t).await?, start)?;
                 out["bronze_ms"] = serde_json::json!(bronze_ms);
                 println!("{out}");
+                let step = n + 1;
+                if maintain_every.is_some_and(|every| every > 0 && step % every == 0) {
+                    let start = std::time::Instant::now();
+                    let report = lakehouse::maintain::Maintainer::new(cfg.clone())
+                        .run(Some(&table))
+                        .await?;
+                    let done: Vec<String> = report
+                        .tasks
+                        .iter()
+                        .filter(|t| t.outcome != lakehouse::maintain::Outcome::Nothing)
+                        .map(|t| format!("{} {} {:?}", t.table, t.task, t.outcome))
+                        .collect();
+                    println!(
+                        "{}",
+                        serde_json::json!({"maintain": step, "tasks": done, "failed": report.failed().count(),
+                            "elapsed_ms": start.elapsed().as_secs_f64() * 1000.0})
+                    );
+                }
+                if status_every.is_some_and(|every| every > 0 && step % every == 0) {
+                    println!("{}", replay_status(&cfg, &t, step).await?);
+                }
             }
         }
         Command::Gold { config, view, full } => {
@@ -359,6 +399,16 @@ async fn main_inner() -> Result<()> {
                 .into());
             }
         }
+        Command::Rebuild { config, table } => {
+            let cfg = Arc::new(PipelineConfig::load(&config).await?);
+            let t = cfg
+                .table(&table)
+                .ok_or_else(|| CliError::Usage(format!("no table `{table}` in {config}")))?
+                .clone();
+            let start = std::time::Instant::now();
+            let writer = lakehouse::silver::SilverWriter::new(cfg.clone());
+            println!("{}", step_json(&writer.rebuild(&t).await?, start)?);
+        }
         Command::Status { config, json } => {
             let cfg = PipelineConfig::load(&config).await?;
             let status = lakehouse::status::status(&cfg, chrono::Utc::now()).await?;
@@ -474,6 +524,32 @@ async fn main() {
         eprintln!("{text}");
         std::process::exit(1);
     }
+}
+
+/// `replay --status-every`: bronze and silver opened afresh (the cold open's milliseconds) and their
+/// layout.
+async fn replay_status(
+    cfg: &PipelineConfig,
+    t: &lakehouse::config::TableConfig,
+    step: usize,
+) -> Result<serde_json::Value> {
+    let start = std::time::Instant::now();
+    let mut layers = Vec::new();
+    for (label, location, size) in [
+        ("bronze", cfg.bronze_location(&t.name), cfg.target_file_size),
+        ("silver", cfg.silver_location(&t.name), t.target_file_size),
+    ] {
+        let l = lakehouse::status::open_layer(label.to_string(), &location, size).await?;
+        layers.push((label, l));
+    }
+    let mut out = serde_json::json!({"status": true, "step": step,
+        "open_ms": start.elapsed().as_secs_f64() * 1000.0});
+    for (label, l) in layers {
+        out[label] = serde_json::json!({"version": l.version, "files": l.files, "bytes": l.bytes,
+            "small_file_ratio": l.small_file_ratio,
+            "since_checkpoint": l.version.unwrap_or(0) - l.last_checkpoint.unwrap_or(-1) - 1});
+    }
+    Ok(out)
 }
 
 /// A silver step's summary with its elapsed milliseconds since `start`.

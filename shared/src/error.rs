@@ -63,11 +63,16 @@ pub enum Error {
         last: Box<Error>,
     },
 
-    /// A version that a step must read is gone from the table's log (log cleanup expired it).
+    /// A version that a step must read is gone from the table's log. `lakehouse maintain` never cleans
+    /// a commit a consumer has not read, so something else did (another engine, a manual cleanup).
     #[error(
-        "delta table {table}: version {version} is no longer in the log (expired): what reads it needs a full rebuild from the table"
+        "delta table {table}: version {version} is no longer in the log (cleaned by something other than `lakehouse maintain`, which keeps every commit a consumer has not read), so the step cannot continue incrementally: rebuild the consumer from the table's current rows (for silver: delete its silver and silver_tombstones tables, then `lakehouse rebuild --table <name>`; see the README's Recovery)"
     )]
     LogExpired { table: String, version: i64 },
+
+    /// `rebuild` starts from nothing: a silver table or its tombstones still exist.
+    #[error("silver table {table}: rebuild needs {location} deleted first (the rebuild starts from nothing)")]
+    RebuildOverExisting { table: String, location: String },
 
     /// A commit in a table's log could not be parsed.
     #[error("delta table {table}: commit {version} of the log is unreadable: {reason}")]

@@ -135,7 +135,8 @@ pub async fn status(config: &PipelineConfig, now: DateTime<Utc>) -> Result<Vec<T
     Ok(out)
 }
 
-async fn open_layer(label: String, location: &Location, target: u64) -> Result<LayerStatus> {
+/// The status of the one table at `location` (no lag), opened afresh.
+pub async fn open_layer(label: String, location: &Location, target: u64) -> Result<LayerStatus> {
     let table = lake::open(location).await?;
     layer(label, table.as_ref(), target, Vec::new()).await
 }

@@ -516,3 +516,56 @@ async fn a_redelivered_event_older_than_the_marker_horizon_changes_nothing() {
     feed(&lab, 40, 44, 4, 1).await;
     assert_matches_oracle(&lab, 44, "after a stale redelivery").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_whose_bronze_range_left_the_log_says_so_and_a_rebuild_recovers() {
+    let lab = orders();
+    feed(&lab, 0, 40, 4, 1).await;
+    let bronze = BronzeWriter::new(lab.cfg.clone()).unwrap();
+    for start in (40..60).step_by(4) {
+        let events: Vec<Event> = (start..start + 4).map(event).collect();
+        let obj = lab.put(
+            &format!("orders/e-{start:06}.jsonl"),
+            jsonl(&events).as_bytes(),
+        );
+        bronze.ingest(lab.table("orders"), &[obj]).await.unwrap();
+    }
+    // Something other than maintenance checkpoints bronze and deletes commits silver has not read.
+    let bronze_loc = lab.cfg.bronze_location("orders");
+    let t = lake::open(&bronze_loc).await.unwrap().unwrap();
+    deltalake::checkpoints::create_checkpoint(&t, None)
+        .await
+        .unwrap();
+    let latest = t.version().unwrap();
+    let log = std::path::Path::new(bronze_loc.url.path()).join("_delta_log");
+    std::fs::remove_file(log.join(format!("{:020}.json", latest - 2))).unwrap();
+    let err = SilverWriter::new(lab.cfg.clone())
+        .apply(lab.table("orders"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::LogExpired { .. }), "{err}");
+    assert!(err.to_string().contains("lakehouse rebuild"), "{err}");
+    // Recovery: silver from bronze's current rows, then gold recomputed.
+    let rebuild = SilverWriter::new(lab.cfg.clone());
+    let refused = rebuild.rebuild(lab.table("orders")).await.unwrap_err();
+    assert!(
+        matches!(refused, Error::RebuildOverExisting { .. }),
+        "{refused}"
+    );
+    for loc in [
+        lab.cfg.silver_location("orders"),
+        lab.cfg.tombstone_location("orders"),
+    ] {
+        std::fs::remove_dir_all(loc.url.path()).unwrap();
+    }
+    let out = rebuild.rebuild(lab.table("orders")).await.unwrap();
+    assert_eq!(out.applied, Some((None, latest as i64)), "{out:?}");
+    GoldWriter::new(lab.cfg.clone())
+        .apply(&lab.cfg.gold[0], true)
+        .await
+        .unwrap();
+    assert_matches_oracle(&lab, 60, "after a rebuild").await;
+    // ... and it steps on incrementally from there.
+    feed(&lab, 60, 80, 4, 2).await;
+    assert_matches_oracle(&lab, 80, "steps after a rebuild").await;
+}

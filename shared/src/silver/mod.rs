@@ -15,7 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::compute::concat_batches;
+use deltalake::arrow::array::TimestampMicrosecondArray;
+use deltalake::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use deltalake::arrow::datatypes::Schema;
 use deltalake::{DeltaTable, TableProperty};
 use serde_json::json;
@@ -116,12 +117,38 @@ impl SilverWriter {
     /// a losing commit reloads and re-runs the whole step; a step with nothing new does nothing.
     pub async fn apply(&self, table: &TableConfig) -> Result<SilverCommit> {
         let what = format!("silver/{}", table.name);
-        let (mut commit, attempts) = self.retry.run(&what, || self.attempt(table)).await?;
+        let (mut commit, attempts) = self.retry.run(&what, || self.attempt(table, false)).await?;
         commit.attempts = attempts;
         Ok(commit)
     }
 
-    async fn attempt(&self, table: &TableConfig) -> Result<SilverCommit> {
+    /// Recovery when bronze commits that silver had not applied left bronze's log (cleaned by something
+    /// other than maintenance, which keeps them): builds `silver/<table>` from bronze's current rows
+    /// instead of its log, up to bronze's latest version. Silver and its tombstones must have been
+    /// deleted first (the rebuild starts from nothing). Commit order is recovered from each row's
+    /// `_ingested_at` (ingest attempts in time order; objects ingested concurrently may tie-break
+    /// differently from their commit order, as their arrival order is arbitrary anyway); sequenced
+    /// tables order by their sequence first, so they come out exactly as an incremental build. Holds
+    /// bronze's rows in memory.
+    pub async fn rebuild(&self, table: &TableConfig) -> Result<SilverCommit> {
+        for location in [
+            self.config.silver_location(&table.name),
+            self.config.tombstone_location(&table.name),
+        ] {
+            if lake::open(&location).await?.is_some() {
+                return Err(Error::RebuildOverExisting {
+                    table: table.name.clone(),
+                    location: location.url.to_string(),
+                });
+            }
+        }
+        let what = format!("silver/{} (rebuild)", table.name);
+        let (mut commit, attempts) = self.retry.run(&what, || self.attempt(table, true)).await?;
+        commit.attempts = attempts;
+        Ok(commit)
+    }
+
+    async fn attempt(&self, table: &TableConfig, rebuild: bool) -> Result<SilverCommit> {
         let mut out = SilverCommit {
             table: table.name.clone(),
             ..Default::default()
@@ -205,9 +232,13 @@ impl SilverWriter {
         if silver_wm.is_some_and(|w| w >= latest) {
             return Ok(out);
         }
-        let batch = self
-            .read_changes(&bronze, &bronze_loc, &normalizer, table, silver_wm, latest)
-            .await?;
+        let batch = if rebuild && silver_wm.is_none() {
+            self.read_all(&bronze, &bronze_loc, &normalizer, table)
+                .await?
+        } else {
+            self.read_changes(&bronze, &bronze_loc, &normalizer, table, silver_wm, latest)
+                .await?
+        };
         out.applied = Some((silver_wm, latest));
         out.rejected = batch.rejected.len();
         mark("read", &mut phases);
@@ -326,6 +357,46 @@ impl SilverWriter {
     }
 
     /// Normalised, deduplicated changes of bronze versions (after, to].
+    /// Every row of bronze's current snapshot as changes, each `_ingested_at` taken as one commit (in
+    /// time order, numbered from 0): what [`SilverWriter::rebuild`] applies.
+    async fn read_all(
+        &self,
+        bronze: &DeltaTable,
+        location: &Location,
+        normalizer: &Normalizer,
+        table: &TableConfig,
+    ) -> Result<Batch> {
+        let rows = lake::scan(bronze, location).await?;
+        let at = |b: &RecordBatch| -> Result<TimestampMicrosecondArray> {
+            let c = schema::column(b, schema::INGESTED_AT, "rebuild")?;
+            c.as_any()
+                .downcast_ref::<TimestampMicrosecondArray>()
+                .cloned()
+                .ok_or_else(|| Error::invariant("_ingested_at is not a timestamp"))
+        };
+        let mut times = std::collections::BTreeSet::new();
+        for b in &rows {
+            times.extend(at(b)?.iter().flatten());
+        }
+        let rank: HashMap<i64, i64> = times.into_iter().zip(0..).collect();
+        let mut commits: Vec<(i64, Vec<RecordBatch>)> = Vec::new();
+        for b in &rows {
+            let order = sort_to_indices(&at(b)?, None, None)
+                .map_err(|e| Error::arrow("rebuild order", e))?;
+            let b = take_record_batch(b, &order).map_err(|e| Error::arrow("rebuild order", e))?;
+            let times = at(&b)?;
+            let mut start = 0;
+            for i in 1..=b.num_rows() {
+                if i == b.num_rows() || times.value(i) != times.value(start) {
+                    let version = rank.get(&times.value(start)).copied().unwrap_or(0);
+                    commits.push((version, vec![b.slice(start, i - start)]));
+                    start = i;
+                }
+            }
+        }
+        self.normalize(commits, normalizer, table)
+    }
+
     async fn read_changes(
         &self,
         bronze: &DeltaTable,
@@ -335,12 +406,21 @@ impl SilverWriter {
         after: Option<i64>,
         to: i64,
     ) -> Result<Batch> {
+        let commits = lake::commit_files(bronze, location, after.map_or(0, |a| a + 1), to).await?;
+        self.normalize(commits, normalizer, table)
+    }
+
+    /// Bronze rows per commit version → one change per key (SCD1) or per key and sequence (SCD2).
+    fn normalize(
+        &self,
+        commits: Vec<(i64, Vec<RecordBatch>)>,
+        normalizer: &Normalizer,
+        table: &TableConfig,
+    ) -> Result<Batch> {
         let schema = normalizer.change_schema();
         let mut parts = Vec::new();
         let mut rejected = Vec::new();
-        for (version, batches) in
-            lake::commit_files(bronze, location, after.map_or(0, |a| a + 1), to).await?
-        {
+        for (version, batches) in commits {
             for b in batches {
                 let set = normalizer.normalize(&b, version)?;
                 for r in &set.rejected {

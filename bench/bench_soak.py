@@ -1,0 +1,248 @@
+"""Soak benchmark: does a step cost the same after thousands of steps? One pipeline of $SOAK_TABLES tables
+(default 5) on MinIO, each fed $SOAK_STEPS small CDC objects (default 2,000; 5-30 changes each: inserts,
+updates and deletes over 20,000 keys), one bronze + silver step per object, back to back (time compressed:
+a month of per-minute batches is ~43,000 steps). Run twice on fresh lakes: with maintenance every
+$SOAK_MAINTAIN_EVERY steps per table (the schedule, compressed) and without any.
+
+Each table is one `lakehouse replay --maintain-every N --status-every M` process (warm snapshots, as a warm
+Lambda container); the tables run side by side. Reported: step latency (bronze + silver) p50/p99 over the
+first and last 10% of steps, cold table open time, files, commits since the last checkpoint and live
+bytes over steps (from the status lines), and the storage left in the bucket at the end.
+Writes bench/results/soak.{md,json,png}.
+"""
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import time
+
+import boto3
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ENV = os.environ
+TABLES = int(ENV.get("SOAK_TABLES", "5"))
+STEPS = int(ENV.get("SOAK_STEPS", "2000"))
+MAINTAIN_EVERY = int(ENV.get("SOAK_MAINTAIN_EVERY", "100"))
+STATUS_EVERY = int(ENV.get("SOAK_STATUS_EVERY", "100"))
+KEYS = 20_000
+BIN = ENV.get("LAKEHOUSE_CLI", os.path.join(ENV["CARGO_TARGET_DIR"], "release", "lakehouse"))
+WORK = os.path.join(ENV["LAKEHOUSE_STATE"], "bench-soak")
+BUCKET = ENV["LAKE_BUCKET"]
+RESULTS = os.path.join(HERE, "results")
+
+
+def log(msg):
+    print(f"[bench-soak] {msg}", file=sys.stderr, flush=True)
+
+
+def generate(root):
+    """STEPS objects per table, deterministic; returns {table: [paths]}."""
+    out = {}
+    for t in range(TABLES):
+        name = f"t{t}"
+        d = os.path.join(root, "landing", name)
+        os.makedirs(d, exist_ok=True)
+        paths = [os.path.join(d, f"b-{s:05}.jsonl") for s in range(STEPS)]
+        out[name] = paths
+        marker = os.path.join(d, f"done-{STEPS}")
+        if os.path.exists(marker):
+            continue
+        rng = random.Random(t)
+        seq = 0
+        for p in paths:
+            lines = []
+            for _ in range(rng.randint(5, 30)):
+                seq += 1
+                k = rng.randrange(KEYS)
+                deleted = rng.random() < 0.1
+                amount = "null" if deleted else rng.randint(0, 10**6)
+                lines.append(f'{{"id": {k}, "seq": {seq}, "amount": {amount}, "deleted": {str(deleted).lower()}}}\n')
+            with open(p, "w") as f:
+                f.writelines(lines)
+        open(marker, "w").close()
+    return out
+
+
+def config(root, lake):
+    tables = "".join(f"""
+[[table]]
+name = "t{t}"
+format = "jsonl"
+keys = ["id"]
+sequence_by = "seq"
+delete_column = "deleted"
+tombstone_retention_days = 7
+columns = ["id long not null", "seq long not null", "amount long", "deleted boolean"]
+""" for t in range(TABLES))
+    path = os.path.join(root, f"pipeline-{lake.rsplit('/', 1)[-1]}.toml")
+    with open(path, "w") as f:
+        f.write(f"""[landing]
+uri = "file://{root}/landing"
+[lake]
+uri = "{lake}"
+[lake.storage]
+aws_endpoint_url = "{ENV['MINIO_ENDPOINT']}"
+aws_access_key_id = "{ENV['MINIO_ROOT_USER']}"
+aws_secret_access_key = "{ENV['MINIO_ROOT_PASSWORD']}"
+aws_region = "us-east-1"
+aws_allow_http = "true"
+{tables}""")
+    return path
+
+
+def run_mode(root, data, run_id, maintain):
+    mode = "maintained" if maintain else "unmaintained"
+    lake = f"s3://{BUCKET}/bench-soak/{run_id}-{mode}"
+    cfg = config(root, lake)
+    procs = {}
+    t0 = time.time()
+    for name, paths in data.items():
+        cmd = [BIN, "replay", "--config", cfg, "--table", name, "--status-every", str(STATUS_EVERY)]
+        if maintain:
+            cmd += ["--maintain-every", str(MAINTAIN_EVERY)]
+        cmd += [p.lstrip("/") for p in paths]
+        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                       env={**ENV, "RUST_LOG": "warn"})
+    tables = {}
+    for name, p in procs.items():
+        out, err = p.communicate()
+        if p.returncode != 0:
+            sys.exit(f"{mode} {name}: replay failed\n{err[-3000:]}")
+        lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+        steps = [x for x in lines if "bronze_ms" in x]
+        if len(steps) != STEPS:
+            sys.exit(f"{mode} {name}: {len(steps)} steps, not {STEPS}")
+        tables[name] = {
+            "step_ms": [x["bronze_ms"] + x["elapsed_ms"] for x in steps],
+            "silver_ms": [x["elapsed_ms"] for x in steps],
+            "status": [x for x in lines if "status" in x],
+            "maintain": [x for x in lines if "maintain" in x],
+        }
+    wall = time.time() - t0
+    s3 = boto3.client("s3", endpoint_url=ENV["MINIO_ENDPOINT"], region_name="us-east-1",
+                      aws_access_key_id=ENV["MINIO_ROOT_USER"], aws_secret_access_key=ENV["MINIO_ROOT_PASSWORD"])
+    storage = {"objects": 0, "bytes": 0, "log_objects": 0}
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"bench-soak/{run_id}-{mode}/"):
+        for o in page.get("Contents", []):
+            storage["objects"] += 1
+            storage["bytes"] += o["Size"]
+            storage["log_objects"] += "/_delta_log/" in o["Key"]
+    log(f"{mode}: {TABLES}x{STEPS} steps in {wall:.0f} s; storage {storage}")
+    return {"mode": mode, "wall_s": wall, "tables": tables, "storage": storage}
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p / 100 * len(xs)))]
+
+
+def summary(run):
+    tenth = max(1, STEPS // 10)
+    first = [v for t in run["tables"].values() for v in t["step_ms"][:tenth]]
+    last = [v for t in run["tables"].values() for v in t["step_ms"][-tenth:]]
+    status_first = [s for t in run["tables"].values() for s in t["status"][:1]]
+    status_last = [s for t in run["tables"].values() for s in t["status"][-1:]]
+    mean = lambda xs: statistics.mean(xs) if xs else 0
+    return {
+        "mode": run["mode"],
+        "first_p50": statistics.median(first), "first_p99": pct(first, 99),
+        "last_p50": statistics.median(last), "last_p99": pct(last, 99),
+        "ratio_p50": statistics.median(last) / statistics.median(first),
+        "open_ms_first": mean([s["open_ms"] for s in status_first]),
+        "open_ms_last": mean([s["open_ms"] for s in status_last]),
+        "bronze_files_last": mean([s["bronze"]["files"] for s in status_last]),
+        "silver_files_last": mean([s["silver"]["files"] for s in status_last]),
+        "bronze_log_tail_last": mean([s["bronze"]["since_checkpoint"] for s in status_last]),
+        "storage_mb": run["storage"]["bytes"] / 2**20, "log_objects": run["storage"]["log_objects"],
+        "objects": run["storage"]["objects"],
+        "maintenance_runs": sum(len(t["maintain"]) for t in run["tables"].values()),
+        "maintenance_ms_p50": statistics.median([m["elapsed_ms"] for t in run["tables"].values()
+                                                 for m in t["maintain"]] or [0]),
+    }
+
+
+def report(runs, sums):
+    head = ("| mode | step p50 first 10% (ms) | p50 last 10% | last ÷ first | p99 first | p99 last | "
+            "cold open first / last (ms) | bronze files at end | silver files at end | bronze commits since checkpoint | "
+            "bucket objects (log) | bucket MB | maintenance runs (p50 ms) |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for s in sums:
+        lines.append(f"| {s['mode']} | {s['first_p50']:.0f} | {s['last_p50']:.0f} | **{s['ratio_p50']:.2f}x** | "
+                     f"{s['first_p99']:.0f} | {s['last_p99']:.0f} | {s['open_ms_first']:.0f} / {s['open_ms_last']:.0f} | "
+                     f"{s['bronze_files_last']:.0f} | {s['silver_files_last']:.0f} | {s['bronze_log_tail_last']:.0f} | "
+                     f"{s['objects']} ({s['log_objects']}) | {s['storage_mb']:.1f} | "
+                     f"{s['maintenance_runs']} ({s['maintenance_ms_p50']:.0f}) |")
+    uname = subprocess.run(["uname", "-srm"], capture_output=True, text=True).stdout.strip()
+    return "\n".join([
+        "# Soak: step cost over thousands of steps, with and without maintenance",
+        "",
+        f"{time.strftime('%Y-%m-%d')} · {uname} · {os.cpu_count()} cores (shared, noisy) · MinIO on loopback · "
+        f"command: `make bench-soak` (SOAK_TABLES={TABLES} SOAK_STEPS={STEPS} SOAK_MAINTAIN_EVERY={MAINTAIN_EVERY})",
+        "",
+        f"{TABLES} tables side by side, {STEPS} steps each (one 5-30-change CDC object, bronze then silver, warm "
+        f"process); maintenance every {MAINTAIN_EVERY} steps per table in the maintained run, none in the other. "
+        "Step = bronze + silver milliseconds. Target: last-10% p50 ≤ 1.2x first-10% p50 with maintenance.",
+        "",
+        *lines,
+        "",
+        "![step latency against step number](soak.png)",
+        "",
+    ])
+
+
+def chart(runs, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    w = max(1, STEPS // 50)
+    for run, color in zip(runs, ("tab:blue", "tab:red")):
+        per_step = [statistics.median(t["step_ms"][i] for t in run["tables"].values()) for i in range(STEPS)]
+        xs = list(range(0, STEPS, w))
+        axes[0].plot(xs, [statistics.median(per_step[i:i + w]) for i in xs], color=color, label=run["mode"])
+        st = next(iter(run["tables"].values()))["status"]
+        steps = [s["step"] for s in st]
+        axes[1].plot(steps, [statistics.mean(t["status"][i]["bronze"]["files"] + t["status"][i]["silver"]["files"]
+                                             for t in run["tables"].values() if i < len(t["status"]))
+                             for i in range(len(st))], color=color, label=run["mode"])
+        axes[2].plot(steps, [statistics.mean(t["status"][i]["open_ms"] for t in run["tables"].values()
+                                             if i < len(t["status"])) for i in range(len(st))],
+                     color=color, label=run["mode"])
+    axes[0].set(title=f"step latency (median over tables, {w}-step bins)", xlabel="step", ylabel="ms")
+    axes[1].set(title="bronze + silver data files per table", xlabel="step", ylabel="files")
+    axes[2].set(title="cold open of bronze + silver (ms)", xlabel="step", ylabel="ms")
+    for a in axes:
+        a.legend()
+        a.set_ylim(bottom=0)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main():
+    os.makedirs(WORK, exist_ok=True)
+    os.makedirs(RESULTS, exist_ok=True)
+    s3 = boto3.client("s3", endpoint_url=ENV["MINIO_ENDPOINT"], region_name="us-east-1",
+                      aws_access_key_id=ENV["MINIO_ROOT_USER"], aws_secret_access_key=ENV["MINIO_ROOT_PASSWORD"])
+    try:
+        s3.create_bucket(Bucket=BUCKET)
+    except Exception:
+        pass
+    root = os.path.join(WORK, "data")
+    data = generate(root)
+    run_id = time.strftime("%Y%m%d-%H%M%S")
+    runs = [run_mode(root, data, run_id, maintain) for maintain in (True, False)]
+    sums = [summary(r) for r in runs]
+    for s in sums:
+        log(json.dumps(s))
+    with open(os.path.join(RESULTS, "soak.json"), "w") as f:
+        json.dump({"summary": sums, "steps": STEPS, "tables": TABLES, "maintain_every": MAINTAIN_EVERY}, f, indent=1)
+    with open(os.path.join(RESULTS, "soak.md"), "w") as f:
+        f.write(report(runs, sums))
+    chart(runs, os.path.join(RESULTS, "soak.png"))
+    log("wrote bench/results/soak.{md,json,png}")
+
+
+if __name__ == "__main__":
+    main()
