@@ -334,26 +334,35 @@ aws_secret_access_key = "test"
 aws_region = "us-east-1"
 aws_allow_http = "true"
 
-[lake]
+{lake}
+{tables}
+"#,
+        ls = localstack_endpoint(),
+        lake = minio_lake_toml(lake_uri),
+    )
+}
+
+/// The `[lake]` section of a pipeline file for a lake at `lake_uri` on MinIO.
+pub fn minio_lake_toml(lake_uri: &str) -> String {
+    format!(
+        r#"[lake]
 uri = "{lake_uri}"
 [lake.storage]
 aws_endpoint_url = "{minio}"
 aws_access_key_id = "{user}"
 aws_secret_access_key = "{password}"
 aws_region = "us-east-1"
-aws_allow_http = "true"
-{tables}
-"#,
-        ls = localstack_endpoint(),
+aws_allow_http = "true""#,
         minio = minio_endpoint(),
         user = minio_user(),
         password = minio_password(),
     )
 }
 
-/// Row count of a Delta table on MinIO as read by Python `deltalake` (independent of delta-rs' Rust API
-/// use in this crate). Fails loudly when the tools venv is missing.
-pub fn python_row_count(table_uri: &str) -> usize {
+/// Runs `script` with the tools venv's Python (Python `deltalake`, independent of this crate's use of
+/// delta-rs) with `table_uri`, MinIO's endpoint and credentials, then `args`; its stdout. Fails loudly when
+/// the venv is missing or the script fails.
+fn python_deltalake(script: &str, table_uri: &str, args: &[&str]) -> Vec<u8> {
     let python = env_or(
         "LAKEHOUSE_TOOLS_PYTHON",
         &format!(
@@ -361,24 +370,23 @@ pub fn python_row_count(table_uri: &str) -> usize {
             std::env::var("HOME").unwrap_or_default()
         ),
     );
-    let script = r#"
-import os, sys, deltalake
+    let prelude = r#"
+import json, os, sys, deltalake
 uri, endpoint, key, secret = sys.argv[1:5]
 opts = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": key, "AWS_SECRET_ACCESS_KEY": secret,
         "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
-print(deltalake.DeltaTable(uri, storage_options=opts).to_pyarrow_table().num_rows, flush=True)
-# pyarrow's S3 client can abort in its atexit teardown ("terminate called without an active exception").
-os._exit(0)
 "#;
+    let (endpoint, user, password) = (minio_endpoint(), minio_user(), minio_password());
     let out = std::process::Command::new(&python)
         .args([
             "-c",
-            script,
+            &format!("{prelude}{script}"),
             table_uri,
-            &minio_endpoint(),
-            &minio_user(),
-            &minio_password(),
+            &endpoint,
+            &user,
+            &password,
         ])
+        .args(args)
         .output()
         .unwrap_or_else(|e| {
             panic!("cannot run {python} (install with infra/local/install.sh tools): {e}")
@@ -388,7 +396,17 @@ os._exit(0)
         "python deltalake failed on {table_uri}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8_lossy(&out.stdout)
+    out.stdout
+}
+
+/// Row count of a Delta table on MinIO as read by Python `deltalake`.
+pub fn python_row_count(table_uri: &str) -> usize {
+    let script = r#"
+print(deltalake.DeltaTable(uri, storage_options=opts).to_pyarrow_table().num_rows, flush=True)
+# pyarrow's S3 client can abort in its atexit teardown ("terminate called without an active exception").
+os._exit(0)
+"#;
+    String::from_utf8_lossy(&python_deltalake(script, table_uri, &[]))
         .trim()
         .parse()
         .expect("row count from python")
@@ -418,4 +436,20 @@ impl StockEvent {
             "transaction": null})
         .to_string()
     }
+}
+
+/// Rows of a Delta table on MinIO as Python `deltalake` reads them (optionally at `version`): `columns`
+/// per row as JSON values, sorted by their JSON text.
+pub fn python_rows(table_uri: &str, columns: &[&str], version: Option<i64>) -> Vec<Vec<Value>> {
+    let script = r#"
+cols, version = sys.argv[5].split(","), sys.argv[6]
+t = deltalake.DeltaTable(uri, storage_options=opts, version=int(version) if version else None)
+print(json.dumps([[r[c] for c in cols] for r in t.to_pyarrow_table(columns=cols).to_pylist()]), flush=True)
+os._exit(0)
+"#;
+    let version = version.map(|v| v.to_string()).unwrap_or_default();
+    let out = python_deltalake(script, table_uri, &[&columns.join(","), &version]);
+    let mut rows: Vec<Vec<Value>> = serde_json::from_slice(&out).expect("rows from python");
+    rows.sort_by_key(|r| serde_json::to_string(r).unwrap_or_default());
+    rows
 }

@@ -547,7 +547,9 @@ async fn replay_status(
     for (label, l) in layers {
         out[label] = serde_json::json!({"version": l.version, "files": l.files, "bytes": l.bytes,
             "small_file_ratio": l.small_file_ratio,
-            "since_checkpoint": l.version.unwrap_or(0) - l.last_checkpoint.unwrap_or(-1) - 1});
+            "last_checkpoint": l.last_checkpoint,
+            // Commits a cold open replays on top of the last checkpoint.
+            "since_checkpoint": l.version.unwrap_or(0) - l.last_checkpoint.unwrap_or(-1)});
     }
     Ok(out)
 }
