@@ -1,11 +1,12 @@
 """Soak benchmark: does a step cost the same after thousands of steps? One pipeline of $SOAK_TABLES tables
 (default 5) on MinIO, each fed $SOAK_STEPS small CDC objects (default 2,000; 5-30 changes each: inserts,
 updates and deletes over 20,000 keys), one bronze + silver step per object, back to back (time compressed:
-a month of per-minute batches is ~43,000 steps). Run twice on fresh lakes: with maintenance every
-$SOAK_MAINTAIN_EVERY steps per table (the schedule, compressed) and without any.
+a month of per-minute batches is ~43,000 steps). Two fresh lakes side by side (same machine noise for
+both): one with maintenance every $SOAK_MAINTAIN_EVERY steps per table (the schedule, compressed), one
+without any.
 
-Each table is one `lakehouse replay --maintain-every N --status-every M` process (warm snapshots, as a warm
-Lambda container); the tables run side by side. Reported: step latency (bronze + silver) p50/p99 over the
+Each table of each lake is one `lakehouse replay --maintain-every N --status-every M` process (warm
+snapshots, as a warm Lambda container); all run side by side. Reported: step latency (bronze + silver) p50/p99 over the
 first and last 10% of steps, cold table open time, files, commits since the last checkpoint and live
 bytes over steps (from the status lines), and the storage left in the bucket at the end.
 Writes bench/results/soak.{md,json,png}.
@@ -92,25 +93,35 @@ aws_allow_http = "true"
     return path
 
 
-def run_mode(root, data, run_id, maintain):
+def start_mode(root, data, run_id, maintain):
+    """Starts one `lakehouse replay` per table on a fresh lake; returns what finish_mode needs."""
     mode = "maintained" if maintain else "unmaintained"
     lake = f"s3://{BUCKET}/bench-soak/{run_id}-{mode}"
     cfg = config(root, lake)
     procs = {}
-    t0 = time.time()
     for name, paths in data.items():
         cmd = [BIN, "replay", "--config", cfg, "--table", name, "--status-every", str(STATUS_EVERY)]
         if maintain:
             cmd += ["--maintain-every", str(MAINTAIN_EVERY)]
         cmd += [p.lstrip("/") for p in paths]
-        procs[name] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                       env={**ENV, "RUST_LOG": "warn"})
+        # Output to files, not pipes: a pipe nobody reads while another process is waited for fills up
+        # and stalls its process (everything must run side by side the whole time).
+        out = open(os.path.join(root, f"{mode}-{name}.out"), "w")
+        err = open(os.path.join(root, f"{mode}-{name}.err"), "w")
+        procs[name] = (subprocess.Popen(cmd, stdout=out, stderr=err, env={**ENV, "RUST_LOG": "warn"}), out, err)
+    return mode, run_id, procs, time.time()
+
+
+def finish_mode(started):
+    mode, run_id, procs, t0 = started
     tables = {}
-    for name, p in procs.items():
-        out, err = p.communicate()
+    for name, (p, out, err) in procs.items():
+        p.wait()
+        out.close()
+        err.close()
         if p.returncode != 0:
-            sys.exit(f"{mode} {name}: replay failed\n{err[-3000:]}")
-        lines = [json.loads(x) for x in out.splitlines() if x.startswith("{")]
+            sys.exit(f"{mode} {name}: replay failed\n{open(err.name).read()[-3000:]}")
+        lines = [json.loads(x) for x in open(out.name) if x.startswith("{")]
         steps = [x for x in lines if "bronze_ms" in x]
         if len(steps) != STEPS:
             sys.exit(f"{mode} {name}: {len(steps)} steps, not {STEPS}")
@@ -181,8 +192,9 @@ def report(runs, sums):
         f"{time.strftime('%Y-%m-%d')} · {uname} · {os.cpu_count()} cores (shared, noisy) · MinIO on loopback · "
         f"command: `make bench-soak` (SOAK_TABLES={TABLES} SOAK_STEPS={STEPS} SOAK_MAINTAIN_EVERY={MAINTAIN_EVERY})",
         "",
-        f"{TABLES} tables side by side, {STEPS} steps each (one 5-30-change CDC object, bronze then silver, warm "
-        f"process); maintenance every {MAINTAIN_EVERY} steps per table in the maintained run, none in the other. "
+        f"{TABLES} table(s) per lake, {STEPS} steps each (one 5-30-change CDC object, bronze then silver, warm "
+        f"process); two lakes side by side: maintenance every {MAINTAIN_EVERY} steps per table in one, none in "
+        "the other. "
         "Step = bronze + silver milliseconds. Target: last-10% p50 ≤ 1.2x first-10% p50 with maintenance.",
         "",
         *lines,
@@ -196,28 +208,38 @@ def chart(runs, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.5))
+    fig, axes = plt.subplots(2, 3, figsize=(16, 8))
+    axes = axes.flatten()
     w = max(1, STEPS // 50)
+    # Per status line (every STATUS_EVERY steps): the mean over tables of a value of bronze + silver.
+    panels = [
+        ("bronze + silver data files per table", "files", lambda s: s["bronze"]["files"] + s["silver"]["files"]),
+        ("cold open of bronze + silver", "ms", lambda s: s["open_ms"]),
+        ("commits since the last checkpoint (bronze + silver)", "commits",
+         lambda s: s["bronze"]["since_checkpoint"] + s["silver"]["since_checkpoint"]),
+        ("live bytes of bronze + silver per table", "MB", lambda s: (s["bronze"]["bytes"] + s["silver"]["bytes"]) / 2**20),
+    ]
     for run, color in zip(runs, ("tab:blue", "tab:red")):
-        per_step = [statistics.median(t["step_ms"][i] for t in run["tables"].values()) for i in range(STEPS)]
+        tables = list(run["tables"].values())
+        per_step = [statistics.median(t["step_ms"][i] for t in tables) for i in range(STEPS)]
         xs = list(range(0, STEPS, w))
         axes[0].plot(xs, [statistics.median(per_step[i:i + w]) for i in xs], color=color, label=run["mode"])
-        st = next(iter(run["tables"].values()))["status"]
-        steps = [s["step"] for s in st]
-        axes[1].plot(steps, [statistics.mean(t["status"][i]["bronze"]["files"] + t["status"][i]["silver"]["files"]
-                                             for t in run["tables"].values() if i < len(t["status"]))
-                             for i in range(len(st))], color=color, label=run["mode"])
-        axes[2].plot(steps, [statistics.mean(t["status"][i]["open_ms"] for t in run["tables"].values()
-                                             if i < len(t["status"])) for i in range(len(st))],
+        axes[1].plot(xs, [statistics.median(sorted(per_step[i:i + w])[-max(1, w // 10):]) for i in xs],
                      color=color, label=run["mode"])
-    axes[0].set(title=f"step latency (median over tables, {w}-step bins)", xlabel="step", ylabel="ms")
-    axes[1].set(title="bronze + silver data files per table", xlabel="step", ylabel="files")
-    axes[2].set(title="cold open of bronze + silver (ms)", xlabel="step", ylabel="ms")
+        n = min(len(t["status"]) for t in tables)
+        steps = [tables[0]["status"][i]["step"] for i in range(n)]
+        for ax, (_, _, f) in zip(axes[2:], panels):
+            ax.plot(steps, [statistics.mean(f(t["status"][i]) for t in tables) for i in range(n)],
+                    color=color, label=run["mode"])
+    axes[0].set(title=f"step latency, median over tables ({w}-step bins)", xlabel="step", ylabel="ms")
+    axes[1].set(title=f"step latency, slowest 10% of each bin", xlabel="step", ylabel="ms")
+    for ax, (title, unit, _) in zip(axes[2:], panels):
+        ax.set(title=title, xlabel="step", ylabel=unit)
     for a in axes:
         a.legend()
         a.set_ylim(bottom=0)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
 
 
 def main():
@@ -232,7 +254,9 @@ def main():
     root = os.path.join(WORK, "data")
     data = generate(root)
     run_id = time.strftime("%Y%m%d-%H%M%S")
-    runs = [run_mode(root, data, run_id, maintain) for maintain in (True, False)]
+    # Both modes side by side (separate lakes), so they share the machine's noise alike.
+    started = [start_mode(root, data, run_id, maintain) for maintain in (True, False)]
+    runs = [finish_mode(s) for s in started]
     sums = [summary(r) for r in runs]
     for s in sums:
         log(json.dumps(s))

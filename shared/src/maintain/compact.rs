@@ -37,7 +37,7 @@ pub(super) async fn compact(
     let latest = table.version().map_or(0, |v| v as i64);
     let lead = target.keys.first().map(String::as_str);
     let mut spans = lake::file_spans(&table, &target.location, lead)?;
-    if target.compact_upto_consumed {
+    if matches!(target.readers, super::Readers::Silver(_)) {
         // Only files every consumer has read: a pending step still reads the others by path, and
         // vacuum would delete them once removed.
         match consumed {

@@ -114,6 +114,17 @@ impl MaintenanceReport {
     }
 }
 
+/// The incremental readers of a table's log.
+#[derive(Debug, Clone, PartialEq)]
+enum Readers {
+    None,
+    /// Bronze table `0`: its silver step (and tombstones) read its commits; compaction only takes
+    /// what they have read.
+    Silver(String),
+    /// Silver table `0`: the gold views that read it read its change feed.
+    Gold(String),
+}
+
 /// One table to maintain and how.
 struct Target {
     label: String,
@@ -123,8 +134,9 @@ struct Target {
     target_file_size: u64,
     /// Rows of this timestamp column older than the cutoff (µs) are deleted.
     expire: Option<(&'static str, i64)>,
-    /// Bronze: compact only what silver read.
-    compact_upto_consumed: bool,
+    /// Who reads the table's log incrementally (their watermarks bound log cleanup and, for bronze,
+    /// compaction).
+    readers: Readers,
     /// Silver: delete change data files whose commits left the log.
     change_files: bool,
     /// Silver, tombstones, gold: their watermarks must never expire.
@@ -191,14 +203,14 @@ impl Maintainer {
                 keys: Vec::new(),
                 target_file_size: t.target_file_size,
                 expire: None,
-                compact_upto_consumed: false,
+                readers: Readers::None,
                 change_files: false,
                 watermarks: false,
                 fences: Vec::new(),
             };
             out.push(Target {
                 target_file_size: cfg.target_file_size,
-                compact_upto_consumed: true,
+                readers: Readers::Silver(t.name.clone()),
                 ..base("bronze", cfg.bronze_location(&t.name))
             });
             out.push(Target {
@@ -215,6 +227,7 @@ impl Maintainer {
                 } else {
                     Vec::new()
                 },
+                readers: Readers::Gold(t.name.clone()),
                 change_files: true,
                 watermarks: true,
                 fences: vec![crate::silver::watermark_app_id(&t.name)],
@@ -242,7 +255,7 @@ impl Maintainer {
                     .and_then(|s| cfg.table(s))
                     .map_or(cfg.target_file_size, |t| t.target_file_size),
                 expire: None,
-                compact_upto_consumed: false,
+                readers: Readers::None,
                 change_files: false,
                 watermarks: true,
                 fences: v
@@ -352,15 +365,12 @@ impl Maintainer {
         report.tasks.push(r);
     }
 
-    /// How far the target's downstream consumers have read it.
+    /// How far the target's downstream readers have read it.
     async fn consumed(&self, target: &Target) -> Result<Consumed> {
-        let name = target.label.split_once('/').map_or("", |(_, n)| n);
-        if target.label.starts_with("bronze/") {
-            consumers::of_bronze(&self.config, name).await
-        } else if target.label.starts_with("silver/") {
-            consumers::of_silver(&self.config, name).await
-        } else {
-            Ok(Consumed::Free)
+        match &target.readers {
+            Readers::Silver(table) => consumers::of_bronze(&self.config, table).await,
+            Readers::Gold(table) => consumers::of_silver(&self.config, table).await,
+            Readers::None => Ok(Consumed::Free),
         }
     }
 
