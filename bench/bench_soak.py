@@ -112,18 +112,19 @@ def start_mode(root, data, run_id, maintain):
     return mode, run_id, procs, time.time()
 
 
-def finish_mode(started):
-    mode, run_id, procs, t0 = started
+def read_outputs(root, mode, names, partial=False):
+    """The step, status and maintenance lines each table's replay wrote; with `partial`, as far as every
+    table of the mode got (a run stopped early)."""
     tables = {}
-    for name, (p, out, err) in procs.items():
-        p.wait()
-        out.close()
-        err.close()
-        if p.returncode != 0:
-            sys.exit(f"{mode} {name}: replay failed\n{open(err.name).read()[-3000:]}")
-        lines = [json.loads(x) for x in open(out.name) if x.startswith("{")]
+    for name in names:
+        lines = []
+        for x in open(os.path.join(root, f"{mode}-{name}.out")):
+            try:
+                lines.append(json.loads(x))
+            except ValueError:
+                pass  # a line cut by a stopped run
         steps = [x for x in lines if "bronze_ms" in x]
-        if len(steps) != STEPS:
+        if len(steps) != STEPS and not partial:
             sys.exit(f"{mode} {name}: {len(steps)} steps, not {STEPS}")
         tables[name] = {
             "step_ms": [x["bronze_ms"] + x["elapsed_ms"] for x in steps],
@@ -131,7 +132,15 @@ def finish_mode(started):
             "status": [x for x in lines if "status" in x],
             "maintain": [x for x in lines if "maintain" in x],
         }
-    wall = time.time() - t0
+    done = min(len(t["step_ms"]) for t in tables.values())
+    for t in tables.values():
+        t["step_ms"], t["silver_ms"] = t["step_ms"][:done], t["silver_ms"][:done]
+        t["status"] = [x for x in t["status"] if x["step"] <= done]
+        t["maintain"] = [x for x in t["maintain"] if x["maintain"] <= done]
+    return tables, done
+
+
+def storage_of(run_id, mode):
     s3 = boto3.client("s3", endpoint_url=ENV["MINIO_ENDPOINT"], region_name="us-east-1",
                       aws_access_key_id=ENV["MINIO_ROOT_USER"], aws_secret_access_key=ENV["MINIO_ROOT_PASSWORD"])
     storage = {"objects": 0, "bytes": 0, "log_objects": 0}
@@ -140,8 +149,22 @@ def finish_mode(started):
             storage["objects"] += 1
             storage["bytes"] += o["Size"]
             storage["log_objects"] += "/_delta_log/" in o["Key"]
-    log(f"{mode}: {TABLES}x{STEPS} steps in {wall:.0f} s; storage {storage}")
-    return {"mode": mode, "wall_s": wall, "tables": tables, "storage": storage}
+    return storage
+
+
+def finish_mode(started):
+    mode, run_id, procs, t0 = started
+    for name, (p, out, err) in procs.items():
+        p.wait()
+        out.close()
+        err.close()
+        if p.returncode != 0:
+            sys.exit(f"{mode} {name}: replay failed\n{open(err.name).read()[-3000:]}")
+    wall = time.time() - t0
+    tables, done = read_outputs(os.path.dirname(next(iter(procs.values()))[1].name), mode, list(procs))
+    storage = storage_of(run_id, mode)
+    log(f"{mode}: {TABLES}x{done} steps in {wall:.0f} s; storage {storage}")
+    return {"mode": mode, "wall_s": wall, "tables": tables, "storage": storage, "steps": done}
 
 
 def pct(xs, p):
@@ -150,14 +173,14 @@ def pct(xs, p):
 
 
 def summary(run):
-    tenth = max(1, STEPS // 10)
+    tenth = max(1, run["steps"] // 10)
     first = [v for t in run["tables"].values() for v in t["step_ms"][:tenth]]
     last = [v for t in run["tables"].values() for v in t["step_ms"][-tenth:]]
     status_first = [s for t in run["tables"].values() for s in t["status"][:1]]
     status_last = [s for t in run["tables"].values() for s in t["status"][-1:]]
     mean = lambda xs: statistics.mean(xs) if xs else 0
     return {
-        "mode": run["mode"],
+        "mode": run["mode"], "steps": run["steps"],
         "first_p50": statistics.median(first), "first_p99": pct(first, 99),
         "last_p50": statistics.median(last), "last_p99": pct(last, 99),
         "ratio_p50": statistics.median(last) / statistics.median(first),
@@ -175,12 +198,12 @@ def summary(run):
 
 
 def report(runs, sums):
-    head = ("| mode | step p50 first 10% (ms) | p50 last 10% | last ÷ first | p99 first | p99 last | "
+    head = ("| mode | steps per table | step p50 first 10% (ms) | p50 last 10% | last ÷ first | p99 first | p99 last | "
             "cold open first / last (ms) | bronze files at end | silver files at end | bronze commits since checkpoint | "
             "bucket objects (log) | bucket MB | maintenance runs (p50 ms) |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for s in sums:
-        lines.append(f"| {s['mode']} | {s['first_p50']:.0f} | {s['last_p50']:.0f} | **{s['ratio_p50']:.2f}x** | "
+        lines.append(f"| {s['mode']} | {s['steps']} | {s['first_p50']:.0f} | {s['last_p50']:.0f} | **{s['ratio_p50']:.2f}x** | "
                      f"{s['first_p99']:.0f} | {s['last_p99']:.0f} | {s['open_ms_first']:.0f} / {s['open_ms_last']:.0f} | "
                      f"{s['bronze_files_last']:.0f} | {s['silver_files_last']:.0f} | {s['bronze_log_tail_last']:.0f} | "
                      f"{s['objects']} ({s['log_objects']}) | {s['storage_mb']:.1f} | "
@@ -192,7 +215,7 @@ def report(runs, sums):
         f"{time.strftime('%Y-%m-%d')} · {uname} · {os.cpu_count()} cores (shared, noisy) · MinIO on loopback · "
         f"command: `make bench-soak` (SOAK_TABLES={TABLES} SOAK_STEPS={STEPS} SOAK_MAINTAIN_EVERY={MAINTAIN_EVERY})",
         "",
-        f"{TABLES} table(s) per lake, {STEPS} steps each (one 5-30-change CDC object, bronze then silver, warm "
+        f"{TABLES} table(s) per lake, up to {STEPS} steps each (one 5-30-change CDC object, bronze then silver, warm "
         f"process); two lakes side by side: maintenance every {MAINTAIN_EVERY} steps per table in one, none in "
         "the other. "
         "Step = bronze + silver milliseconds. Target: last-10% p50 ≤ 1.2x first-10% p50 with maintenance.",
@@ -210,7 +233,7 @@ def chart(runs, path):
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(2, 3, figsize=(16, 8))
     axes = axes.flatten()
-    w = max(1, STEPS // 50)
+    w = max(1, max(r["steps"] for r in runs) // 50)
     # Per status line (every STATUS_EVERY steps): the mean over tables of a value of bronze + silver.
     panels = [
         ("bronze + silver data files per table", "files", lambda s: s["bronze"]["files"] + s["silver"]["files"]),
@@ -221,8 +244,8 @@ def chart(runs, path):
     ]
     for run, color in zip(runs, ("tab:blue", "tab:red")):
         tables = list(run["tables"].values())
-        per_step = [statistics.median(t["step_ms"][i] for t in tables) for i in range(STEPS)]
-        xs = list(range(0, STEPS, w))
+        per_step = [statistics.median(t["step_ms"][i] for t in tables) for i in range(run["steps"])]
+        xs = list(range(0, run["steps"], w))
         axes[0].plot(xs, [statistics.median(per_step[i:i + w]) for i in xs], color=color, label=run["mode"])
         axes[1].plot(xs, [statistics.median(sorted(per_step[i:i + w])[-max(1, w // 10):]) for i in xs],
                      color=color, label=run["mode"])
@@ -252,11 +275,21 @@ def main():
     except Exception:
         pass
     root = os.path.join(WORK, "data")
-    data = generate(root)
-    run_id = time.strftime("%Y%m%d-%H%M%S")
-    # Both modes side by side (separate lakes), so they share the machine's noise alike.
-    started = [start_mode(root, data, run_id, maintain) for maintain in (True, False)]
-    runs = [finish_mode(s) for s in started]
+    if len(sys.argv) > 2 and sys.argv[1] == "--analyze":
+        # A run stopped early (`--analyze RUN_ID`): report what every table of each lake completed.
+        run_id = sys.argv[2]
+        names = [f"t{t}" for t in range(TABLES)]
+        runs = []
+        for mode in ("maintained", "unmaintained"):
+            tables, done = read_outputs(root, mode, names, partial=True)
+            runs.append({"mode": mode, "wall_s": 0, "tables": tables, "storage": storage_of(run_id, mode),
+                         "steps": done})
+    else:
+        data = generate(root)
+        run_id = time.strftime("%Y%m%d-%H%M%S")
+        # Both modes side by side (separate lakes), so they share the machine's noise alike.
+        started = [start_mode(root, data, run_id, maintain) for maintain in (True, False)]
+        runs = [finish_mode(s) for s in started]
     sums = [summary(r) for r in runs]
     for s in sums:
         log(json.dumps(s))
