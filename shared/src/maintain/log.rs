@@ -48,14 +48,11 @@ pub(super) async fn clean(
     if keep == 0 {
         return Ok(r.skipped("a consumer has not read this table yet: its whole log is kept"));
     }
-    let retention = table
-        .snapshot()
-        .map_err(|e| Error::delta(&target.label, "clean log", e))?
-        .table_config()
-        .log_retention_duration
-        .unwrap_or(DEFAULT_LOG_RETENTION);
-    let retention = chrono::Duration::from_std(retention)
-        .map_err(|e| Error::invariant(format!("log retention out of range: {e}")))?;
+    let retention = table_duration(&table, target, "delta.logRetentionDuration", |s| {
+        s.table_config()
+            .log_retention_duration
+            .unwrap_or(DEFAULT_LOG_RETENTION)
+    })?;
     let cutoff = (m.now() - retention).timestamp_millis();
     let deleted = cleanup_expired_logs_for(keep as u64, table.log_store().as_ref(), cutoff, None)
         .await
@@ -74,16 +71,27 @@ pub(super) fn vacuum_retention(
     table: &DeltaTable,
     target: &Target,
 ) -> Result<chrono::Duration> {
-    let promised = table
-        .snapshot()
-        .map_err(|e| Error::delta(&target.label, "vacuum", e))?
-        .table_config()
-        .deleted_file_retention_duration
-        .unwrap_or(DEFAULT_DELETED_FILE_RETENTION);
-    let promised = chrono::Duration::from_std(promised)
-        .map_err(|e| Error::invariant(format!("deleted file retention out of range: {e}")))?;
+    let promised = table_duration(table, target, "delta.deletedFileRetentionDuration", |s| {
+        s.table_config()
+            .deleted_file_retention_duration
+            .unwrap_or(DEFAULT_DELETED_FILE_RETENTION)
+    })?;
     let configured = chrono::Duration::days(i64::from(m.config.maintenance.vacuum_retention_days));
     Ok(configured.max(promised))
+}
+
+/// A duration table property (`name`, read by `get` with its default applied).
+fn table_duration(
+    table: &DeltaTable,
+    target: &Target,
+    name: &str,
+    get: impl Fn(&deltalake::table::state::DeltaTableState) -> std::time::Duration,
+) -> Result<chrono::Duration> {
+    let state = table
+        .snapshot()
+        .map_err(|e| Error::delta(&target.label, "read table properties", e))?;
+    chrono::Duration::from_std(get(state))
+        .map_err(|e| Error::invariant(format!("{name} of {} out of range: {e}", target.label)))
 }
 
 /// Vacuum's clock: the maintainer's time.
