@@ -95,6 +95,14 @@ impl TaskReport {
         }
     }
 
+    fn failed(table: &str, task: &'static str, error: &Error) -> Self {
+        TaskReport {
+            outcome: Outcome::Failed,
+            detail: Some(error.to_string()),
+            ..TaskReport::new(table, task)
+        }
+    }
+
     fn skipped(mut self, why: impl Into<String>) -> Self {
         self.outcome = Outcome::Skipped;
         self.detail = Some(why.into());
@@ -274,20 +282,18 @@ impl Maintainer {
             Ok(Some(_)) => {}
             Ok(None) => return, // not created yet
             Err(e) => {
-                let mut r = TaskReport::new(&target.label, "open");
-                r.outcome = Outcome::Failed;
-                r.detail = Some(e.to_string());
-                report.tasks.push(r);
+                report
+                    .tasks
+                    .push(TaskReport::failed(&target.label, "open", &e));
                 return;
             }
         }
         let consumed = match self.consumed(target).await {
             Ok(c) => c,
             Err(e) => {
-                let mut r = TaskReport::new(&target.label, "consumers");
-                r.outcome = Outcome::Failed;
-                r.detail = Some(e.to_string());
-                report.tasks.push(r);
+                report
+                    .tasks
+                    .push(TaskReport::failed(&target.label, "consumers", &e));
                 return;
             }
         };
@@ -350,10 +356,7 @@ impl Maintainer {
             }
             Err(e) => {
                 warn!(table = %target.label, task = name, error = %e, "maintenance task failed");
-                let mut r = TaskReport::new(&target.label, name);
-                r.outcome = Outcome::Failed;
-                r.detail = Some(e.to_string());
-                r
+                TaskReport::failed(&target.label, name, &e)
             }
         };
         r.elapsed_ms = clock.elapsed().as_millis();

@@ -149,6 +149,19 @@ async fn feed(lab: &Lab, from: i64, to: i64, per: i64, silver_every: i64) {
     gold.apply(view, false).await.unwrap();
 }
 
+/// Feeds events `from..to` into bronze only, `per` per object (commits silver has not read).
+async fn ingest_only(lab: &Lab, from: i64, to: i64, per: i64) {
+    let bronze = BronzeWriter::new(lab.cfg.clone()).unwrap();
+    for start in (from..to).step_by(per as usize) {
+        let events: Vec<Event> = (start..(start + per).min(to)).map(event).collect();
+        let obj = lab.put(
+            &format!("orders/e-{start:06}.jsonl"),
+            jsonl(&events).as_bytes(),
+        );
+        bronze.ingest(lab.table("orders"), &[obj]).await.unwrap();
+    }
+}
+
 async fn assert_matches_oracle(lab: &Lab, upto: i64, when: &str) {
     let events: Vec<Event> = (0..upto).map(event).collect();
     let (rows, groups) = oracle(&events);
@@ -265,15 +278,7 @@ async fn log_cleanup_keeps_every_commit_silver_has_not_read() {
     let bronze_loc = lab.cfg.bronze_location("orders");
     // 110 commits read by silver (delta-rs checkpoints at 100 on the way), then 40 it has not read.
     feed(&lab, 0, 220, 2, 1000).await;
-    let bronze = BronzeWriter::new(lab.cfg.clone()).unwrap();
-    for start in (220..300).step_by(2) {
-        let events: Vec<Event> = (start..start + 2).map(event).collect();
-        let obj = lab.put(
-            &format!("orders/e-{start:06}.jsonl"),
-            jsonl(&events).as_bytes(),
-        );
-        bronze.ingest(lab.table("orders"), &[obj]).await.unwrap();
-    }
+    ingest_only(&lab, 220, 300, 2).await;
     // Status sees silver 40 commits behind bronze, and gold caught up with silver.
     let status = crate::status::status(&lab.cfg, Utc::now()).await.unwrap();
     let layer = |name: &str| {
@@ -341,15 +346,7 @@ async fn a_silver_step_racing_a_compaction_ends_correct() {
     let lab = orders();
     feed(&lab, 0, 80, 2, 3).await;
     // A step racing a maintenance run: whoever loses re-runs (silver) or skips (maintenance).
-    let bronze = BronzeWriter::new(lab.cfg.clone()).unwrap();
-    for start in (80..140).step_by(3) {
-        let events: Vec<Event> = (start..start + 3).map(event).collect();
-        let obj = lab.put(
-            &format!("orders/e-{start:06}.jsonl"),
-            jsonl(&events).as_bytes(),
-        );
-        bronze.ingest(lab.table("orders"), &[obj]).await.unwrap();
-    }
+    ingest_only(&lab, 80, 140, 3).await;
     let maintain = Maintainer::new(lab.cfg.clone());
     let silver = SilverWriter::new(lab.cfg.clone());
     let (report, step) = tokio::join!(maintain.run(None), silver.apply(lab.table("orders")));
@@ -521,15 +518,7 @@ async fn a_redelivered_event_older_than_the_marker_horizon_changes_nothing() {
 async fn a_step_whose_bronze_range_left_the_log_says_so_and_a_rebuild_recovers() {
     let lab = orders();
     feed(&lab, 0, 40, 4, 1).await;
-    let bronze = BronzeWriter::new(lab.cfg.clone()).unwrap();
-    for start in (40..60).step_by(4) {
-        let events: Vec<Event> = (start..start + 4).map(event).collect();
-        let obj = lab.put(
-            &format!("orders/e-{start:06}.jsonl"),
-            jsonl(&events).as_bytes(),
-        );
-        bronze.ingest(lab.table("orders"), &[obj]).await.unwrap();
-    }
+    ingest_only(&lab, 40, 60, 4).await;
     // Something other than maintenance checkpoints bronze and deletes commits silver has not read.
     let bronze_loc = lab.cfg.bronze_location("orders");
     let t = lake::open(&bronze_loc).await.unwrap().unwrap();
