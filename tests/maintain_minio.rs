@@ -96,6 +96,7 @@ impl Pipeline {
             bucket: String::new(),
             key: path.to_string_lossy().trim_start_matches('/').to_string(),
             etag: None,
+            version_id: None,
         }
     }
 

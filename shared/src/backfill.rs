@@ -88,6 +88,8 @@ pub async fn landing_objects(
             bucket: config.landing.bucket().to_string(),
             key: m.location.to_string(),
             etag: m.e_tag.as_deref().map(events::clean_etag),
+            // A listing names current versions; bronze reads the version id from its HEAD.
+            version_id: None,
         })
         .try_collect()
         .await

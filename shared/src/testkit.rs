@@ -95,6 +95,7 @@ pub fn object(path: &std::path::Path) -> SourceObject {
         bucket: String::new(),
         key: path.to_str().unwrap().trim_start_matches('/').to_string(),
         etag: None,
+        version_id: None,
     }
 }
 

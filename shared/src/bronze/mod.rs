@@ -31,6 +31,8 @@ use crate::read::{self, ReadError, ReadOutcome};
 use crate::schema::{BadRow, Lineage};
 use crate::storage::{self, StoreRef};
 
+#[cfg(test)]
+mod hostile_tests;
 mod report;
 mod schema;
 #[cfg(test)]
@@ -106,7 +108,7 @@ impl BronzeWriter {
         let mut seen = HashSet::new();
         let objects: Vec<&SourceObject> = objects
             .iter()
-            .filter(|o| seen.insert((&o.key, &o.etag)))
+            .filter(|o| seen.insert((&o.key, &o.etag, &o.version_id)))
             .collect();
         let what = format!("bronze/{}", table.name);
         let ((version, table_version, reports), attempts) = self
@@ -140,7 +142,7 @@ impl BronzeWriter {
                 etag: etag.map(str::to_string),
                 status,
             };
-            let meta = match read::head(&self.landing, &obj.key).await {
+            let meta = match read::head(&self.landing, &obj.key, obj.version_id.as_deref()).await {
                 Ok(m) => m,
                 Err(e) => {
                     warn!(table = %table.name, key = %obj.key, error = %e, "cannot read landing object");
@@ -192,7 +194,7 @@ impl BronzeWriter {
                 .await;
             match outcome {
                 Ok((adds, out)) => {
-                    let quarantined = out.bad.len() as u64;
+                    let quarantined = out.rejected();
                     work.adds.extend(adds);
                     work.txns.push(lake::txn(&id, TXN_INGESTED));
                     if !out.bad.is_empty() && quarantine_marker.is_none() {
@@ -361,17 +363,19 @@ impl BronzeWriter {
         let (tx, mut rx) = tokio::sync::mpsc::channel::<RecordBatch>(2);
         let parse_table = table.clone();
         let parse_lineage = lineage.clone();
+        let max = table.limits.max_object_bytes;
+        let what = format!("reader of {key}");
         let parser = if table.format == Format::Parquet {
-            let bytes = read::read_all(get, gzip).await?;
-            tokio::task::spawn_blocking(move || {
+            let bytes = read::read_all(get, gzip, max).await?;
+            tokio::spawn(read::contained(what, move || {
                 let dest = destination(&target, &parse_lineage, tx);
                 read::parse_parquet(bytes, &parse_table, dest)
-            })
+            }))
         } else {
-            tokio::task::spawn_blocking(move || {
+            tokio::spawn(read::contained(what, move || {
                 let dest = destination(&target, &parse_lineage, tx);
-                read::parse_text(read::blocking_reader(get, gzip), &parse_table, dest)
-            })
+                read::parse_text(read::blocking_reader(get, gzip, max), &parse_table, dest)
+            }))
         };
         let mut writer = lake::new_writer(t, location, Some(self.config.target_file_size))?;
         while let Some(batch) = rx.recv().await {

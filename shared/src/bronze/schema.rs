@@ -61,20 +61,17 @@ impl BronzeWriter {
     ) -> Result<Option<Schema>, ReadError> {
         let get = read::open(&self.landing, key, meta).await?;
         let gzip = read::is_gzip(table, key);
-        if table.format == Format::Parquet {
-            return read::infer_parquet(read::read_all(get, gzip).await?);
-        }
+        let max = table.limits.max_object_bytes;
+        let what = format!("schema inference of {key}");
         let table = table.clone();
-        tokio::task::spawn_blocking(move || {
-            read::infer_text(read::blocking_reader(get, gzip), &table)
+        if table.format == Format::Parquet {
+            let bytes = read::read_all(get, gzip, max).await?;
+            return read::contained(what, move || read::infer_parquet(bytes, &table)).await;
+        }
+        read::contained(what, move || {
+            read::infer_text(read::blocking_reader(get, gzip, max), &table)
         })
         .await
-        .map_err(|source| {
-            ReadError::Sink(Error::Task {
-                what: format!("schema inference for {key}"),
-                source,
-            })
-        })?
     }
 
     /// Schema evolution: fields of this object (by inference on its first rows, or its Parquet schema)
@@ -95,6 +92,16 @@ impl BronzeWriter {
         let Some(t) = bronze.as_mut() else {
             return Ok(target);
         };
+        // New columns must not collide (ignoring case) with the table's, nor widen it past the limit.
+        let names = target.fields().iter().map(|f| f.name().as_str()).chain(
+            found
+                .fields()
+                .iter()
+                .map(|f| f.name().as_str())
+                .filter(|n| target.field_with_name(n).is_err()),
+        );
+        read::check_names(names, &table.limits)
+            .map_err(|e| ReadError::Malformed(format!("cannot evolve the table's schema: {e}")))?;
         let mut metadata =
             self.lineage_metadata("bronze_schema", table, &[lineage.key.as_str()], 0);
         metadata.insert("lakehouse.sourceEtag".into(), json!(lineage.etag));

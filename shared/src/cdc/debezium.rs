@@ -2,11 +2,11 @@
 //! `{schema, payload}` wrapper) as row cells, sequence and operation.
 
 use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
-use serde_json::{Map, Value};
+use serde_json::value::RawValue;
 
 use super::{strings, Events, Normalizer, OP_DELETE, OP_UPSERT};
 use crate::error::{Error, Result};
-use crate::read::jsonl::json_cell;
+use crate::read::jsonl::{json_cell, raw_object, RawObject};
 use crate::schema;
 
 impl Normalizer {
@@ -40,30 +40,29 @@ impl Normalizer {
             .collect::<Result<_>>()?;
         for i in 0..n {
             let envelope = envelope_at(&text, i);
-            let (op, image) = match envelope
-                .as_ref()
-                .map(|e| (e.get("op").and_then(Value::as_str), e))
-            {
-                Ok((Some("c" | "r" | "u"), e)) => (OP_UPSERT, e.get("after")),
-                Ok((Some("d"), e)) => (OP_DELETE, e.get("before")),
-                Ok((Some(other), _)) => {
-                    reasons[i] = Some(format!(
-                        "unknown Debezium op `{other}` (expected c, r, u or d)"
-                    ));
-                    (OP_UPSERT, None)
-                }
-                Ok((None, _)) => {
-                    // A tombstone (payload null) or a schema-change record: nothing to apply.
-                    skip[i] = true;
-                    (OP_UPSERT, None)
-                }
+            let (op, image) = match &envelope {
+                Ok(e) => match e.op.as_deref() {
+                    Some("c" | "r" | "u") => (OP_UPSERT, Ok(e.after.as_ref())),
+                    Some("d") => (OP_DELETE, Ok(e.before.as_ref())),
+                    Some(other) => {
+                        reasons[i] = Some(format!(
+                            "unknown Debezium op `{other}` (expected c, r, u or d)"
+                        ));
+                        (OP_UPSERT, Ok(None))
+                    }
+                    None => {
+                        // A tombstone (payload null) or a schema-change record: nothing to apply.
+                        skip[i] = true;
+                        (OP_UPSERT, Ok(None))
+                    }
+                },
                 Err(reason) => {
                     reasons[i] = Some(reason.clone());
-                    (OP_UPSERT, None)
+                    (OP_UPSERT, Err(()))
                 }
             };
             ops.push(op);
-            let image = image.and_then(Value::as_object);
+            let image = image.ok().flatten();
             if reasons[i].is_none() && !skip[i] && image.is_none() {
                 reasons[i] = Some(format!(
                     "Debezium `{}` event without its {} image",
@@ -85,22 +84,38 @@ impl Normalizer {
                 b.append_option(cell);
             }
             let seq_value = match (self.table.sequence_by.as_deref(), envelope.as_ref()) {
-                (Some("ts_ms"), Ok(e)) => e.get("ts_ms").cloned(),
+                (Some("ts_ms"), Ok(e)) => e.ts_ms.clone(),
                 (Some(s), Ok(e)) if s.starts_with("source.") => e
-                    .get("source")
+                    .source
+                    .as_ref()
                     .and_then(|src| src.get(&s["source.".len()..]))
-                    .cloned(),
-                (Some(s), Ok(_)) => image.and_then(|m| m.get(s)).cloned(),
+                    .and_then(|v| scalar_text(v)),
+                (Some(s), Ok(_)) => image.and_then(|m| m.get(s)).and_then(|v| scalar_text(v)),
                 _ => None,
             };
-            seq.append_option(seq_value.and_then(|v| match v {
-                Value::Null => None,
-                Value::String(s) => Some(s),
-                other => Some(other.to_string()),
-            }));
+            seq.append_option(seq_value);
         }
         Ok(())
     }
+}
+
+/// A JSON value as sequence text: a string unescaped, a number as written; `None` for null.
+fn scalar_text(v: &RawValue) -> Option<String> {
+    match v.get().as_bytes().first() {
+        None | Some(b'n') => None,
+        Some(b'"') => serde_json::from_str::<String>(v.get()).ok(),
+        _ => Some(v.get().to_string()),
+    }
+}
+
+/// The parts of a Debezium envelope the normaliser uses, with every value's exact JSON text.
+#[derive(Default)]
+struct Envelope<'a> {
+    op: Option<String>,
+    before: Option<RawObject<'a>>,
+    after: Option<RawObject<'a>>,
+    source: Option<RawObject<'a>>,
+    ts_ms: Option<String>,
 }
 
 pub(super) fn text_at(array: &ArrayRef, i: usize) -> Option<&str> {
@@ -108,45 +123,56 @@ pub(super) fn text_at(array: &ArrayRef, i: usize) -> Option<&str> {
     s.is_valid(i).then(|| s.value(i))
 }
 
-/// The Debezium envelope of row `i` as a JSON object: from the `payload` column (wrapped form) or from
-/// the envelope columns themselves (`before`/`after`/`source` hold JSON text in bronze).
+/// The Debezium envelope of row `i`: from the `payload` column (wrapped form) or from the envelope
+/// columns themselves (`before`/`after`/`source` hold JSON text in bronze).
 fn envelope_at(
     columns: &[(String, ArrayRef)],
     i: usize,
-) -> std::result::Result<Map<String, Value>, String> {
+) -> std::result::Result<Envelope<'_>, String> {
     let get = |name: &str| {
         columns
             .iter()
             .find(|(n, _)| n == name)
             .and_then(|(_, a)| text_at(a, i))
     };
+
     if columns.iter().any(|(n, _)| n == "payload") {
-        return match get("payload") {
-            None => Ok(Map::new()),
-            Some(p) => match serde_json::from_str::<Value>(p) {
-                Ok(Value::Object(m)) => Ok(m),
-                Ok(Value::Null) => Ok(Map::new()),
-                Ok(_) | Err(_) => Err("Debezium `payload` is not a JSON object".to_string()),
-            },
+        let Some(payload) = get("payload") else {
+            return Ok(Envelope::default());
         };
-    }
-    let mut m = Map::new();
-    for (name, _) in columns {
-        let Some(text) = get(name) else { continue };
-        let value = match name.as_str() {
-            "before" | "after" | "source" | "transaction" => {
-                match serde_json::from_str::<Value>(text) {
-                    Ok(v) => v,
-                    Err(e) => return Err(format!("Debezium `{name}` is not JSON: {e}")),
-                }
+        let Some(p) = raw_object(payload)
+            .map_err(|_| "Debezium `payload` is not a JSON object".to_string())?
+        else {
+            return Ok(Envelope::default());
+        };
+        let part = |name: &str| -> std::result::Result<Option<RawObject<'_>>, String> {
+            match p.get(name).copied() {
+                Some(v) => object(name, v.get()),
+                None => Ok(None),
             }
-            "ts_ms" => text
-                .parse::<i64>()
-                .map(Value::from)
-                .unwrap_or(Value::String(text.to_string())),
-            _ => Value::String(text.to_string()),
         };
-        m.insert(name.clone(), value);
+        return Ok(Envelope {
+            op: p.get("op").and_then(|v| scalar_text(v)),
+            before: part("before")?,
+            after: part("after")?,
+            source: part("source")?,
+            ts_ms: p.get("ts_ms").and_then(|v| scalar_text(v)),
+        });
     }
-    Ok(m)
+    let part = |name: &str| match get(name) {
+        Some(text) => object(name, text),
+        None => Ok(None),
+    };
+    Ok(Envelope {
+        op: get("op").map(str::to_string),
+        before: part("before")?,
+        after: part("after")?,
+        source: part("source")?,
+        ts_ms: get("ts_ms").map(str::to_string),
+    })
+}
+
+/// A Debezium envelope part (`before`, `after`, `source`) as a raw JSON object.
+fn object<'a>(name: &str, text: &'a str) -> std::result::Result<Option<RawObject<'a>>, String> {
+    raw_object(text).map_err(|e| format!("Debezium `{name}`: {e}"))
 }

@@ -18,9 +18,7 @@ use crate::config::{CdcFormat, TableConfig};
 use crate::error::{Error, Result};
 use crate::schema::{self, SOURCE_KEY, SOURCE_ROW};
 
-pub const SEQ: &str = "_seq";
-pub const OP: &str = "_op";
-pub const BRONZE_VERSION: &str = "_bronze_version";
+pub use crate::schema::{BRONZE_VERSION, OP, SEQ};
 pub const OP_UPSERT: &str = "U";
 pub const OP_DELETE: &str = "D";
 
@@ -235,6 +233,18 @@ impl Normalizer {
                     "sequence `{}` is required for SCD type 2 but is null or missing",
                     self.table.sequence_by.as_deref().unwrap_or(SEQ)
                 ));
+            }
+            if reasons[i].is_none() && !skip[i] {
+                let null_key = self.table.keys.iter().find(|k| {
+                    self.row_schema
+                        .index_of(k)
+                        .is_ok_and(|j| typed[j].is_null(i))
+                });
+                if let Some(k) = null_key {
+                    reasons[i] = Some(format!(
+                        "key column `{k}` is null: a change without its key cannot be merged"
+                    ));
+                }
             }
             if reasons[i].is_none() && *op == OP_UPSERT {
                 for (f, col) in self.row_schema.fields().iter().zip(&typed) {

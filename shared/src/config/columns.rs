@@ -133,11 +133,15 @@ pub(super) fn parse_columns(
         .collect::<Result<Vec<_>>>()?;
     let mut seen = BTreeSet::new();
     for c in &cols {
-        if !seen.insert(c.name.clone()) {
+        // Delta column names are case-insensitive: `id` and `ID` are one column.
+        if !seen.insert(c.name.to_lowercase()) {
             return Err(Error::config(
                 table,
                 field,
-                format!("column `{}` declared twice", c.name),
+                format!(
+                    "column `{}` declared twice (names are case-insensitive)",
+                    c.name
+                ),
             ));
         }
     }

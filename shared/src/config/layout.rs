@@ -48,3 +48,20 @@ pub(crate) fn relative_key<'a>(landing: &Location, key: &'a str) -> Option<&'a s
     }
     key.strip_prefix(prefix.as_str())?.strip_prefix('/')
 }
+
+/// Why an object key can never be read as a landing object, if it cannot: a folder marker, or a path
+/// with an empty, `.` or `..` segment (object stores cannot address those as plain paths). Such an
+/// event is rejected with a log line, not retried into the DLQ.
+pub fn unaddressable(key: &str) -> Option<&'static str> {
+    if key.is_empty() {
+        Some("empty key")
+    } else if key.ends_with('/') {
+        Some("a folder marker (the key ends with `/`)")
+    } else if key.split('/').any(|s| s.is_empty()) {
+        Some("an empty path segment (`//` or a leading `/`)")
+    } else if key.split('/').any(|s| s == "." || s == "..") {
+        Some("a `.` or `..` path segment")
+    } else {
+        None
+    }
+}

@@ -16,11 +16,14 @@ use crate::error::{Error, Result};
 
 mod columns;
 mod layout;
+mod limits;
 mod parse;
 mod trigger;
 
 pub use crate::storage::Location;
 pub use columns::{Column, ColumnType};
+pub use layout::unaddressable;
+pub use limits::Limits;
 pub use trigger::TriggerWindow;
 
 /// Environment variable naming the pipeline file (path, `file://` or `s3://` URI).
@@ -98,6 +101,10 @@ pub struct TableConfig {
     pub trigger: TriggerWindow,
     /// Target size in bytes of this table's silver data files (the table's `target_file_size_mb`).
     pub target_file_size: u64,
+    /// Inferred tables: types that override inference for these columns (`column_types`).
+    pub column_types: Vec<Column>,
+    /// The pipeline's `[limits]`, for this table's readers.
+    pub limits: Limits,
 }
 
 /// keeps one row per group; a step recomputes only the groups its sources' changes touch.
@@ -113,6 +120,13 @@ pub struct GoldView {
 }
 
 impl TableConfig {
+    /// Whether the table has a silver layer. Silver merges by key, so a table without `keys` (an upsert
+    /// table: CDC and SCD2 tables must name keys) is bronze-only: raw rows kept as they arrived, no
+    /// silver step, no view may read it.
+    pub fn has_silver(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
     /// The declared data schema (without lineage columns), if any.
     pub fn declared_schema(&self) -> Option<SchemaRef> {
         self.columns.as_ref().map(|cols| {
@@ -218,7 +232,7 @@ impl PipelineConfig {
     /// Which table a landing object belongs to: the object must be in the landing bucket, under the landing
     /// prefix and under exactly one table prefix (prefixes cannot overlap, checked at load).
     pub fn route(&self, bucket: &str, key: &str) -> Option<&TableConfig> {
-        if bucket != self.landing.bucket() {
+        if bucket != self.landing.bucket() || layout::unaddressable(key).is_some() {
             return None;
         }
         let rel = layout::relative_key(&self.landing, key)?;

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use url::Url;
 
 use super::columns::parse_columns;
+use super::limits::RawLimits;
 use super::{
     CdcFormat, Compression, Format, GoldView, Location, MaintenanceConfig, PipelineConfig,
     QueueConfig, TableConfig, TriggerWindow, UnknownFields, DEFAULT_MAINTENANCE_MINUTES,
@@ -37,6 +38,8 @@ pub(super) struct RawConfig {
     gold: Vec<RawGold>,
     #[serde(default)]
     maintenance: RawMaintenance,
+    #[serde(default)]
+    limits: RawLimits,
 }
 
 #[derive(Deserialize, Default)]
@@ -97,6 +100,7 @@ struct RawTable {
     compression: Compression,
     columns: Option<Vec<String>>,
     row_columns: Option<Vec<String>>,
+    column_types: Option<Vec<String>>,
     #[serde(default)]
     keys: Vec<String>,
     sequence_by: Option<String>,
@@ -261,6 +265,15 @@ impl RawTable {
             }
         };
         let columns = parse_columns(self.columns.as_deref(), &t, "columns")?;
+        let column_types =
+            parse_columns(self.column_types.as_deref(), &t, "column_types")?.unwrap_or_default();
+        if !column_types.is_empty() && (columns.is_some() || format == Format::Parquet) {
+            return Err(Error::config(
+                &t,
+                "column_types",
+                "overrides inferred types of a text table; this table declares its columns or is Parquet (typed)",
+            ));
+        }
         let row_columns = parse_columns(self.row_columns.as_deref(), &t, "row_columns")?;
         let cdc = match self.cdc.as_deref() {
             None | Some("upsert") => CdcFormat::Upsert,
@@ -403,6 +416,8 @@ impl RawTable {
             csv_header: self.csv_header.unwrap_or(true),
             trigger,
             target_file_size,
+            column_types,
+            limits: Default::default(),
         })
     }
 }
@@ -421,13 +436,19 @@ impl RawGold {
             return Err(Error::config(&n, "gold.sql", "is empty"));
         }
         // Syntax now; names and types when a step plans the query against the silver tables.
-        match deltalake::datafusion::sql::parser::DFParser::parse_sql(&self.sql) {
-            Ok(statements) if statements.len() == 1 => {}
+        // A view is one read-only query: `COPY ... TO` would write files, `INSERT` would change silver.
+        use deltalake::datafusion::sql::parser::{DFParser, Statement};
+        use deltalake::datafusion::sql::sqlparser::ast::Statement as Sql;
+        match DFParser::parse_sql(&self.sql) {
+            Ok(statements)
+                if statements.len() == 1
+                    && matches!(&statements[0], Statement::Statement(s) if matches!(**s, Sql::Query(_))) =>
+                {}
             Ok(_) => {
                 return Err(Error::config(
                     &n,
                     "gold.sql",
-                    "must be exactly one SELECT statement",
+                    "must be exactly one read-only query (SELECT or WITH ... SELECT)",
                 ))
             }
             Err(e) => return Err(Error::config(&n, "gold.sql", e.to_string())),
@@ -446,16 +467,24 @@ impl RawGold {
                 "name the silver tables the SQL reads",
             ));
         }
-        if let Some(s) = self
-            .sources
-            .iter()
-            .find(|s| !tables.iter().any(|t| &t.name == *s))
-        {
-            return Err(Error::config(
-                &n,
-                "gold.sources",
-                format!("`{s}` is not a table of this pipeline"),
-            ));
+        for s in &self.sources {
+            match tables.iter().find(|t| &t.name == s) {
+                None => {
+                    return Err(Error::config(
+                        &n,
+                        "gold.sources",
+                        format!("`{s}` is not a table of this pipeline"),
+                    ))
+                }
+                Some(t) if !t.has_silver() => {
+                    return Err(Error::config(
+                        &n,
+                        "gold.sources",
+                        format!("`{s}` has no keys: it is bronze-only and has no silver to read"),
+                    ))
+                }
+                Some(_) => {}
+            }
         }
         Ok(GoldView {
             trigger: TriggerWindow::from_raw(&n, self.batch_size, self.batch_window_seconds)?,
@@ -479,10 +508,11 @@ impl RawConfig {
             self.target_file_size_mb
                 .unwrap_or(DEFAULT_BRONZE_FILE_SIZE_MB),
         )?;
+        let limits = self.limits.validate()?;
         let tables = self
             .tables
             .into_iter()
-            .map(RawTable::validate)
+            .map(|t| t.validate().map(|t| TableConfig { limits, ..t }))
             .collect::<Result<Vec<_>>>()?;
         for (i, a) in tables.iter().enumerate() {
             for b in &tables[i + 1..] {

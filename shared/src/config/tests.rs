@@ -58,6 +58,16 @@ fn routes_keys_by_bucket_and_prefix() {
     assert!(cfg.route("landing", "orders/a.jsonl").is_none());
     assert!(cfg.route("landing", "incoming/unknown/a.jsonl").is_none());
     assert!(cfg.route("landing", "incomingorders/a.jsonl").is_none());
+    // Keys no object store can address as a plain path are never routed (rejected, not retried).
+    for key in [
+        "incoming/orders/",
+        "incoming/orders//a.jsonl",
+        "incoming/orders/../orders/a.jsonl",
+        "incoming/orders/./a.jsonl",
+    ] {
+        assert!(cfg.route("landing", key).is_none(), "{key}");
+        assert!(unaddressable(key).is_some(), "{key}");
+    }
 }
 
 fn err_of(text: &str) -> String {
@@ -169,4 +179,69 @@ fn errors_name_table_and_field() {
     assert!(e.contains("landing.uri"), "{e}");
     let e = err_of("[landing]\nuri = \"s3://${LAKEHOUSE_TEST_UNSET_VAR}\"\n[lake]\nuri = \"s3://k\"\n[[table]]\nname=\"a\"\nformat=\"csv\"\n");
     assert!(e.contains("LAKEHOUSE_TEST_UNSET_VAR"), "{e}");
+}
+
+#[test]
+fn hostile_settings_are_refused_at_load() {
+    let base = "[landing]\nuri = \"s3://l\"\n[lake]\nuri = \"s3://k\"\n";
+    let table = "[[table]]\nname = \"t\"\nformat = \"jsonl\"\nkeys = [\"id\"]\n";
+    let view = |sql: &str, source: &str| {
+        format!(
+            "[[gold]]\nname = \"v\"\nsql = \"{sql}\"\nkeys = [\"id\"]\nsources = [\"{source}\"]\n"
+        )
+    };
+    for sql in [
+        "COPY (SELECT 1 AS id) TO '/tmp/out.csv'",
+        "INSERT INTO t VALUES (1)",
+        "CREATE TABLE x AS SELECT 1 AS id",
+        "SELECT 1 AS id; SELECT 2 AS id",
+    ] {
+        let e = err_of(&format!("{base}{table}{}", view(sql, "t")));
+        assert!(
+            e.contains("`v`") && e.contains("read-only query"),
+            "{sql}: {e}"
+        );
+    }
+    assert!(PipelineConfig::from_toml(
+        &format!(
+            "{base}{table}{}",
+            view("WITH a AS (SELECT id FROM t) SELECT id FROM a", "t")
+        ),
+        "test"
+    )
+    .is_ok());
+    // A table without keys has no silver: a view cannot read it.
+    let raw = "[[table]]\nname = \"raw\"\nformat = \"jsonl\"\n";
+    let e = err_of(&format!(
+        "{base}{table}{raw}{}",
+        view("SELECT id FROM raw", "raw")
+    ));
+    assert!(e.contains("bronze-only"), "{e}");
+    for (limits, field) in [
+        ("max_line_mb = 0", "max_line_mb"),
+        ("max_line_mb = 100000", "max_line_mb"),
+        ("max_columns = 0", "max_columns"),
+        ("max_object_gb = -1", "max_object_gb"),
+        ("max_rejected_rows = 0", "max_rejected_rows"),
+    ] {
+        let e = err_of(&format!("{base}[limits]\n{limits}\n{table}"));
+        assert!(e.contains(&format!("limits.{field}")), "{limits}: {e}");
+    }
+    let e = err_of(&format!(
+        "{base}[[table]]\nname = \"t\"\nformat = \"csv\"\ncolumns = [\"id long\", \"ID string\"]\n"
+    ));
+    assert!(e.contains("case-insensitive"), "{e}");
+    let e = err_of(&format!(
+        "{base}[[table]]\nname = \"t\"\nformat = \"csv\"\ncolumns = [\"id long\"]\ncolumn_types = [\"id string\"]\n"
+    ));
+    assert!(e.contains("column_types"), "{e}");
+    let cfg = PipelineConfig::from_toml(
+        &format!(
+            "{base}[limits]\nmax_columns = 50\n{table}column_types = [\"customer_id long\"]\n"
+        ),
+        "test",
+    )
+    .unwrap();
+    assert_eq!(cfg.tables[0].limits.max_columns, 50);
+    assert_eq!(cfg.tables[0].column_types[0].name, "customer_id");
 }

@@ -24,6 +24,9 @@ pub struct SourceObject {
     pub key: String,
     /// ETag from the event, without quotes, when the event has one.
     pub etag: Option<String>,
+    /// The object version the event is about (versioned buckets): exactly that version is read, so a
+    /// key overwritten twice has each version ingested once, whatever order the events arrive in.
+    pub version_id: Option<String>,
 }
 
 /// What can trigger a downstream layer (silver, gold).
@@ -179,7 +182,8 @@ mod tests {
             vec![SourceObject {
                 bucket: "landing".into(),
                 key: "orders/dir a/file+1 ü.jsonl".into(),
-                etag: Some("d41d8cd98f00b204e9800998ecf8427e".into())
+                etag: Some("d41d8cd98f00b204e9800998ecf8427e".into()),
+                version_id: None,
             }]
         );
     }

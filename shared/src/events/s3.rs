@@ -21,6 +21,8 @@ struct S3Object {
     key: String,
     #[serde(default, rename = "eTag")]
     etag: Option<String>,
+    #[serde(default, rename = "versionId")]
+    version_id: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -71,6 +73,11 @@ fn from_s3_records(records: &Value) -> Result<Vec<SourceObject>> {
             bucket: r.s3.bucket.name,
             key: decode_s3_key(&r.s3.object.key)?,
             etag: r.s3.object.etag.as_deref().map(clean_etag),
+            version_id: r
+                .s3
+                .object
+                .version_id
+                .filter(|v| !v.is_empty() && v != "null"),
         });
     }
     Ok(out)
@@ -102,6 +109,11 @@ fn from_eventbridge(v: &Value) -> Result<Vec<SourceObject>> {
                 .pointer("/object/etag")
                 .and_then(Value::as_str)
                 .map(clean_etag),
+            version_id: detail
+                .pointer("/object/version-id")
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty() && *v != "null")
+                .map(str::to_string),
         }]),
         _ => Err(Error::event(
             "EventBridge Object Created event without bucket.name or object.key",

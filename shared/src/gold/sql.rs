@@ -9,6 +9,7 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::datafusion::catalog::MemTable;
 use deltalake::datafusion::dataframe::DataFrame;
 use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::context::SQLOptions;
 use deltalake::datafusion::prelude::{ident, SessionContext};
 use deltalake::DeltaTableError;
 
@@ -55,8 +56,13 @@ pub(super) async fn session(
 
 /// The view's rows with a key (rows whose key is null are not kept).
 pub(super) async fn view_rows(ctx: &SessionContext, view: &GoldView) -> Result<DataFrame> {
+    // Read-only even if a config bypassed load-time validation.
+    let options = SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false);
     let df = ctx
-        .sql(&view.sql)
+        .sql_with_options(&view.sql, options)
         .await
         .map_err(|e| df_error(&view.name, "view SQL", e))?;
     view.keys.iter().try_fold(df, |df, k| {

@@ -71,7 +71,10 @@ impl BronzeHandler {
                                 .or_default()
                                 .push(obj.clone()),
                             None => {
-                                warn!(bucket = %obj.bucket, key = %obj.key, "rejected: not under the landing location or any table prefix; nothing written");
+                                let why = crate::config::unaddressable(&obj.key).unwrap_or(
+                                    "not under the landing location or any table prefix",
+                                );
+                                warn!(bucket = %obj.bucket, key = %obj.key, reason = why, "rejected; nothing written");
                                 outcome.rejected.push(obj.clone());
                             }
                         }
@@ -123,7 +126,8 @@ impl BronzeHandler {
             Error::invariant(format!("routed to table {name}, not in the config"))
         })?;
         let commit = self.writer.ingest(table, objects).await?;
-        if let (Some(n), Some(v)) = (&self.notifier, commit.table_version) {
+        if let (Some(n), Some(v), true) = (&self.notifier, commit.table_version, table.has_silver())
+        {
             n.send(&Committed::new("bronze", name, v)).await?;
         }
         Ok(commit)

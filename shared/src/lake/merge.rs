@@ -99,7 +99,7 @@ pub async fn run_merge(
 }
 
 /// Column of a MERGE source saying what to do with the matching target row (SCD2 history, gold).
-pub const ACTION: &str = "_lakehouse_action";
+pub use crate::schema::ACTION;
 
 pub const ACTION_UPSERT: &str = "U";
 

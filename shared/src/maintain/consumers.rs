@@ -44,6 +44,9 @@ fn upto(mark: Option<i64>) -> Consumed {
 
 /// How far silver (the table and its tombstones) has read bronze table `table`.
 pub async fn of_bronze(config: &PipelineConfig, table: &str) -> Result<Consumed> {
+    if !config.table(table).is_some_and(|t| t.has_silver()) {
+        return Ok(Consumed::Free);
+    }
     let app = silver::watermark_app_id(table);
     let mut out = Consumed::Free;
     for (location, required) in [

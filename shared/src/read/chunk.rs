@@ -59,45 +59,86 @@ impl TextChunk {
     }
 }
 
-/// A numbered line: its text, or `Err(lossy text)` when it is not valid UTF-8.
-pub(super) type NumberedLine = (u64, Result<String, String>);
+/// A numbered line: its text, or why it cannot be used with its raw text (lossy, cut at the limit).
+pub(super) type NumberedLine = (u64, Result<String, (String, String)>);
 
-/// Reads lines, tracking 1-based line numbers; blank lines are skipped. Invalid UTF-8 yields `Err(raw)`.
+/// Reads lines, tracking 1-based line numbers; blank lines are skipped, a UTF-8 byte-order mark at the
+/// start is dropped. A line longer than `max` bytes is consumed to its end without being held: its
+/// first `max` bytes come back with the reason.
 pub(super) struct Lines<R> {
     reader: R,
     line: u64,
     buf: Vec<u8>,
+    max: usize,
 }
 
 impl<R: BufRead> Lines<R> {
-    pub(super) fn new(reader: R) -> Self {
+    pub(super) fn new(reader: R, max: usize) -> Self {
         Lines {
             reader,
             line: 0,
             buf: Vec::with_capacity(4096),
+            max,
+        }
+    }
+
+    /// Appends bytes up to the next newline (consumed, not kept) to `buf`, keeping at most `max` of
+    /// them. Returns the line's full length and whether anything was read.
+    fn read_line(&mut self) -> Result<(usize, bool), ReadError> {
+        let (mut len, mut any) = (0usize, false);
+        loop {
+            let available = self.reader.fill_buf().map_err(|e| classify(e, "reading"))?;
+            if available.is_empty() {
+                return Ok((len, any));
+            }
+            any = true;
+            let (chunk, done) = match available.iter().position(|b| *b == b'\n') {
+                Some(i) => (&available[..i], Some(i + 1)),
+                None => (available, None),
+            };
+            let room = (self.max + 1).saturating_sub(self.buf.len());
+            self.buf.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            len += chunk.len();
+            let used = done.unwrap_or(available.len());
+            self.reader.consume(used);
+            if done.is_some() {
+                return Ok((len, any));
+            }
         }
     }
 
     pub(super) fn next_line(&mut self) -> Result<Option<NumberedLine>, ReadError> {
         loop {
             self.buf.clear();
-            let n = self
-                .reader
-                .read_until(b'\n', &mut self.buf)
-                .map_err(|e| classify(e, "reading"))?;
-            if n == 0 {
+            let (len, any) = self.read_line()?;
+            if !any {
                 return Ok(None);
             }
             self.line += 1;
+            if self.line == 1 && self.buf.starts_with(b"\xEF\xBB\xBF") {
+                self.buf.drain(..3);
+            }
             while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
                 self.buf.pop();
+            }
+            if len > self.max {
+                self.buf.truncate(self.max);
+                let raw = String::from_utf8_lossy(&self.buf).into_owned();
+                let reason = format!(
+                    "line is {len} bytes, over the limit of {} (limits.max_line_mb); its first bytes are kept",
+                    self.max
+                );
+                return Ok(Some((self.line, Err((raw, reason)))));
             }
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             let text = match std::str::from_utf8(&self.buf) {
                 Ok(s) => Ok(s.to_string()),
-                Err(_) => Err(String::from_utf8_lossy(&self.buf).into_owned()),
+                Err(_) => Err((
+                    String::from_utf8_lossy(&self.buf).into_owned(),
+                    "line is not valid UTF-8".to_string(),
+                )),
             };
             return Ok(Some((self.line, text)));
         }

@@ -1,46 +1,255 @@
 //! CSV: a header names the columns (or `c0, c1, ...` without one), every record must have as many
 //! fields as the header, and its raw text is kept for quarantine.
+//!
+//! The records come from [`Records`], a small RFC 4180 reader of our own rather than the `csv` crate,
+//! because a strict pipeline needs three things that crate does not say: whether a field was quoted (an
+//! empty unquoted field is NULL, `""` is the empty string: how AWS DMS and Spark tell them apart),
+//! whether the file ended inside quotes (an unterminated quote must not swallow the rest of the file
+//! into one "valid" field), and each record's exact bytes, read in linear time with a length cap.
 
-use std::io::{BufRead, Read};
+use std::io::BufRead;
+
+use deltalake::arrow::datatypes::DataType;
 
 use super::chunk::TextChunk;
-use super::object::StorageFault;
+use super::object::classify;
 use super::{Destination, ReadError, ReadOutcome, CHUNK_ROWS};
 use crate::config::{TableConfig, UnknownFields};
-use crate::schema::BadRow;
 
-pub(super) fn csv_reader<R: Read>(reader: R, table: &TableConfig) -> ::csv::Reader<R> {
-    ::csv::ReaderBuilder::new()
-        .delimiter(table.csv_delimiter)
-        .has_headers(table.csv_header)
-        .flexible(true)
-        .from_reader(reader)
+/// One record as read.
+#[derive(Default)]
+pub(super) struct Record {
+    /// Field contents, back to back in `data`: (end offset, quoted).
+    ends: Vec<(usize, bool)>,
+    data: Vec<u8>,
+    /// The record's bytes as written (without its line end), at most the reader's `max` of them.
+    raw: Vec<u8>,
+    /// Full length in bytes (`raw` may hold fewer).
+    len: usize,
+    /// 1-based line the record starts on.
+    pub(super) line: u64,
+    /// Why the record is not well-formed, if it is not.
+    flaw: Option<String>,
 }
 
-pub(super) fn csv_headers<R: Read>(
-    rdr: &mut ::csv::Reader<R>,
-    table: &TableConfig,
-    width: usize,
-) -> Result<Vec<String>, ReadError> {
-    if table.csv_header {
-        let h = rdr
-            .headers()
-            .map_err(|e| ReadError::Malformed(format!("CSV header: {e}")))?;
-        Ok(h.iter().map(|s| s.trim().to_string()).collect())
-    } else {
-        Ok((0..width).map(|i| format!("c{i}")).collect())
+impl Record {
+    pub(super) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Field `i`: its bytes and whether it was quoted.
+    pub(super) fn field(&self, i: usize) -> (&[u8], bool) {
+        let start = if i == 0 { 0 } else { self.ends[i - 1].0 };
+        let (end, quoted) = self.ends[i];
+        (&self.data[start..end], quoted)
+    }
+
+    pub(super) fn raw(&self) -> String {
+        String::from_utf8_lossy(&self.raw).into_owned()
+    }
+
+    /// Text cell `i`: `None` for an empty unquoted field (NULL), the text otherwise.
+    pub(super) fn cell(&self, i: usize) -> Result<Option<&str>, ()> {
+        let (bytes, quoted) = self.field(i);
+        if bytes.is_empty() && !quoted {
+            return Ok(None);
+        }
+        std::str::from_utf8(bytes).map(Some).map_err(|_| ())
+    }
+
+    fn blank(&self) -> bool {
+        self.ends.len() == 1 && !self.ends[0].1 && self.data.iter().all(u8::is_ascii_whitespace)
     }
 }
 
-fn csv_raw(record: &::csv::ByteRecord, delimiter: u8) -> String {
-    let mut w = ::csv::WriterBuilder::new()
-        .delimiter(delimiter)
-        .from_writer(Vec::new());
-    let _ = w.write_byte_record(record);
-    let bytes = w.into_inner().unwrap_or_default();
-    String::from_utf8_lossy(&bytes)
-        .trim_end_matches(['\n', '\r'])
-        .to_string()
+#[derive(Clone, Copy, PartialEq)]
+enum State {
+    FieldStart,
+    Unquoted,
+    Quoted,
+    /// A quote inside a quoted field: the field's end, or the first of an escaped `""`.
+    QuoteInQuoted,
+}
+
+/// Streams CSV records from a reader (linear time; memory bounded by `max` bytes per record).
+pub(super) struct Records<R> {
+    reader: R,
+    delimiter: u8,
+    max: usize,
+    line: u64,
+    /// A UTF-8 byte-order mark is skipped once, at the start.
+    started: bool,
+}
+
+impl<R: BufRead> Records<R> {
+    pub(super) fn new(reader: R, table: &TableConfig) -> Self {
+        Records {
+            reader,
+            delimiter: table.csv_delimiter,
+            max: table.limits.max_line_bytes,
+            line: 1,
+            started: false,
+        }
+    }
+
+    /// Reads the next non-blank record into `rec`; `false` at the end of the input.
+    pub(super) fn next(&mut self, rec: &mut Record) -> Result<bool, ReadError> {
+        loop {
+            if !self.read(rec)? {
+                return Ok(false);
+            }
+            if !rec.blank() || rec.flaw.is_some() {
+                return Ok(true);
+            }
+        }
+    }
+
+    fn read(&mut self, rec: &mut Record) -> Result<bool, ReadError> {
+        rec.ends.clear();
+        rec.data.clear();
+        rec.raw.clear();
+        rec.len = 0;
+        rec.flaw = None;
+        rec.line = self.line;
+        if !self.started {
+            self.started = true;
+            let head = self.reader.fill_buf().map_err(|e| classify(e, "reading"))?;
+            if head.starts_with(b"\xEF\xBB\xBF") {
+                self.reader.consume(3);
+            }
+        }
+        let (max, delimiter) = (self.max, self.delimiter);
+        let mut state = State::FieldStart;
+        let mut quoted = false;
+        let mut any = false;
+        loop {
+            let buf = self.reader.fill_buf().map_err(|e| classify(e, "reading"))?;
+            if buf.is_empty() {
+                if !any {
+                    return Ok(false);
+                }
+                if state == State::Quoted {
+                    rec.flaw = Some(format!(
+                        "unterminated quoted field: the file ends inside quotes opened on or after line {}",
+                        rec.line
+                    ));
+                }
+                end_field(rec, quoted, max);
+                return Ok(true);
+            }
+            any = true;
+            let mut used = 0;
+            let mut done = false;
+            for &b in buf {
+                used += 1;
+                if b == b'\n' && state != State::Quoted {
+                    done = true;
+                    break;
+                }
+                rec.len += 1;
+                if rec.raw.len() < max {
+                    rec.raw.push(b);
+                }
+                if b == b'\n' {
+                    self.line += 1;
+                }
+                match state {
+                    State::FieldStart if b == b'"' => {
+                        state = State::Quoted;
+                        quoted = true;
+                    }
+                    State::FieldStart | State::Unquoted if b == delimiter => {
+                        end_field(rec, quoted, max);
+                        quoted = false;
+                        state = State::FieldStart;
+                    }
+                    State::FieldStart | State::Unquoted => {
+                        state = State::Unquoted;
+                        push(rec, max, b);
+                    }
+                    State::Quoted if b == b'"' => state = State::QuoteInQuoted,
+                    State::Quoted => push(rec, max, b),
+                    State::QuoteInQuoted if b == b'"' => {
+                        push(rec, max, b'"');
+                        state = State::Quoted;
+                    }
+                    State::QuoteInQuoted if b == delimiter => {
+                        end_field(rec, quoted, max);
+                        quoted = false;
+                        state = State::FieldStart;
+                    }
+                    State::QuoteInQuoted if b == b'\r' => {}
+                    State::QuoteInQuoted => {
+                        rec.flaw.get_or_insert_with(|| {
+                            format!(
+                                "text after the closing quote of field {}",
+                                rec.ends.len() + 1
+                            )
+                        });
+                        push(rec, max, b);
+                        state = State::Unquoted;
+                    }
+                }
+            }
+            self.reader.consume(used);
+            if done {
+                self.line += 1;
+                // A CRLF line end: the `\r` is not part of an unquoted last field.
+                if state != State::QuoteInQuoted && rec.data.last() == Some(&b'\r') {
+                    rec.data.pop();
+                }
+                if rec.raw.last() == Some(&b'\r') {
+                    rec.raw.pop();
+                }
+                end_field(rec, quoted, max);
+                return Ok(true);
+            }
+        }
+    }
+}
+
+fn push(rec: &mut Record, max: usize, b: u8) {
+    // Past the cap the record is rejected anyway: stop holding its bytes.
+    if rec.len <= max {
+        rec.data.push(b);
+    }
+}
+
+fn end_field(rec: &mut Record, quoted: bool, max: usize) {
+    if rec.len > max {
+        rec.flaw.get_or_insert_with(|| {
+            format!(
+                "record is {} bytes, over the limit of {max} (limits.max_line_mb); its first bytes are kept",
+                rec.len
+            )
+        });
+    }
+    rec.ends.push((rec.data.len(), quoted));
+}
+
+/// The header of a CSV object (first record), checked: every name present and distinct
+/// (case-insensitively, as Delta compares them), and at most `limits.max_columns` of them.
+pub(super) fn read_header<R: BufRead>(
+    records: &mut Records<R>,
+    table: &TableConfig,
+) -> Result<Option<Vec<String>>, ReadError> {
+    let mut rec = Record::default();
+    if !records.next(&mut rec)? {
+        return Ok(None);
+    }
+    if let Some(flaw) = &rec.flaw {
+        return Err(ReadError::Malformed(format!("CSV header: {flaw}")));
+    }
+    let names = (0..rec.len())
+        .map(|i| {
+            std::str::from_utf8(rec.field(i).0)
+                .map(|s| s.trim().to_string())
+                .map_err(|_| ReadError::Malformed("CSV header is not valid UTF-8".into()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    super::infer::check_names(names.iter().map(String::as_str), &table.limits)
+        .map_err(|e| ReadError::Malformed(format!("CSV header: {e}")))?;
+    Ok(Some(names))
 }
 
 pub(super) fn parse_csv(
@@ -49,46 +258,40 @@ pub(super) fn parse_csv(
     mut dest: Destination,
 ) -> Result<ReadOutcome, ReadError> {
     let target = dest.target;
-    let mut out = ReadOutcome::default();
-    let mut rdr = csv_reader(reader, table);
+    let mut out = ReadOutcome::new(table.limits);
+    let mut records = Records::new(reader, table);
     let headers: Vec<String> = if table.csv_header {
-        csv_headers(&mut rdr, table, 0)?
+        match read_header(&mut records, table)? {
+            Some(h) => h,
+            None => return Ok(out),
+        }
     } else {
         target.fields().iter().map(|f| f.name().clone()).collect()
     };
     // Where each header column goes in the target (None: unknown column).
     let slots: Vec<Option<usize>> = headers.iter().map(|h| target.index_of(h).ok()).collect();
+    // `""` is the empty string in a string column; elsewhere no value can be meant: NULL.
+    let text_slot: Vec<bool> = target
+        .fields()
+        .iter()
+        .map(|f| f.data_type() == &DataType::Utf8)
+        .collect();
     let unknown_header = headers
         .iter()
         .zip(&slots)
         .find(|(_, s)| s.is_none())
         .map(|(h, _)| h.clone());
     let mut chunk = TextChunk::new(target.fields().len());
-    let mut record = ::csv::ByteRecord::new();
-    let mut cells: Vec<Option<String>> = vec![None; target.fields().len()];
-    loop {
-        match rdr.read_byte_record(&mut record) {
-            Ok(false) => break,
-            Ok(true) => {}
-            Err(e) => {
-                if let ::csv::ErrorKind::Io(io) = e.kind() {
-                    if io.get_ref().is_some_and(|i| i.is::<StorageFault>()) {
-                        return Err(ReadError::Unavailable(io.to_string()));
-                    }
-                }
-                return Err(ReadError::Malformed(format!("CSV: {e}")));
-            }
-        }
-        let row = record.position().map(|p| p.line()).unwrap_or(0);
-        let raw = csv_raw(&record, table.csv_delimiter);
-        if record.iter().all(|f| f.iter().all(u8::is_ascii_whitespace)) && record.len() <= 1 {
-            continue;
-        }
-        let reason = if record.len() != headers.len() {
+    let mut rec = Record::default();
+    while records.next(&mut rec)? {
+        let row = rec.line;
+        let reason = if let Some(flaw) = &rec.flaw {
+            Some(flaw.clone())
+        } else if rec.len() != headers.len() {
             Some(format!(
                 "expected {} fields, found {}",
                 headers.len(),
-                record.len()
+                rec.len()
             ))
         } else if let (Some(h), false) = (
             &unknown_header,
@@ -99,34 +302,28 @@ pub(super) fn parse_csv(
             None
         };
         if let Some(reason) = reason {
-            out.bad.push(BadRow {
-                row: Some(row),
-                raw: Some(raw),
-                reason,
-            });
+            out.reject(Some(row), Some(rec.raw()), reason);
             continue;
         }
-        cells.iter_mut().for_each(|c| *c = None);
+        let mut cells: Vec<Option<&str>> = vec![None; target.fields().len()];
         let mut utf8_error = false;
-        for (field, slot) in record.iter().zip(&slots) {
-            if let Some(i) = slot {
-                match std::str::from_utf8(field) {
-                    Ok("") => {}
-                    Ok(s) => cells[*i] = Some(s.to_string()),
-                    Err(_) => utf8_error = true,
-                }
+        for (i, slot) in slots.iter().enumerate() {
+            let Some(s) = slot else { continue };
+            match rec.cell(i) {
+                Ok(Some("")) if !text_slot[*s] => {}
+                Ok(c) => cells[*s] = c,
+                Err(()) => utf8_error = true,
             }
         }
         if utf8_error {
-            out.bad.push(BadRow {
-                row: Some(row),
-                raw: Some(raw),
-                reason: "field is not valid UTF-8".into(),
-            });
+            out.reject(
+                Some(row),
+                Some(rec.raw()),
+                "field is not valid UTF-8".into(),
+            );
             continue;
         }
-        let refs: Vec<Option<&str>> = cells.iter().map(|c| c.as_deref()).collect();
-        chunk.push(row, raw, &refs);
+        chunk.push(row, rec.raw(), &cells);
         if chunk.len() >= CHUNK_ROWS {
             chunk.flush(&mut dest, &mut out)?;
         }

@@ -4,67 +4,79 @@
 use std::io::BufRead;
 
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
-use serde_json::{Map, Value};
+use indexmap::IndexMap;
+use serde_json::value::RawValue;
 
 use super::chunk::{Lines, TextChunk};
 use super::{Destination, ReadError, ReadOutcome, CHUNK_ROWS};
 use crate::config::{CdcFormat, TableConfig, UnknownFields};
-use crate::schema::BadRow;
 
-pub(super) enum JsonLine {
-    Object(Map<String, Value>),
+/// A JSON object with each value's exact text, in the object's order: numbers keep every digit (no
+/// trip through `f64`), so a decimal is stored exactly or rejected, never rounded.
+pub(crate) type RawObject<'a> = IndexMap<String, &'a RawValue>;
+
+pub(super) enum JsonLine<'a> {
+    Object(RawObject<'a>),
     /// A bare `null`: a Debezium tombstone (the Kafka compaction marker after a delete).
     Null,
     Bad(String),
 }
 
-pub(super) fn parse_json_line(text: &str) -> JsonLine {
-    match serde_json::from_str::<Value>(text) {
-        Ok(Value::Object(map)) => JsonLine::Object(map),
-        Ok(Value::Null) => JsonLine::Null,
-        Ok(other) => JsonLine::Bad(format!(
-            "expected a JSON object, found {}",
-            json_type(&other)
-        )),
-        Err(e) => JsonLine::Bad(format!("invalid JSON: {e}")),
+/// Parses a JSON object's text (`Ok(None)` for `null`).
+pub(crate) fn raw_object(text: &str) -> Result<Option<RawObject<'_>>, String> {
+    match serde_json::from_str::<Option<RawObject>>(text) {
+        Ok(o) => Ok(o),
+        Err(e) => Err(match serde_json::from_str::<&RawValue>(text) {
+            Ok(v) => format!("expected a JSON object, found {}", json_type(v)),
+            Err(_) => format!("invalid JSON: {e}"),
+        }),
     }
 }
 
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
+pub(super) fn parse_json_line(text: &str) -> JsonLine<'_> {
+    match raw_object(text) {
+        Ok(Some(map)) => JsonLine::Object(map),
+        Ok(None) => JsonLine::Null,
+        Err(reason) => JsonLine::Bad(reason),
     }
 }
 
-/// Text cells of one JSON object for the target columns, or the reason it does not fit structurally.
-/// The text of one JSON value for column `field` (cast to its type later). Nested values are kept as
-/// JSON text in string columns and rejected elsewhere.
-pub(crate) fn json_cell(v: &Value, field: &Field) -> Result<Option<String>, String> {
-    Ok(match v {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        Value::Array(_) | Value::Object(_) if field.data_type() == &DataType::Utf8 => {
-            Some(v.to_string())
-        }
-        other => {
+/// What a JSON value is, from its first character (its text is valid JSON).
+pub(crate) fn json_type(v: &RawValue) -> &'static str {
+    match v.get().as_bytes().first() {
+        Some(b'n') => "null",
+        Some(b't' | b'f') => "a boolean",
+        Some(b'"') => "a string",
+        Some(b'[') => "an array",
+        Some(b'{') => "an object",
+        _ => "a number",
+    }
+}
+
+/// The text of one JSON value for column `field` (cast to its type later): a string unescaped, a
+/// number or boolean as written. Nested values are kept as their JSON text in string columns and
+/// rejected elsewhere.
+pub(crate) fn json_cell(v: &RawValue, field: &Field) -> Result<Option<String>, String> {
+    let text = v.get();
+    Ok(match text.as_bytes().first() {
+        Some(b'n') => None,
+        Some(b'"') => Some(
+            serde_json::from_str::<String>(text)
+                .map_err(|e| format!("column `{}`: {e}", field.name()))?,
+        ),
+        Some(b'[' | b'{') if field.data_type() != &DataType::Utf8 => {
             return Err(format!(
                 "column `{}`: expected a scalar, found {}",
                 field.name(),
-                json_type(other)
+                json_type(v)
             ))
         }
+        _ => Some(text.to_string()),
     })
 }
 
 fn json_cells(
-    map: &Map<String, Value>,
+    map: &RawObject,
     target: &Schema,
     unknown: UnknownFields,
 ) -> Result<Vec<Option<String>>, String> {
@@ -95,18 +107,14 @@ pub(super) fn parse_jsonl(
     mut dest: Destination,
 ) -> Result<ReadOutcome, ReadError> {
     let target = dest.target;
-    let mut out = ReadOutcome::default();
+    let mut out = ReadOutcome::new(table.limits);
     let mut chunk = TextChunk::new(target.fields().len());
-    let mut lines = Lines::new(reader);
+    let mut lines = Lines::new(reader, table.limits.max_line_bytes);
     while let Some((row, text)) = lines.next_line()? {
         let text = match text {
             Ok(t) => t,
-            Err(raw) => {
-                out.bad.push(BadRow {
-                    row: Some(row),
-                    raw: Some(raw),
-                    reason: "line is not valid UTF-8".into(),
-                });
+            Err((raw, reason)) => {
+                out.reject(Some(row), Some(raw), reason);
                 continue;
             }
         };
@@ -122,11 +130,7 @@ pub(super) fn parse_jsonl(
                 let refs: Vec<Option<&str>> = cells.iter().map(|c| c.as_deref()).collect();
                 chunk.push(row, text, &refs);
             }
-            Err(reason) => out.bad.push(BadRow {
-                row: Some(row),
-                raw: Some(text),
-                reason,
-            }),
+            Err(reason) => out.reject(Some(row), Some(text), reason),
         }
         if chunk.len() >= CHUNK_ROWS {
             chunk.flush(&mut dest, &mut out)?;

@@ -10,7 +10,7 @@ use std::io::BufRead;
 use deltalake::arrow::array::{ArrayRef, RecordBatch};
 use deltalake::arrow::datatypes::SchemaRef;
 
-use crate::config::{Format, TableConfig};
+use crate::config::{Format, Limits, TableConfig};
 use crate::error::Error;
 use crate::schema::{self, BadRow, Lineage};
 
@@ -21,7 +21,7 @@ pub(crate) mod jsonl;
 pub mod object;
 mod parquet;
 
-pub use infer::{infer_parquet, infer_text};
+pub use infer::{check_names, infer_parquet, infer_text};
 pub use object::{blocking_reader, head, is_gzip, open, read_all, version_tag};
 pub use parquet::parse_parquet;
 
@@ -48,6 +48,71 @@ pub enum ReadError {
 pub struct ReadOutcome {
     pub rows_ok: u64,
     pub bad: Vec<BadRow>,
+    limits: Limits,
+    /// Rejected rows past `limits.max_rejected_rows`: counted, not kept (count, first and last row).
+    overflow: Option<(u64, u64, u64)>,
+}
+
+impl ReadOutcome {
+    pub(crate) fn new(limits: Limits) -> Self {
+        ReadOutcome {
+            limits,
+            ..Default::default()
+        }
+    }
+
+    /// Every rejected row, kept or only counted.
+    pub fn rejected(&self) -> u64 {
+        let summaries = self.bad.iter().filter(|b| b.row.is_none()).count() as u64;
+        let kept = self.bad.len() as u64 - summaries.min(self.overflow.map_or(0, |_| 1));
+        kept + self.overflow.map_or(0, |o| o.0)
+    }
+
+    /// Records a rejected row: kept with its raw text (cut at `limits.max_raw_bytes`) up to
+    /// `limits.max_rejected_rows`, counted past that, so a file of bad rows cannot exhaust memory.
+    pub(crate) fn reject(&mut self, row: Option<u64>, raw: Option<String>, mut reason: String) {
+        if self.bad.len() >= self.limits.max_rejected_rows {
+            let r = row.unwrap_or(0);
+            let o = self.overflow.get_or_insert((0, r, r));
+            o.0 += 1;
+            o.1 = o.1.min(r);
+            o.2 = o.2.max(r);
+            return;
+        }
+        let raw = raw.map(|mut text| {
+            let max = self.limits.max_raw_bytes;
+            if text.len() > max {
+                let cut = (0..=max)
+                    .rev()
+                    .find(|i| text.is_char_boundary(*i))
+                    .unwrap_or(0);
+                reason.push_str(&format!(
+                    " (raw text cut to its first {cut} of {} bytes: limits.max_raw_kb)",
+                    text.len()
+                ));
+                text.truncate(cut);
+            }
+            text
+        });
+        self.bad.push(BadRow { row, raw, reason });
+    }
+
+    /// Bad rows in source order (structural rejects are found before type rejects of the same chunk),
+    /// then one entry for the rows only counted.
+    fn finish(mut self) -> Self {
+        self.bad.sort_by_key(|b| b.row);
+        if let Some((n, first, last)) = self.overflow {
+            self.bad.push(BadRow {
+                row: None,
+                raw: None,
+                reason: format!(
+                    "{n} more rejected rows (rows {first}..={last}) are not kept here: over limits.max_rejected_rows = {}; the object is untouched in landing",
+                    self.limits.max_rejected_rows
+                ),
+            });
+        }
+        self
+    }
 }
 
 /// Where one object's rows go: the schema they are conformed to, the lineage they carry, and the
@@ -72,11 +137,7 @@ impl Destination<'_> {
     ) -> Result<(), ReadError> {
         let conformed = schema::conform(self.target, columns, rows, pre, self.lineage)?;
         for (i, reason) in conformed.rejected {
-            out.bad.push(BadRow {
-                row: Some(rows[i]),
-                raw: Some(raw(i)),
-                reason,
-            });
+            out.reject(Some(rows[i]), Some(raw(i)), reason);
         }
         out.rows_ok += conformed.batch.num_rows() as u64;
         if conformed.batch.num_rows() > 0 {
@@ -84,6 +145,33 @@ impl Destination<'_> {
         }
         Ok(())
     }
+}
+
+/// Runs a reader on the blocking pool. A panic inside it (a dependency's bug on crafted input, e.g. a
+/// Parquet decoder) becomes this object's quarantine reason, not the end of the process and of every
+/// other object in the batch.
+pub async fn contained<T: Send + 'static>(
+    what: String,
+    f: impl FnOnce() -> Result<T, ReadError> + Send + 'static,
+) -> Result<T, ReadError> {
+    let run = move || std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    match tokio::task::spawn_blocking(run).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(panic)) => Err(panicked(&what, panic.as_ref())),
+        Err(join) if join.is_panic() => Err(panicked(&what, join.into_panic().as_ref())),
+        Err(source) => Err(ReadError::Sink(Error::Task { what, source })),
+    }
+}
+
+fn panicked(what: &str, panic: &(dyn std::any::Any + Send)) -> ReadError {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into());
+    ReadError::Malformed(format!(
+        "the {what} failed on this object (panicked: {message})"
+    ))
 }
 
 /// Parses a text-format object (JSON lines or CSV) from a blocking reader.
@@ -97,14 +185,10 @@ pub fn parse_text(
         Format::Csv => csv::parse_csv(reader, table, dest),
         Format::Parquet => Err(ReadError::Malformed("parquet is not a text format".into())),
     }
-    .map(sorted)
+    .map(ReadOutcome::finish)
 }
 
-/// Bad rows in source order (structural rejects are found before type rejects of the same chunk).
-fn sorted(mut out: ReadOutcome) -> ReadOutcome {
-    out.bad.sort_by_key(|b| b.row);
-    out
-}
-
+#[cfg(test)]
+mod hostile_tests;
 #[cfg(test)]
 mod tests;

@@ -40,7 +40,7 @@ pub fn parse_parquet(
     mut dest: Destination,
 ) -> Result<ReadOutcome, ReadError> {
     let target = dest.target;
-    let mut out = ReadOutcome::default();
+    let mut out = ReadOutcome::new(table.limits);
     let reader = parquet_reader(bytes)?
         .with_batch_size(CHUNK_ROWS)
         .build()
@@ -75,5 +75,5 @@ pub fn parse_parquet(
             .collect();
         dest.deliver(sources, &rows, &pre, |i| row_as_json(&batch, i), &mut out)?;
     }
-    Ok(out)
+    Ok(out.finish())
 }

@@ -168,6 +168,7 @@ mod tests {
             [[table]]
             name = "orders"
             format = "jsonl"
+            keys = ["id"]
             batch_size = 7
             batch_window_seconds = 30
             [[gold]]
@@ -188,6 +189,7 @@ mod tests {
                     bucket: "landing".into(),
                     key: key.into(),
                     etag: None,
+                    version_id: None,
                 }]),
             })
         };

@@ -76,6 +76,18 @@ pub struct SilverCommit {
     pub attempts: u32,
 }
 
+impl SilverCommit {
+    /// A table without keys has no silver: a step on it (a stray message) is acknowledged, not an error.
+    fn bronze_only(table: &TableConfig) -> SilverCommit {
+        tracing::info!(table = %table.name, "no keys: bronze-only table, no silver step");
+        SilverCommit {
+            table: table.name.clone(),
+            path: "bronze_only",
+            ..Default::default()
+        }
+    }
+}
+
 /// Applies bronze changes to silver tables.
 pub struct SilverWriter {
     config: Arc<PipelineConfig>,
@@ -116,6 +128,9 @@ impl SilverWriter {
     /// Brings `silver/<table>` up to the latest bronze version. Safe to call concurrently and repeatedly:
     /// a losing commit reloads and re-runs the whole step; a step with nothing new does nothing.
     pub async fn apply(&self, table: &TableConfig) -> Result<SilverCommit> {
+        if !table.has_silver() {
+            return Ok(SilverCommit::bronze_only(table));
+        }
         let what = format!("silver/{}", table.name);
         let (mut commit, attempts) = self.retry.run(&what, || self.attempt(table, false)).await?;
         commit.attempts = attempts;
@@ -131,6 +146,9 @@ impl SilverWriter {
     /// tables order by their sequence first, so they come out exactly as an incremental build. Holds
     /// bronze's rows in memory.
     pub async fn rebuild(&self, table: &TableConfig) -> Result<SilverCommit> {
+        if !table.has_silver() {
+            return Ok(SilverCommit::bronze_only(table));
+        }
         for location in [
             self.config.silver_location(&table.name),
             self.config.tombstone_location(&table.name),

@@ -553,3 +553,55 @@ async fn silver_stays_clustered_and_a_batch_rewrites_only_the_files_holding_its_
         .collect();
     step_rewrites_only_holders(&lab, &writer, &mut all, full, "full").await;
 }
+
+#[tokio::test]
+async fn changes_without_their_key_go_to_quarantine_not_to_one_null_keyed_row() {
+    // Inferred columns: nothing forces `id` to be present, so null keys reach the normaliser.
+    let lab = Lab::with_table("k", "format = \"jsonl\"\nkeys = [\"id\"]");
+    lab.ingest(
+        "k",
+        "a.jsonl",
+        "{\"id\": 1, \"v\": \"a\"}\n{\"v\": \"no key\"}\n{\"id\": null, \"v\": \"null key\"}\n{\"id\": 2, \"v\": \"b\"}\n",
+    )
+    .await;
+    let w = SilverWriter::new(lab.cfg.clone());
+    let commit = w.apply(lab.table("k")).await.unwrap();
+    assert_eq!((commit.changes, commit.rejected), (2, 2));
+    let mut ids = column_ints(&lab.cfg.silver_location("k"), "id").await;
+    ids.sort();
+    assert_eq!(ids, vec![Some(1), Some(2)]);
+    let reasons = quarantine_reasons(&lab.cfg, "k").await;
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .all(|r| r.contains("key column `id` is null")),
+        "{reasons:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_table_without_keys_is_bronze_only_and_a_silver_step_on_it_does_nothing() {
+    let lab = Lab::with_table("raw", "format = \"jsonl\"");
+    lab.ingest("raw", "a.jsonl", "{\"x\": 1}\n{\"x\": 1}\n{\"x\": 2}\n")
+        .await;
+    let commit = SilverWriter::new(lab.cfg.clone())
+        .apply(lab.table("raw"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (commit.path, commit.applied, commit.version),
+        ("bronze_only", None, None)
+    );
+    assert!(lake::open(&lab.cfg.silver_location("raw"))
+        .await
+        .unwrap()
+        .is_none());
+    assert_eq!(
+        column_ints(&lab.cfg.bronze_location("raw"), "x")
+            .await
+            .len(),
+        3,
+        "bronze keeps every raw row"
+    );
+}

@@ -22,7 +22,7 @@ use crate::lake;
 use crate::schema::{self, SOURCE_ROW};
 
 /// Tombstone column: when the delete was applied.
-pub const DELETED_AT: &str = "_deleted_at";
+pub use crate::schema::DELETED_AT;
 
 impl SilverWriter {
     pub(super) async fn append_tombstones(

@@ -7,17 +7,45 @@ use std::sync::Arc;
 use deltalake::arrow::array::{
     Array, ArrayRef, BooleanArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
-use deltalake::arrow::compute::{cast_with_options, filter, CastOptions};
+use deltalake::arrow::compute::filter;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::row::{RowConverter, Rows, SortField};
-use deltalake::arrow::util::display::{ArrayFormatter, FormatOptions};
 
 use crate::error::{Error, Result};
+
+mod cast;
+
+pub use cast::{cast_columns, parse_decimal};
 
 pub const SOURCE_KEY: &str = "_source_key";
 pub const SOURCE_ETAG: &str = "_source_etag";
 pub const SOURCE_ROW: &str = "_source_row";
 pub const INGESTED_AT: &str = "_ingested_at";
+
+/// Silver's ordering columns (the event's sequence, the bronze version it came from) and the change
+/// op, tombstones' deletion time and MERGE's action column: the product's own column names.
+pub const SEQ: &str = "_seq";
+pub const OP: &str = "_op";
+pub const BRONZE_VERSION: &str = "_bronze_version";
+pub const DELETED_AT: &str = "_deleted_at";
+pub const ACTION: &str = "_lakehouse_action";
+
+/// Column names the product writes itself (lineage, silver's columns, tombstones, MERGE's action,
+/// Delta's change data feed): a data column by one of these names would collide downstream.
+pub const RESERVED: [&str; 12] = [
+    SOURCE_KEY,
+    SOURCE_ETAG,
+    SOURCE_ROW,
+    INGESTED_AT,
+    SEQ,
+    OP,
+    BRONZE_VERSION,
+    DELETED_AT,
+    ACTION,
+    "_change_type",
+    "_commit_version",
+    "_commit_timestamp",
+];
 
 /// SCD type 2 validity columns: the product's own, so a row column may not take these names.
 pub const VALID_FROM: &str = "valid_from";
@@ -91,96 +119,6 @@ pub struct Conformed {
     pub rejected: Vec<(usize, String)>,
 }
 
-fn cell_text(array: &dyn Array, row: usize) -> String {
-    let text = ArrayFormatter::try_new(array, &FormatOptions::default())
-        .map(|f| f.value(row).to_string())
-        .unwrap_or_else(|_| "?".into());
-    if text.chars().count() > 80 {
-        format!("{}…", text.chars().take(80).collect::<String>())
-    } else {
-        text
-    }
-}
-
-fn type_name(dt: &DataType) -> String {
-    match dt {
-        DataType::Utf8 => "string".into(),
-        DataType::Int32 => "int".into(),
-        DataType::Int64 => "long".into(),
-        DataType::Float64 => "double".into(),
-        DataType::Boolean => "boolean".into(),
-        DataType::Date32 => "date".into(),
-        DataType::Timestamp(_, _) => "timestamp".into(),
-        DataType::Decimal128(p, s) => format!("decimal({p},{s})"),
-        other => other.to_string(),
-    }
-}
-
-/// Cast `sources` (one array per field of `target`, any type; text formats pass strings) to the target
-/// types. A row is rejected when a non-null value does not convert or a required column is null; the
-/// first failing column is the reason. Rows with a `pre_rejected` reason keep it. Returns the typed
-/// columns (all rows) and, per row, the rejection reason if any.
-pub fn cast_columns(
-    target: &Schema,
-    sources: Vec<ArrayRef>,
-    n: usize,
-    pre_rejected: &[Option<String>],
-) -> (Vec<ArrayRef>, Vec<Option<String>>) {
-    let mut reasons: Vec<Option<String>> = pre_rejected.to_vec();
-    reasons.resize(n, None);
-    let safe = CastOptions {
-        safe: true,
-        ..Default::default()
-    };
-    let mut typed = Vec::with_capacity(target.fields().len());
-    for (field, src) in target.fields().iter().zip(sources) {
-        let cast = if src.data_type() == field.data_type() {
-            Ok(src.clone())
-        } else {
-            cast_with_options(&src, field.data_type(), &safe)
-        };
-        let cast = match cast {
-            Ok(a) => a,
-            Err(e) => {
-                // The whole column has an unconvertible type (e.g. a struct where a long is declared).
-                for (i, r) in reasons.iter_mut().enumerate() {
-                    if r.is_none() && src.is_valid(i) {
-                        *r = Some(format!(
-                            "column `{}`: {} cannot be converted to {}: {e}",
-                            field.name(),
-                            type_name(src.data_type()),
-                            type_name(field.data_type())
-                        ));
-                    }
-                }
-                deltalake::arrow::array::new_null_array(field.data_type(), n)
-            }
-        };
-        for (i, r) in reasons.iter_mut().enumerate() {
-            if r.is_some() {
-                continue;
-            }
-            if cast.is_null(i) {
-                if src.is_valid(i) {
-                    *r = Some(format!(
-                        "column `{}`: `{}` is not a valid {}",
-                        field.name(),
-                        cell_text(src.as_ref(), i),
-                        type_name(field.data_type())
-                    ));
-                } else if !field.is_nullable() {
-                    *r = Some(format!(
-                        "column `{}` is required but is null or missing",
-                        field.name()
-                    ));
-                }
-            }
-        }
-        typed.push(cast);
-    }
-    (typed, reasons)
-}
-
 /// [`cast_columns`], then keep the rows that fit and append the lineage columns. `rows` are the 1-based
 /// source row numbers written to `_source_row`.
 pub fn conform(
@@ -224,132 +162,6 @@ pub fn conform(
         .filter_map(|(i, r)| r.map(|r| (i, r)))
         .collect();
     Ok(Conformed { batch, rejected })
-}
-
-/// What a sampled value looked like, for inference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Kind {
-    Long,
-    Double,
-    Boolean,
-    Timestamp,
-    Date,
-    Text,
-    Json,
-}
-
-fn widen(a: Kind, b: Kind) -> Kind {
-    use Kind::*;
-    match (a, b) {
-        (x, y) if x == y => x,
-        (Long, Double) | (Double, Long) => Double,
-        (Json, _) | (_, Json) => Json,
-        _ => Text,
-    }
-}
-
-fn kind_type(kind: Kind) -> DataType {
-    match kind {
-        Kind::Long => DataType::Int64,
-        Kind::Double => DataType::Float64,
-        Kind::Boolean => DataType::Boolean,
-        Kind::Timestamp => timestamp_type(),
-        Kind::Date => DataType::Date32,
-        Kind::Text | Kind::Json => DataType::Utf8,
-    }
-}
-
-/// Kind of a CSV cell: numbers only when they round-trip (so `02134` stays text), booleans, ISO dates and
-/// timestamps, else text.
-fn text_kind(s: &str) -> Kind {
-    if let Ok(v) = s.parse::<i64>() {
-        if v.to_string() == s {
-            return Kind::Long;
-        }
-        return Kind::Text;
-    }
-    if s.parse::<f64>().is_ok_and(|v| v.is_finite()) && s.contains('.') && !s.starts_with('.') {
-        return Kind::Double;
-    }
-    if s.eq_ignore_ascii_case("true") || s.eq_ignore_ascii_case("false") {
-        return Kind::Boolean;
-    }
-    let one = StringArray::from(vec![s]);
-    let safe = CastOptions {
-        safe: true,
-        ..Default::default()
-    };
-    if s.len() == 10
-        && cast_with_options(&one, &DataType::Date32, &safe).is_ok_and(|a| a.is_valid(0))
-    {
-        return Kind::Date;
-    }
-    if s.len() > 10
-        && cast_with_options(&one, &timestamp_type(), &safe).is_ok_and(|a| a.is_valid(0))
-    {
-        return Kind::Timestamp;
-    }
-    Kind::Text
-}
-
-/// Kind of a JSON value: JSON's own types are respected (a quoted number stays a string).
-fn json_kind(v: &serde_json::Value) -> Option<Kind> {
-    use serde_json::Value;
-    match v {
-        Value::Null => None,
-        Value::Bool(_) => Some(Kind::Boolean),
-        Value::Number(n) if n.is_i64() => Some(Kind::Long),
-        Value::Number(_) => Some(Kind::Double),
-        Value::String(_) => Some(Kind::Text),
-        Value::Array(_) | Value::Object(_) => Some(Kind::Json),
-    }
-}
-
-/// Infers column types from sampled JSON objects (columns in order of first appearance, all nullable).
-pub fn infer_from_json<'a>(
-    samples: impl IntoIterator<Item = &'a serde_json::Map<String, serde_json::Value>>,
-) -> Schema {
-    let mut cols: Vec<(String, Option<Kind>)> = Vec::new();
-    for obj in samples {
-        for (k, v) in obj {
-            let kind = json_kind(v);
-            match cols.iter_mut().find(|(n, _)| n == k) {
-                Some((_, slot)) => *slot = merge(*slot, kind),
-                None => cols.push((k.clone(), kind)),
-            }
-        }
-    }
-    to_schema(cols)
-}
-
-/// Infers column types from sampled text cells (`None` = empty cell).
-pub fn infer_from_text(headers: &[String], rows: &[Vec<Option<String>>]) -> Schema {
-    let mut cols: Vec<(String, Option<Kind>)> = headers.iter().map(|h| (h.clone(), None)).collect();
-    for row in rows {
-        for (slot, cell) in cols.iter_mut().zip(row) {
-            if let Some(s) = cell {
-                slot.1 = merge(slot.1, Some(text_kind(s)));
-            }
-        }
-    }
-    to_schema(cols)
-}
-
-fn merge(a: Option<Kind>, b: Option<Kind>) -> Option<Kind> {
-    match (a, b) {
-        (Some(a), Some(b)) => Some(widen(a, b)),
-        (a, None) => a,
-        (None, b) => b,
-    }
-}
-
-fn to_schema(cols: Vec<(String, Option<Kind>)>) -> Schema {
-    Schema::new(
-        cols.into_iter()
-            .filter(|(name, _)| !is_lineage(name))
-            .map(|(name, kind)| Field::new(name, kind_type(kind.unwrap_or(Kind::Text)), true))
-            .collect::<Vec<_>>(),
-    )
 }
 
 /// `batch` as `schema`: its columns by name, cast to the schema's types; `fill(name, rows)` supplies
@@ -479,60 +291,5 @@ mod tests {
         .unwrap();
         assert_eq!(out.batch.num_rows(), 1);
         assert_eq!(out.rejected, vec![(1, "bad json".to_string())]);
-    }
-
-    #[test]
-    fn infers_text_and_json_types() {
-        let s = infer_from_text(
-            &["a".into(), "b".into(), "c".into(), "d".into(), "e".into()],
-            &[
-                vec![
-                    Some("1".into()),
-                    Some("1.5".into()),
-                    Some("02134".into()),
-                    Some("2024-01-02T03:04:05Z".into()),
-                    None,
-                ],
-                vec![
-                    Some("2".into()),
-                    Some("3".into()),
-                    Some("10".into()),
-                    Some("2024-01-03 00:00:00".into()),
-                    Some("true".into()),
-                ],
-            ],
-        );
-        let types: Vec<_> = s.fields().iter().map(|f| f.data_type().clone()).collect();
-        assert_eq!(
-            types,
-            vec![
-                DataType::Int64,
-                DataType::Float64,
-                DataType::Utf8,
-                timestamp_type(),
-                DataType::Boolean
-            ]
-        );
-        let rows: Vec<serde_json::Map<String, serde_json::Value>> = vec![
-            serde_json::from_str(r#"{"id": 1, "zip": "02134", "after": {"x": 1}, "ok": true}"#)
-                .unwrap(),
-            serde_json::from_str(r#"{"id": 2, "price": 2.5, "ok": null}"#).unwrap(),
-        ];
-        let s = infer_from_json(&rows);
-        let names: Vec<_> = s
-            .fields()
-            .iter()
-            .map(|f| (f.name().as_str(), f.data_type().clone()))
-            .collect();
-        assert_eq!(
-            names,
-            vec![
-                ("id", DataType::Int64),
-                ("zip", DataType::Utf8),
-                ("after", DataType::Utf8),
-                ("ok", DataType::Boolean),
-                ("price", DataType::Float64)
-            ]
-        );
     }
 }
