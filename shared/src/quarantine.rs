@@ -86,7 +86,8 @@ pub async fn append(
 ) -> Result<()> {
     let mut q = match existing {
         Some(t) => t,
-        None => {
+        // Absent when the caller checked its markers: another writer's markers must not be missed.
+        None => lake::fresh(
             lake::open_or_create(
                 location,
                 &format!("quarantine_{table}"),
@@ -94,8 +95,9 @@ pub async fn append(
                 &[],
                 lake::Markers::Expire,
             )
-            .await?
-        }
+            .await?,
+            location,
+        )?,
     };
     let rows = batch.num_rows();
     let adds = lake::write_batches(&q, location, std::iter::once(batch), None).await?;

@@ -41,7 +41,8 @@ impl BronzeWriter {
                 lake::Markers::Expire,
             )
             .await?;
-            *bronze = Some(created);
+            // The caller checked this object's marker against the table's absence.
+            *bronze = Some(lake::fresh(created, location)?);
         }
         let Some(t) = bronze.as_ref() else {
             return Ok(None);

@@ -30,7 +30,7 @@ impl Default for Limits {
             max_object_bytes: 16 << 30,
             max_columns: 2_000,
             max_rejected_rows: 10_000,
-            max_raw_bytes: 64 << 10,
+            max_raw_bytes: 8 << 10,
         }
     }
 }

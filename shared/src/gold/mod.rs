@@ -192,7 +192,12 @@ impl GoldWriter {
         let fail = |op, e| Error::delta(location.url.to_string(), op, e);
         match touched {
             None => {
-                let rows = collect_as(all, &schema, &view.name).await?;
+                let mut rows = collect_as(all, &schema, &view.name).await?;
+                if rows.is_empty() {
+                    // A view with no group (empty or fully deleted sources) is an empty table; delta-rs
+                    // refuses a write without any batch.
+                    rows.push(RecordBatch::new_empty(schema.clone()));
+                }
                 out.full = true;
                 out.upserted = rows.iter().map(RecordBatch::num_rows).sum();
                 gold = gold

@@ -161,3 +161,24 @@ async fn incremental_gold_equals_the_oracle_and_a_full_recompute() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_view_with_no_group_is_an_empty_table_not_a_failing_step() {
+    let lab = lab();
+    lab.ingest(
+        "orders",
+        "a.jsonl",
+        "{\"order_id\": 1, \"customer\": 7, \"amount\": 5, \"seq\": 1}\n{\"order_id\": 1, \"customer\": 7, \"amount\": 5, \"seq\": 2, \"deleted\": true}\n",
+    )
+    .await;
+    SilverWriter::new(lab.cfg.clone())
+        .apply(lab.table("orders"))
+        .await
+        .unwrap();
+    let gold = GoldWriter::new(lab.cfg.clone());
+    for full in [false, false, true] {
+        let view = lab.cfg.view("revenue").unwrap();
+        gold.apply(view, full).await.unwrap();
+        assert!(gold_rows(&lab.cfg, "revenue").await.is_empty());
+    }
+}

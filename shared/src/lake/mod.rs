@@ -107,6 +107,24 @@ pub async fn open_at(location: &Location, version: i64) -> Result<DeltaTable> {
     Ok(table)
 }
 
+/// A table the caller found absent and then created (or opened, if another writer created it first)
+/// must be at version 0. A later version means another writer also committed to it in between, so
+/// whatever the caller decided from the table's absence (no object marker yet) may be stale: the step
+/// must re-run on the table as it is, like a lost commit race. (delta-rs cannot catch this one: the
+/// commit would be based on a version after the other writer's.)
+pub fn fresh(table: DeltaTable, location: &Location) -> Result<DeltaTable> {
+    match table.version() {
+        Some(v) if v > 0 => Err(Error::Conflict {
+            table: location.url.to_string(),
+            operation: "create",
+            source: Box::new(DeltaTableError::Generic(format!(
+                "created by another writer, already at version {v}: re-run to see its markers"
+            ))),
+        }),
+        _ => Ok(table),
+    }
+}
+
 /// Opens the table, creating it with `schema` when absent. If another writer creates it first, theirs wins
 /// and is returned (its schema is the table's schema from then on).
 pub async fn open_or_create(

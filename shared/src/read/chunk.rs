@@ -14,7 +14,13 @@ pub(super) struct TextChunk {
     builders: Vec<StringBuilder>,
     rows: Vec<u64>,
     raws: Vec<String>,
+    /// Raw bytes held: a chunk is also full at [`CHUNK_BYTES`], so long lines cannot pile up.
+    bytes: usize,
 }
+
+/// Most raw text a chunk holds before it is conformed and handed on (with the typed copy, a text
+/// object's rows in flight stay near twice this whatever its lines' lengths).
+const CHUNK_BYTES: usize = 32 << 20;
 
 impl TextChunk {
     /// A chunk of `width` columns (the target's).
@@ -23,11 +29,13 @@ impl TextChunk {
             builders: (0..width).map(|_| StringBuilder::new()).collect(),
             rows: Vec::with_capacity(CHUNK_ROWS),
             raws: Vec::with_capacity(CHUNK_ROWS),
+            bytes: 0,
         }
     }
 
-    pub(super) fn len(&self) -> usize {
-        self.rows.len()
+    /// Whether the chunk should be flushed before taking more rows.
+    pub(super) fn full(&self) -> bool {
+        self.rows.len() >= CHUNK_ROWS || self.bytes >= CHUNK_BYTES
     }
 
     pub(super) fn push(&mut self, row: u64, raw: String, cells: &[Option<&str>]) {
@@ -35,6 +43,7 @@ impl TextChunk {
             b.append_option(*c);
         }
         self.rows.push(row);
+        self.bytes += raw.len();
         self.raws.push(raw);
     }
 
@@ -55,6 +64,7 @@ impl TextChunk {
         dest.deliver(cols, &self.rows, &[], |i| std::mem::take(&mut raws[i]), out)?;
         self.rows.clear();
         self.raws.clear();
+        self.bytes = 0;
         Ok(())
     }
 }

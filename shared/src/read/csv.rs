@@ -13,7 +13,7 @@ use deltalake::arrow::datatypes::DataType;
 
 use super::chunk::TextChunk;
 use super::object::classify;
-use super::{Destination, ReadError, ReadOutcome, CHUNK_ROWS};
+use super::{Destination, ReadError, ReadOutcome};
 use crate::config::{TableConfig, UnknownFields};
 
 /// One record as read.
@@ -324,7 +324,7 @@ pub(super) fn parse_csv(
             continue;
         }
         chunk.push(row, rec.raw(), &cells);
-        if chunk.len() >= CHUNK_ROWS {
+        if chunk.full() {
             chunk.flush(&mut dest, &mut out)?;
         }
     }

@@ -8,7 +8,7 @@ use indexmap::IndexMap;
 use serde_json::value::RawValue;
 
 use super::chunk::{Lines, TextChunk};
-use super::{Destination, ReadError, ReadOutcome, CHUNK_ROWS};
+use super::{Destination, ReadError, ReadOutcome};
 use crate::config::{CdcFormat, TableConfig, UnknownFields};
 
 /// A JSON object with each value's exact text, in the object's order: numbers keep every digit (no
@@ -132,7 +132,7 @@ pub(super) fn parse_jsonl(
             }
             Err(reason) => out.reject(Some(row), Some(text), reason),
         }
-        if chunk.len() >= CHUNK_ROWS {
+        if chunk.full() {
             chunk.flush(&mut dest, &mut out)?;
         }
     }
