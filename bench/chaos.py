@@ -1245,7 +1245,8 @@ uri = "{LAKE_URI}"
         wall = time.time() - t0
         text = self.report(wall)
         os.makedirs(RESULTS, exist_ok=True)
-        with open(os.path.join(RESULTS, "chaos.md"), "w") as f:
+        # `make test` runs --quick: it must not overwrite the full run's committed report.
+        with open(os.path.join(RESULTS, "chaos-quick.md" if self.quick else "chaos.md"), "w") as f:
             f.write(text)
         with open(os.path.join(self.work, "chaos.md"), "w") as f:
             f.write(text)
@@ -1261,7 +1262,7 @@ uri = "{LAKE_URI}"
                   f"{r['actual']:>6}  lost {r['lost']} dup {r['duplicated']} resurrected {r['resurrected']} wrong {r['wrong']}")
         print(f"TOTAL: {tot['lost']} lost / {tot['duplicated']} duplicated / {tot['resurrected']} resurrected / "
               f"{tot['wrong']} wrong; {len(failed)} of {len(self.checks)} checks failed; {wall / 60:.1f} min; "
-              f"report bench/results/chaos.md")
+              f"report bench/results/{'chaos-quick.md' if self.quick else 'chaos.md'}")
         for name, _, detail in failed:
             print(f"  FAILED: {name} — {detail}")
         return 1 if failed else 0
