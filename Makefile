@@ -18,14 +18,18 @@ demo:
 install:
 	$(LOCAL)/install.sh all
 
-## Unit tests (shared crate), then integration tests against LocalStack + MinIO started for the run.
+## Unit tests (shared crate), integration tests against LocalStack + MinIO started for the run, then the
+## quick chaos run.
 # Every cargo call selects the whole workspace: the same feature set, so nothing is compiled twice.
 test: install
+	$(LOCAL)/install.sh bench
 	$(TOOLS_BIN)/cfn-lint infra/aws/template.yaml
 	cargo build --workspace --tests --bins
 	cargo test --workspace --lib --bins
 	$(WITH_ENV) && $(LOCAL)/up.sh && trap '$(LOCAL)/down.sh' EXIT && \
 	  cargo test --workspace --test '*' -- --test-threads=2
+	# The short chaos run (~3 min; its own MinIO behind a fault proxy): faults, kills, duplicates → oracle.
+	$(TOOLS_BIN)/python bench/chaos.py --quick
 
 unit-test:
 	cargo test --workspace --lib --bins
