@@ -7,7 +7,7 @@ TOOLS_BIN := $(HOME)/.cache/lakehouse/venv-tools/bin
 # Loads the local endpoints/credentials and puts cargo-lambda and the Python reader on PATH.
 WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
 
-.PHONY: demo test install up down unit-test bench-bronze bench-merge bench-soak bench-e2e chaos lambda-zip release fmt lint
+.PHONY: demo test install up down unit-test bench-bronze bench-merge bench-soak bench-e2e bench-hostile chaos lambda-zip release fmt lint
 
 # The same workspace-wide build as `make test` (same features), so a later `make test` compiles no
 # dependency again; then the CLI binary runs the demo.
@@ -66,6 +66,13 @@ bench-e2e: install
 	cargo build --release -p lakehouse-cli --bin lakehouse
 	$(WITH_ENV) && $(LOCAL)/up.sh >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
 	  $(HOME)/.cache/lakehouse/venv-localstack/bin/python bench/bench_e2e.py
+
+## One hostile object per case (1 GiB line, 1M bad rows, unterminated quote, 20k columns): peak RSS and
+## time of the release CLI's backfill → bench/results/hostile.md.
+bench-hostile: install
+	$(LOCAL)/install.sh bench
+	cargo build --release -p lakehouse-cli --bin lakehouse
+	$(TOOLS_BIN)/python bench/bench_hostile.py
 
 ## Chaos run: the debug steps (ingest, 8 concurrent silver per table, gold, maintain) through a fault proxy
 ## (500/503, resets, timeouts, slow and cut responses, lost commit acks) in front of a MinIO of its own on

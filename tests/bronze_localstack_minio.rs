@@ -487,7 +487,10 @@ async fn each_version_of_an_overwritten_key_is_ingested_once() {
             .send()
             .await
             .expect("upload a version");
-        versions.push(put.version_id.expect("a versioned bucket names the version"));
+        versions.push(
+            put.version_id
+                .expect("a versioned bucket names the version"),
+        );
     }
     let mut messages = landing
         .receive(&landing.queue_url, 3, Duration::from_secs(30))
@@ -515,7 +518,9 @@ async fn each_version_of_an_overwritten_key_is_ingested_once() {
                 .iter()
                 .find(|v| tags[i].ends_with(&format!("@{v}")))
                 .unwrap_or_else(|| panic!("tag {} names no version written", tags[i]));
-            got.entry(version.clone()).or_default().insert(ids[i].clone());
+            got.entry(version.clone())
+                .or_default()
+                .insert(ids[i].clone());
         }
     }
     assert_eq!(total, 9, "three versions of three rows, each once");

@@ -159,3 +159,20 @@ async fn a_gzip_bomb_is_stopped_at_the_object_limit() {
     );
     assert_eq!(s[1], Ok(1));
 }
+
+#[tokio::test]
+async fn two_events_for_one_overwritten_key_in_one_batch_read_it_once() {
+    // Unversioned: both events (etags of two writes) resolve to the version now in storage.
+    let lab = Lab::with_table("orders", "format = \"jsonl\"");
+    let mut first = lab.put("orders/a.jsonl", b"{\"id\": 1}\n{\"id\": 2}\n");
+    let mut second = first.clone();
+    first.etag = Some("etag-of-the-first-write".into());
+    second.etag = Some("etag-of-the-second-write".into());
+    let commit = writer(&lab)
+        .ingest(lab.table("orders"), &[first, second])
+        .await
+        .unwrap();
+    assert_eq!(commit.objects[1].status, ObjectStatus::AlreadyIngested);
+    let ids = testkit::column_ints(&lab.cfg.bronze_location("orders"), "id").await;
+    assert_eq!(ids.len(), 2, "{ids:?}");
+}

@@ -66,6 +66,9 @@ struct Attempt {
     txns: Vec<Transaction>,
     quarantine: Vec<QuarantinedObject>,
     quarantine_txns: Vec<Transaction>,
+    /// Markers of this attempt: two events for one key (overwritten twice, unversioned) may both
+    /// resolve to the version now in storage; it is read once.
+    ids: HashSet<String>,
 }
 impl BronzeWriter {
     pub fn new(config: Arc<PipelineConfig>) -> Result<Self> {
@@ -178,7 +181,8 @@ impl BronzeWriter {
                 Some(t) => lake::txn_version(t, &id).await?,
                 None => None,
             };
-            if bronze_done || quarantine_marker == Some(TXN_WHOLE_OBJECT) {
+            let seen_here = !work.ids.insert(id.clone());
+            if bronze_done || seen_here || quarantine_marker == Some(TXN_WHOLE_OBJECT) {
                 info!(table = %table.name, key = %obj.key, %etag, "already ingested; skipping");
                 work.reports
                     .push(report(Some(&etag), ObjectStatus::AlreadyIngested));
