@@ -51,6 +51,8 @@ pub struct ReadOutcome {
     limits: Limits,
     /// Rejected rows past `limits.max_rejected_rows`: counted, not kept (count, first and last row).
     overflow: Option<(u64, u64, u64)>,
+    /// Whether `bad` ends with the entry summarising `overflow` (added by `finish`).
+    summarised: bool,
 }
 
 impl ReadOutcome {
@@ -63,8 +65,7 @@ impl ReadOutcome {
 
     /// Every rejected row, kept or only counted.
     pub fn rejected(&self) -> u64 {
-        let summaries = self.bad.iter().filter(|b| b.row.is_none()).count() as u64;
-        let kept = self.bad.len() as u64 - summaries.min(self.overflow.map_or(0, |_| 1));
+        let kept = self.bad.len() as u64 - u64::from(self.summarised);
         kept + self.overflow.map_or(0, |o| o.0)
     }
 
@@ -110,6 +111,7 @@ impl ReadOutcome {
                     self.limits.max_rejected_rows
                 ),
             });
+            self.summarised = true;
         }
         self
     }

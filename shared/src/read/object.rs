@@ -119,8 +119,8 @@ impl<R: Read> Read for Capped<R> {
         self.read += n as u64;
         if self.read > self.max {
             return Err(std::io::Error::other(format!(
-                "over {} bytes{}: limits.max_object_gb",
-                self.max, " decompressed"
+                "the object yields over {} bytes (decompressed): limits.max_object_gb",
+                self.max
             )));
         }
         Ok(n)
