@@ -4,6 +4,8 @@ SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/lakehouse-target
 LOCAL := infra/local
 TOOLS_BIN := $(HOME)/.cache/lakehouse/venv-tools/bin
+# The SAM template transformed to plain CloudFormation (outside the clone).
+SAM_OUT := $(HOME)/.cache/lakehouse/sam-transformed.json
 # Loads the local endpoints/credentials and puts cargo-lambda and the Python reader on PATH.
 WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
 
@@ -24,6 +26,9 @@ install:
 test: install
 	$(LOCAL)/install.sh bench
 	$(TOOLS_BIN)/cfn-lint infra/aws/template.yaml
+	# The template as CloudFormation receives it (SAM transformed offline), linted too.
+	$(TOOLS_BIN)/python infra/aws/transform_check.py infra/aws/template.yaml $(SAM_OUT)
+	$(TOOLS_BIN)/cfn-lint $(SAM_OUT)
 	cargo build --workspace --tests --bins
 	cargo test --workspace --lib --bins
 	$(WITH_ENV) && $(LOCAL)/up.sh && trap '$(LOCAL)/down.sh' EXIT && \
@@ -97,5 +102,7 @@ fmt:
 
 lint:
 	$(TOOLS_BIN)/cfn-lint infra/aws/template.yaml
+	$(TOOLS_BIN)/python infra/aws/transform_check.py infra/aws/template.yaml $(SAM_OUT)
+	$(TOOLS_BIN)/cfn-lint $(SAM_OUT)
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings

@@ -36,13 +36,21 @@ install_minio() {
 
 install_tools() {
   local marker="$TOOLS_VENV/.installed-v2"
-  if [[ -f "$marker" ]]; then log "tools venv already installed"; return; fi
-  log "installing cargo-lambda, ziglang and deltalake (python) into $TOOLS_VENV"
-  rm -rf "$TOOLS_VENV"
-  "$PYTHON" -m venv "$TOOLS_VENV"
-  "$TOOLS_VENV/bin/pip" install -q --upgrade pip
-  "$TOOLS_VENV/bin/pip" install -q cargo-lambda ziglang "deltalake>=1.1,<2" pyarrow cfn-lint
-  touch "$marker"
+  if [[ -f "$marker" ]]; then log "tools venv already installed"; else
+    log "installing cargo-lambda, ziglang and deltalake (python) into $TOOLS_VENV"
+    rm -rf "$TOOLS_VENV"
+    "$PYTHON" -m venv "$TOOLS_VENV"
+    "$TOOLS_VENV/bin/pip" install -q --upgrade pip
+    "$TOOLS_VENV/bin/pip" install -q cargo-lambda ziglang "deltalake>=1.1,<2" pyarrow cfn-lint
+    touch "$marker"
+  fi
+  # The SAM translator: the template transformed offline, as CloudFormation receives it, for cfn-lint.
+  local sam="$TOOLS_VENV/.installed-sam-v1"
+  if [[ ! -f "$sam" ]]; then
+    log "installing aws-sam-translator into $TOOLS_VENV"
+    "$TOOLS_VENV/bin/pip" install -q aws-sam-translator
+    touch "$sam"
+  fi
 }
 
 # Benchmarks only (not `make test`): charts and S3 bucket setup.
