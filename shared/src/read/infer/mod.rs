@@ -54,17 +54,18 @@ pub fn infer_text(reader: impl BufRead, table: &TableConfig) -> Result<Option<Sc
             };
             let mut rec = Record::default();
             let mut samples = 0;
+            // Without a header the first sampled record's width names the columns `c0, c1, ...`.
+            let mut names = headers.clone();
             while samples < schema::INFER_SAMPLE_ROWS && records.next(&mut rec)? {
                 let width = rec.len();
-                let names = headers
-                    .clone()
-                    .unwrap_or_else(|| (0..width).map(|i| format!("c{i}")).collect());
+                let names =
+                    names.get_or_insert_with(|| (0..width).map(|i| format!("c{i}")).collect());
                 if width != names.len() || width > table.limits.max_columns {
                     continue;
                 }
                 let cells: Vec<Option<&str>> =
                     (0..width).map(|i| rec.cell(i).ok().flatten()).collect();
-                sampler.text(&names, &cells);
+                sampler.text(names, &cells);
                 samples += 1;
             }
             if samples == 0 {
