@@ -2,14 +2,17 @@
 # LocalStack + MinIO itself, runs every test, stops them). The Rust build cache lives outside the clone.
 SHELL := /bin/bash
 export CARGO_TARGET_DIR ?= $(HOME)/.cache/lakehouse-target
+export SAM_CLI_TELEMETRY := 0
 LOCAL := infra/local
 TOOLS_BIN := $(HOME)/.cache/lakehouse/venv-tools/bin
+SAM := $(HOME)/.cache/lakehouse/venv-sam/bin/sam
+LOCALSTACK_PY := $(HOME)/.cache/lakehouse/venv-localstack/bin/python
 # The SAM template transformed to plain CloudFormation (outside the clone).
 SAM_OUT := $(HOME)/.cache/lakehouse/sam-transformed.json
 # Loads the local endpoints/credentials and puts cargo-lambda and the Python reader on PATH.
 WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
 
-.PHONY: demo test install up down unit-test bench-bronze bench-merge bench-soak bench-e2e bench-hostile chaos lambda-zip release fmt lint
+.PHONY: demo test install up down unit-test package validate bench-bronze bench-merge bench-soak bench-e2e bench-hostile bench-coldstart chaos lambda-zip release fmt lint
 
 # The same workspace-wide build as `make test` (same features), so a later `make test` compiles no
 # dependency again; then the CLI binary runs the demo.
@@ -20,19 +23,25 @@ demo:
 install:
 	$(LOCAL)/install.sh all
 
-## Unit tests (shared crate), integration tests against LocalStack + MinIO started for the run, then the
-## quick chaos run.
-# Every cargo call selects the whole workspace: the same feature set, so nothing is compiled twice.
-test: install
-	$(LOCAL)/install.sh bench
+## The template checks (offline): SAM CLI's validate --lint, cfn-lint of the template and of the
+## template as CloudFormation receives it (SAM transformed: mappings, roles, permissions).
+validate: install
+	cd infra/aws && $(SAM) validate --lint --region us-east-1 --template template.yaml
 	$(TOOLS_BIN)/cfn-lint infra/aws/template.yaml
-	# The template as CloudFormation receives it (SAM transformed offline), linted too.
 	$(TOOLS_BIN)/python infra/aws/transform_check.py infra/aws/template.yaml $(SAM_OUT)
 	$(TOOLS_BIN)/cfn-lint $(SAM_OUT)
+
+## Unit tests (shared crate), the template checks, integration tests against LocalStack + MinIO + moto
+## started for the run (the Rust tests, then the stack deployed into LocalStack's CloudFormation and
+## its wiring checked), then the quick chaos run.
+# Every cargo call selects the whole workspace: the same feature set, so nothing is compiled twice.
+test: install validate
+	$(LOCAL)/install.sh bench
 	cargo build --workspace --tests --bins
 	cargo test --workspace --lib --bins
 	$(WITH_ENV) && $(LOCAL)/up.sh && trap '$(LOCAL)/down.sh' EXIT && \
-	  cargo test --workspace --test '*' -- --test-threads=2
+	  cargo test --workspace --test '*' -- --test-threads=2 && \
+	  $(LOCALSTACK_PY) tests/stack_wiring.py $(SAM_OUT)
 	# The short chaos run (~3 min; its own MinIO behind a fault proxy): faults, kills, duplicates → oracle.
 	$(TOOLS_BIN)/python bench/chaos.py --quick
 
@@ -47,14 +56,14 @@ down:
 
 ## 100 MB JSONL object → bronze on MinIO, side by side with Python deltalake; writes bench/results/.
 bench-bronze: install
-	cargo build --release -p lakehouse-cli --bin lakehouse
+	cargo build --release --workspace --bins
 	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && bench/bench_bronze.sh
 
 ## 1,000-row CDC batches (W1 uniform, W2 recent keys) into 100k / 1M-row silver tables (BENCH_SIZES adds
 ## 10M), side by side with Python deltalake; writes bench/results/merge.{md,json,png}.
 bench-merge: install
 	$(LOCAL)/install.sh bench
-	cargo build --release -p lakehouse-cli --bin lakehouse
+	cargo build --release --workspace --bins
 	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
 	  $(TOOLS_BIN)/python bench/bench_merge.py
 
@@ -62,13 +71,13 @@ bench-merge: install
 ## on day 90 as on day 1? (SOAK_TABLES, SOAK_STEPS, SOAK_MAINTAIN_EVERY)
 bench-soak: install
 	$(LOCAL)/install.sh bench
-	cargo build --release -p lakehouse-cli --bin lakehouse
+	cargo build --release --workspace --bins
 	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
 	  $(TOOLS_BIN)/python bench/bench_soak.py
 
 ## 10 tables through the release runner on LocalStack + MinIO: upload → visible in silver / gold latency.
 bench-e2e: install
-	cargo build --release -p lakehouse-cli --bin lakehouse
+	cargo build --release --workspace --bins
 	$(WITH_ENV) && $(LOCAL)/up.sh >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
 	  $(HOME)/.cache/lakehouse/venv-localstack/bin/python bench/bench_e2e.py
 
@@ -76,8 +85,17 @@ bench-e2e: install
 ## time of the release CLI's backfill → bench/results/hostile.md.
 bench-hostile: install
 	$(LOCAL)/install.sh bench
-	cargo build --release -p lakehouse-cli --bin lakehouse
+	cargo build --release --workspace --bins
 	$(TOOLS_BIN)/python bench/bench_hostile.py
+
+## Cold start of each function's release binary, a fresh process per event against a local Lambda
+## Runtime API, on MinIO tables of 10k and 1M rows (COLD_SIZES): init, config, table open, step; and
+## the artifacts' sizes (arm64 zips when `make lambda-zip` built them) → bench/results/coldstart.md.
+bench-coldstart: install
+	$(LOCAL)/install.sh bench
+	cargo build --release --workspace --bins
+	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
+	  $(TOOLS_BIN)/python bench/cold_start.py
 
 ## Chaos run: the debug steps (ingest, 8 concurrent silver per table, gold, maintain) through a fault proxy
 ## (500/503, resets, timeouts, slow and cut responses, lost commit acks) in front of a MinIO of its own on
@@ -87,6 +105,11 @@ chaos: install
 	$(LOCAL)/install.sh bench
 	cargo build --workspace --bins
 	$(TOOLS_BIN)/python bench/chaos.py $(CHAOS_ARGS)
+
+## The deploy path of the README: `sam build` (cargo lambda + zig, arm64, release) into
+## infra/aws/.aws-sam/build, ready for `sam deploy --guided`. Slow on a cold cache (a cross build).
+package: install validate
+	$(WITH_ENV) && cd infra/aws && $(SAM) build --beta-features --template template.yaml
 
 ## Lambda artifacts (zip) for arm64 Graviton, built with zig for Lambda's glibc.
 lambda-zip: install
@@ -100,9 +123,6 @@ release:
 fmt:
 	cargo fmt --all
 
-lint:
-	$(TOOLS_BIN)/cfn-lint infra/aws/template.yaml
-	$(TOOLS_BIN)/python infra/aws/transform_check.py infra/aws/template.yaml $(SAM_OUT)
-	$(TOOLS_BIN)/cfn-lint $(SAM_OUT)
+lint: validate
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Stop LocalStack and MinIO started by up.sh (by PID file) and remove LocalStack's stray temp storage.
+# Stop LocalStack, MinIO and moto started by up.sh (by PID file) and remove LocalStack's stray temp storage.
 # Usage: down.sh [--wipe]   (--wipe also deletes MinIO's data and LocalStack's state)
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -20,6 +20,7 @@ stop() { # name
 
 stop localstack
 stop minio
+stop moto
 # LocalStack writes object data under the system temp dir whatever TMPDIR says (DESIGN.md §6).
 rm -rf "${TMPDIR:-/tmp}/localstack-s3-storage" /tmp/localstack-s3-storage
 if [[ "${1:-}" == "--wipe" ]]; then

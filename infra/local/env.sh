@@ -11,6 +11,14 @@ export MINIO_MODULE="github.com/minio/minio"
 export MINIO_VERSION="${MINIO_VERSION:-v0.0.0-20260212201848-7aac2a2c5b7c}"
 
 export LOCALSTACK_VENV="$LAKEHOUSE_HOME/venv-localstack"
+# moto's server: the local Glue Data Catalog (LocalStack's community edition has no Glue).
+export MOTO_VERSION="5.2.5"
+export MOTO_VENV="$LAKEHOUSE_HOME/venv-moto"
+export MOTO_ENDPOINT="http://127.0.0.1:5055"
+# AWS SAM CLI (`sam validate --lint`, `sam build`), in a venv of its own: it pins its cfn-lint.
+export SAM_CLI_VERSION="1.170.0"
+export SAM_VENV="$LAKEHOUSE_HOME/venv-sam"
+export SAM_CLI_TELEMETRY=0
 export TOOLS_VENV="$LAKEHOUSE_HOME/venv-tools"
 export LAKEHOUSE_BIN="$LAKEHOUSE_HOME/bin"
 

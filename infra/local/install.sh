@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install, once per machine, everything the local infrastructure and the tests need:
-#   LocalStack (host mode, no Docker), MinIO (built from its Go module), and a tools venv with
-#   cargo-lambda + zig (Lambda builds and `cargo lambda watch`) and Python deltalake (independent reader).
-# Idempotent: each part is skipped when its marker matches. Usage: install.sh [localstack|minio|tools|all]
+#   LocalStack (host mode, no Docker, with a Lambda executor that creates but never runs functions),
+#   MinIO (built from its Go module), moto's server (local Glue), the AWS SAM CLI, and a tools venv
+#   with cargo-lambda + zig (Lambda builds and `cargo lambda watch`) and Python deltalake (independent
+#   reader). Idempotent: each part is skipped when its marker matches.
+# Usage: install.sh [localstack|minio|moto|sam|tools|bench|spark|all]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/env.sh"
@@ -20,6 +22,41 @@ install_localstack() {
   "$LOCALSTACK_VENV/bin/pip" install -q --upgrade pip
   # Pins measured on these machines (DESIGN.md §6): newest release for Python 3.11 plus its compatible deps.
   "$LOCALSTACK_VENV/bin/pip" install -q "localstack-core[runtime]==$LOCALSTACK_VERSION" "cbor2<6" "pyopenssl<26.2" "cryptography>=45" boto3
+  touch "$marker"
+}
+
+# Lambda functions in LocalStack without Docker: created (a CloudFormation stack deploys), never run.
+install_localstack_stub() {
+  local marker="$LOCALSTACK_VENV/.installed-stub-lambda-v1"
+  if [[ -f "$marker" ]]; then return; fi
+  log "installing the stub Lambda executor into $LOCALSTACK_VENV"
+  # Built from a copy: setuptools leaves build/ and egg-info/ in the source folder.
+  local src; src=$(mktemp -d)
+  cp -r "$here/localstack-stub-lambda/." "$src/"
+  "$LOCALSTACK_VENV/bin/pip" install -q "$src"
+  rm -rf "$src"
+  touch "$marker"
+}
+
+install_moto() {
+  local marker="$MOTO_VENV/.installed-$MOTO_VERSION"
+  if [[ -f "$marker" ]]; then log "moto $MOTO_VERSION already installed"; return; fi
+  log "installing moto $MOTO_VERSION (server, glue) into $MOTO_VENV"
+  rm -rf "$MOTO_VENV"
+  "$PYTHON" -m venv "$MOTO_VENV"
+  "$MOTO_VENV/bin/pip" install -q --upgrade pip
+  "$MOTO_VENV/bin/pip" install -q "moto[server,glue]==$MOTO_VERSION"
+  touch "$marker"
+}
+
+install_sam() {
+  local marker="$SAM_VENV/.installed-$SAM_CLI_VERSION"
+  if [[ -f "$marker" ]]; then log "aws-sam-cli $SAM_CLI_VERSION already installed"; return; fi
+  log "installing aws-sam-cli $SAM_CLI_VERSION into $SAM_VENV"
+  rm -rf "$SAM_VENV"
+  "$PYTHON" -m venv "$SAM_VENV"
+  "$SAM_VENV/bin/pip" install -q --upgrade pip
+  "$SAM_VENV/bin/pip" install -q "aws-sam-cli==$SAM_CLI_VERSION"
   touch "$marker"
 }
 
@@ -63,11 +100,61 @@ install_bench() {
   touch "$marker"
 }
 
+# Benchmarks only: the reference system and independent readers (bench/peer_spark.py, bench/readers.py).
+# A venv with PySpark + delta-spark (the pyspark release delta-spark 4.4.0 accepts), DuckDB with its delta
+# and httpfs extensions as PyPI packages (loaded by path: `INSTALL` needs the internet), polars, Python deltalake;
+# and the Delta and S3A jars fetched once from Maven Central into an Ivy cache under $LAKEHOUSE_HOME. Their
+# local paths are listed in $venv/spark-jars.txt, which the scripts pass as `spark.jars`: no resolution, no
+# network after this.
+install_spark() {
+  local venv="$LAKEHOUSE_HOME/venv-spark" ivy="$LAKEHOUSE_HOME/ivy-spark"
+  local delta="4.4.0" pyspark="4.2.0" duckdb="1.5.5"
+  local marker="$venv/.installed-spark-v2-$delta"
+  if [[ -f "$marker" && -s "$venv/spark-jars.txt" ]]; then log "spark venv already installed"; return; fi
+  command -v java >/dev/null || { log "ERROR: java (17) is required for Spark"; exit 1; }
+  log "installing pyspark $pyspark + delta-spark $delta, duckdb $duckdb, polars, deltalake into $venv"
+  rm -rf "$venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q "pyspark==$pyspark" "delta-spark==$delta" "duckdb==$duckdb" \
+    "duckdb-extension-delta==$duckdb" "duckdb-extension-httpfs==$duckdb" polars pytz "deltalake>=1.1,<2" pyarrow matplotlib boto3
+  # hadoop-aws must match the Hadoop that pyspark bundles; Ivy brings its AWS SDK bundle with it.
+  local hadoop
+  hadoop="$(ls "$venv"/lib/python3*/site-packages/pyspark/jars/ | sed -n 's/^hadoop-client-api-\(.*\)\.jar$/\1/p')"
+  [[ -n "$hadoop" ]] || { log "ERROR: no hadoop-client-api jar in pyspark"; exit 1; }
+  log "fetching io.delta:delta-spark_2.13:$delta and org.apache.hadoop:hadoop-aws:$hadoop into $ivy"
+  mkdir -p "$ivy"
+  SPARK_LOCAL_IP=127.0.0.1 "$venv/bin/python" - "$ivy" "io.delta:delta-spark_2.13:$delta,org.apache.hadoop:hadoop-aws:$hadoop" \
+    > "$ivy/fetch.log" 2>&1 <<'PY' || { tail -30 "$ivy/fetch.log" >&2; log "ERROR: fetching the jars failed (log: $ivy/fetch.log)"; exit 1; }
+import sys
+from pyspark.sql import SparkSession
+spark = (SparkSession.builder.master("local[1]").appName("fetch-jars")
+         .config("spark.jars.ivy", sys.argv[1]).config("spark.jars.packages", sys.argv[2])
+         .config("spark.ui.enabled", "false").getOrCreate())
+spark.stop()
+PY
+  # Keep only the jars Spark does not ship itself (Ivy also brings older hadoop-client, parquet, log4j...).
+  local own jar name
+  own=" $(ls "$venv"/lib/python3*/site-packages/pyspark/jars/ | sed -n -e '/\.jar$/!d' -e 's/-[0-9].*$//p' | tr '\n' ' ') "
+  : > "$venv/spark-jars.txt"
+  for jar in "$ivy"/jars/*.jar; do
+    name="$(basename "$jar" | sed -e 's/^[^_]*_//' -e 's/-[0-9].*\.jar$//')"
+    [[ "$own" == *" $name "* ]] || echo "$jar" >> "$venv/spark-jars.txt"
+  done
+  grep -q "delta-spark_2.13-$delta.jar" "$venv/spark-jars.txt" && grep -q "hadoop-aws-$hadoop.jar" "$venv/spark-jars.txt" \
+    || { log "ERROR: jars missing from $ivy/jars"; exit 1; }
+  log "$(wc -l < "$venv/spark-jars.txt") jars ($(du -sh "$ivy/jars" | cut -f1))"
+  touch "$marker"
+}
+
 case "${1:-all}" in
   bench) install_bench ;;
-  localstack) install_localstack ;;
+  spark) install_spark ;;
+  localstack) install_localstack; install_localstack_stub ;;
   minio) install_minio ;;
+  moto) install_moto ;;
+  sam) install_sam ;;
   tools) install_tools ;;
-  all) install_localstack; install_tools; install_minio ;;
-  *) echo "usage: $0 [localstack|minio|tools|bench|all]" >&2; exit 2 ;;
+  all) install_localstack; install_localstack_stub; install_moto; install_sam; install_tools; install_minio ;;
+  *) echo "usage: $0 [localstack|minio|moto|sam|tools|bench|spark|all]" >&2; exit 2 ;;
 esac

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start LocalStack (S3 + SQS, host mode, no Docker) and MinIO on 127.0.0.1, with PID files and logs under
+# Start LocalStack (S3 + SQS + what the SAM template creates, host mode, no Docker), MinIO and moto
+# (Glue) on 127.0.0.1, with PID files and logs under
 # $LAKEHOUSE_STATE, then create the buckets, queues (with DLQ + redrive) and the S3 → SQS notification.
 # Idempotent: a service that is already healthy is left running. Fails loudly (with the log tail) when a
 # service does not come up. Usage: up.sh [localstack|minio|all]
@@ -30,8 +31,12 @@ start_localstack() {
   mkdir -p "$LAKEHOUSE_STATE/localstack/tmp"
   log "starting localstack on $LOCALSTACK_ENDPOINT (log: $logf)"
   # Settings measured on these machines (DESIGN.md §6): loopback only, no DNS or resolv.conf changes.
+  # Services: S3 + SQS for the pipeline; CloudFormation and what the SAM template creates for the stack wiring
+  # test (services load on first use, so the extra ones cost nothing until then). Lambda functions
+  # are created but never run (no Docker): the `stub` executor (infra/local/localstack-stub-lambda).
   GATEWAY_LISTEN=127.0.0.1:4566 GATEWAY_SERVER=hypercorn OVERRIDE_IN_DOCKER=0 DNS_ADDRESS=0 \
-  SERVICES="${LOCALSTACK_SERVICES:-s3,sqs}" LOCALSTACK_HOST=127.0.0.1:4566 SQS_ENDPOINT_STRATEGY=path \
+  SERVICES="${LOCALSTACK_SERVICES:-s3,sqs,cloudformation,iam,sts,lambda,cloudwatch,scheduler,events,logs}" \
+  LAMBDA_RUNTIME_EXECUTOR=stub LOCALSTACK_HOST=127.0.0.1:4566 SQS_ENDPOINT_STRATEGY=path \
   LOCALSTACK_VOLUME_DIR="$LAKEHOUSE_STATE/localstack" TMPDIR="$LAKEHOUSE_STATE/localstack/tmp" \
   DISABLE_EVENTS=1 SKIP_SSL_CERT_DOWNLOAD=1 \
     nohup "$LOCALSTACK_VENV/bin/python" -m localstack.runtime.main >"$logf" 2>&1 &
@@ -54,10 +59,24 @@ start_minio() {
   log "minio healthy"
 }
 
+# moto's server: the Glue Data Catalog endpoint of the catalog test (in memory; nothing persists).
+start_moto() {
+  local pidf="$LAKEHOUSE_STATE/run/moto.pid" logf="$LAKEHOUSE_STATE/logs/moto.log"
+  [[ -x "$MOTO_VENV/bin/moto_server" ]] || { echo "[up] ERROR: moto is not installed; run infra/local/install.sh" >&2; exit 1; }
+  if alive "$pidf" && curl -fsS -o /dev/null "$MOTO_ENDPOINT/moto-api/"; then log "moto already running"; return; fi
+  log "starting moto on $MOTO_ENDPOINT (log: $logf)"
+  local port="${MOTO_ENDPOINT##*:}"
+  nohup "$MOTO_VENV/bin/moto_server" -H 127.0.0.1 -p "$port" >"$logf" 2>&1 &
+  echo $! >"$pidf"
+  wait_http "$MOTO_ENDPOINT/moto-api/" moto "$logf" 60
+  log "moto healthy"
+}
+
 case "${1:-all}" in
   localstack) start_localstack ;;
   minio) start_minio ;;
-  all) start_localstack; start_minio ;;
-  *) echo "usage: $0 [localstack|minio|all]" >&2; exit 2 ;;
+  moto) start_moto ;;
+  all) start_localstack; start_minio; start_moto ;;
+  *) echo "usage: $0 [localstack|minio|moto|all]" >&2; exit 2 ;;
 esac
 "$LOCALSTACK_VENV/bin/python" "$here/provision.py" "${1:-all}"
