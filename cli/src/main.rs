@@ -184,6 +184,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The Glue Data Catalog (`[catalog] glue = { database = ... }` in the pipeline file).
+    Catalog {
+        #[command(subcommand)]
+        action: CatalogAction,
+    },
     /// Print a table's rows (optionally at an older version: time travel).
     Show {
         #[command(flatten)]
@@ -197,6 +202,16 @@ enum Command {
     History {
         #[command(flatten)]
         target: TableArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum CatalogAction {
+    /// Register every existing table of the lake (bronze_, silver_, gold_, quarantine_<name>) as a
+    /// native Delta table, creating or updating it; prints one JSON line per table.
+    Sync {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
     },
 }
 
@@ -420,6 +435,18 @@ async fn main_inner() -> Result<()> {
                 println!("{}", pretty(&v));
             } else {
                 print_status(&status);
+            }
+        }
+        Command::Catalog {
+            action: CatalogAction::Sync { config },
+        } => {
+            let cfg = PipelineConfig::load(&config).await?;
+            for synced in lakehouse::catalog::sync(&cfg).await? {
+                let v = serde_json::to_value(&synced).map_err(|source| CliError::Json {
+                    what: "catalog sync".into(),
+                    source,
+                })?;
+                println!("{v}");
             }
         }
         Command::History { target } => {

@@ -45,6 +45,17 @@ pub enum Error {
         source: Box<DeltaTableError>,
     },
 
+    /// The Glue Data Catalog refused or failed a call (`[catalog] glue`).
+    #[error("glue catalog {database}.{table} ({operation}): {reason}")]
+    Catalog {
+        database: String,
+        table: String,
+        operation: &'static str,
+        reason: String,
+        #[source]
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    },
+
     /// Another writer committed first: reload the table and re-run the step (see `lake::RetryPolicy`).
     #[error("delta table {table} ({operation}): lost a commit race: {source}")]
     Conflict {

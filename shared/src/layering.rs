@@ -22,6 +22,7 @@ const LAYERS: &[&str] = &[
     "gold",
     "maintain",
     "status",
+    "catalog",
     "handler",
     "runner",
     "backfill",

@@ -8,7 +8,8 @@
 //! - [`gold`]: views recomputed per touched group;
 //! - [`quarantine`]: what did not fit, with its reason;
 //! - [`maintain`]: compaction, checkpoints, log cleanup below every consumer's watermark, vacuum,
-//!   expiry; [`status`]: versions, lag and layout per table.
+//!   expiry; [`status`]: versions, lag and layout per table; [`catalog`]: the tables registered in
+//!   the Glue Data Catalog (opt-in) for Athena.
 //!
 //! All of it goes through [`lake`] (the only module that talks to delta-rs) and [`storage`] (where
 //! things live). [`config`] is the pipeline file. [`handler`] is what each Lambda calls (and owns the
@@ -17,6 +18,7 @@
 
 pub mod backfill;
 pub mod bronze;
+pub mod catalog;
 pub mod cdc;
 pub mod config;
 pub mod error;

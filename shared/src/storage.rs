@@ -79,3 +79,30 @@ pub async fn read_to_string(uri: &str) -> Result<String> {
         .map_err(|e| fail(e.to_string()))?;
     String::from_utf8(bytes.to_vec()).map_err(|e| fail(format!("not UTF-8: {e}")))
 }
+
+/// An AWS SDK configuration for a service reached at `endpoint_url` (LocalStack, moto...), in `region`,
+/// with `keys` when given; otherwise the SDK's own resolution (the function's role on AWS).
+pub async fn sdk_config(
+    endpoint_url: Option<&str>,
+    region: Option<&str>,
+    keys: Option<(&str, &str)>,
+) -> aws_config::SdkConfig {
+    use aws_config::{BehaviorVersion, Region};
+    let mut loader = aws_config::defaults(BehaviorVersion::latest());
+    if let Some(e) = endpoint_url {
+        loader = loader.endpoint_url(e);
+    }
+    if let Some(r) = region {
+        loader = loader.region(Region::new(r.to_string()));
+    }
+    if let Some((k, s)) = keys {
+        loader = loader.credentials_provider(aws_credential_types::Credentials::new(
+            k,
+            s,
+            None,
+            None,
+            "pipeline-config",
+        ));
+    }
+    loader.load().await
+}

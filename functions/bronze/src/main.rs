@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use lakehouse::handler::BronzeHandler;
-use lakehouse::{telemetry, PipelineConfig};
+use lakehouse::telemetry;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
@@ -12,7 +12,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     telemetry::init(telemetry::FUNCTION_DEFAULT);
     // Loaded once per cold start; a bad config fails the init phase with the table and field named.
-    let config = Arc::new(PipelineConfig::from_env().await?);
+    let config = lakehouse::handler::config_from_env().await?;
     let handler = Arc::new(BronzeHandler::from_config(config).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let handler = handler.clone();

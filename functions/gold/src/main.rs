@@ -6,15 +6,15 @@
 use std::sync::Arc;
 
 use lakehouse::handler::GoldHandler;
-use lakehouse::{telemetry, PipelineConfig};
+use lakehouse::telemetry;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init(telemetry::FUNCTION_DEFAULT);
-    let config = Arc::new(PipelineConfig::from_env().await?);
-    let handler = Arc::new(GoldHandler::from_config(config));
+    let config = lakehouse::handler::config_from_env().await?;
+    let handler = Arc::new(GoldHandler::from_config(config).await);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let handler = handler.clone();
         async move { handler.handle(&event.payload).await.map_err(Error::from) }

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 
 use lakehouse::handler::MaintainHandler;
-use lakehouse::{telemetry, PipelineConfig};
+use lakehouse::telemetry;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     telemetry::init(telemetry::FUNCTION_DEFAULT);
-    let config = Arc::new(PipelineConfig::from_env().await?);
+    let config = lakehouse::handler::config_from_env().await?;
     let handler = Arc::new(MaintainHandler::from_config(config));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let handler = handler.clone();

@@ -56,6 +56,9 @@ pub struct BronzeWriter {
     function_version: String,
     /// Objects last modified before this many days ago are [`ObjectStatus::Stale`] (`None`: any age).
     horizon_days: Option<i64>,
+    /// Each bronze table as the last step left it (what the catalog registers). Steps always read
+    /// the table afresh: markers must be checked against its latest version.
+    seen: lake::Tables,
 }
 
 /// Per-object work gathered during one attempt.
@@ -82,6 +85,7 @@ impl BronzeWriter {
             retry: RetryPolicy::default(),
             function_version,
             horizon_days: Some(lake::MARKER_HORIZON_DAYS),
+            seen: lake::Tables::new(),
         })
     }
 
@@ -99,6 +103,11 @@ impl BronzeWriter {
 
     pub fn config(&self) -> &PipelineConfig {
         &self.config
+    }
+
+    /// The bronze tables as the last steps left them.
+    pub fn tables(&self) -> &lake::Tables {
+        &self.seen
     }
 
     /// Ingests `objects` (all routed to `table`) in one bronze commit, re-running the whole step when a
@@ -264,6 +273,9 @@ impl BronzeWriter {
         };
         let table_version =
             version.or_else(|| bronze.as_ref().and_then(|t| t.version()).map(|v| v as i64));
+        if let Some(t) = &bronze {
+            self.seen.put(&bronze_loc, t);
+        }
         Ok((version, table_version, work.reports))
     }
 

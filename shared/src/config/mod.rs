@@ -149,6 +149,19 @@ pub struct QueueConfig {
     pub secret_access_key: Option<String>,
 }
 
+/// `[catalog] glue = { database = ... }`: register the lake's tables in the AWS Glue Data Catalog (as
+/// native Delta tables Athena reads). Values may use `${VAR}`; endpoint, region and keys default to
+/// the SDK's resolution (the function's role on AWS).
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GlueConfig {
+    pub database: String,
+    pub endpoint_url: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+}
+
 /// The whole pipeline file, validated.
 /// Default of `[maintenance] every_minutes`: how often maintenance runs (the runner's timer; the SAM
 /// template's schedule parameter).
@@ -190,6 +203,8 @@ pub struct PipelineConfig {
     /// Target size in bytes of bronze data files (the top-level `target_file_size_mb`).
     pub target_file_size: u64,
     pub maintenance: MaintenanceConfig,
+    /// Where tables are registered when created or when their schema changes (`None`: nowhere).
+    pub glue: Option<GlueConfig>,
 }
 
 impl PipelineConfig {

@@ -9,9 +9,9 @@ use url::Url;
 use super::columns::parse_columns;
 use super::limits::RawLimits;
 use super::{
-    CdcFormat, Compression, Format, GoldView, Location, MaintenanceConfig, PipelineConfig,
-    QueueConfig, TableConfig, TriggerWindow, UnknownFields, DEFAULT_MAINTENANCE_MINUTES,
-    DEFAULT_QUARANTINE_RETENTION_DAYS, DEFAULT_VACUUM_RETENTION_DAYS,
+    CdcFormat, Compression, Format, GlueConfig, GoldView, Location, MaintenanceConfig,
+    PipelineConfig, QueueConfig, TableConfig, TriggerWindow, UnknownFields,
+    DEFAULT_MAINTENANCE_MINUTES, DEFAULT_QUARANTINE_RETENTION_DAYS, DEFAULT_VACUUM_RETENTION_DAYS,
 };
 use crate::error::{Error, Result};
 
@@ -40,6 +40,39 @@ pub(super) struct RawConfig {
     maintenance: RawMaintenance,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    catalog: RawCatalog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawCatalog {
+    glue: Option<GlueConfig>,
+}
+
+impl RawCatalog {
+    fn validate(self) -> Result<Option<GlueConfig>> {
+        let Some(g) = self.glue else { return Ok(None) };
+        let field = |f: &str| format!("catalog.glue.{f}");
+        let opt =
+            |v: Option<String>, f: &str| v.map(|v| expand_env(&v, "-", &field(f))).transpose();
+        let database = expand_env(&g.database, "-", &field("database"))?;
+        // Glue names: lowercase letters, digits and `_` (Athena reads nothing else unquoted).
+        if !valid_name(&database) {
+            return Err(Error::config(
+                "-",
+                &field("database"),
+                format!("`{database}`: use lowercase letters, digits and `_` (at most 128)"),
+            ));
+        }
+        Ok(Some(GlueConfig {
+            database,
+            endpoint_url: opt(g.endpoint_url, "endpoint_url")?,
+            region: opt(g.region, "region")?,
+            access_key_id: opt(g.access_key_id, "access_key_id")?,
+            secret_access_key: opt(g.secret_access_key, "secret_access_key")?,
+        }))
+    }
 }
 
 #[derive(Deserialize, Default)]
@@ -570,6 +603,7 @@ impl RawConfig {
             gold,
             target_file_size,
             maintenance: self.maintenance.validate()?,
+            glue: self.catalog.validate()?,
         })
     }
 }

@@ -87,6 +87,11 @@ impl GoldWriter {
         &self.config
     }
 
+    /// The snapshots this writer keeps warm.
+    pub fn tables(&self) -> &lake::Tables {
+        &self.tables
+    }
+
     /// Brings `gold/<view>` up to the latest versions of its sources (all of it when `full`). Safe to
     /// call concurrently and repeatedly, like the silver step.
     pub async fn apply(&self, view: &GoldView, full: bool) -> Result<GoldCommit> {
@@ -238,6 +243,7 @@ impl GoldWriter {
             }
         }
         out.version = gold.version().map(|v| v as i64);
+        self.tables.put(&location, &gold);
         info!(view = %view.name, version = ?out.version, full = out.full, groups = out.groups_touched,
             upserted = out.upserted, deleted = out.deleted, applied = ?out.applied, "gold commit");
         Ok(out)

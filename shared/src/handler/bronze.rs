@@ -12,6 +12,7 @@ use super::batch::{failed_messages, Outcome};
 use super::notify::Notifier;
 use super::{direct_error, to_json, TABLE_CONCURRENCY};
 use crate::bronze::{BronzeCommit, BronzeWriter};
+use crate::catalog::{self, Catalog};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::events::{self, Committed, Invocation, ObjectEnvelope, SourceObject};
@@ -19,10 +20,12 @@ use crate::events::{self, Committed, Invocation, ObjectEnvelope, SourceObject};
 /// What a bronze invocation did.
 pub type BatchOutcome = Outcome<BronzeCommit>;
 
-/// The bronze function: its writer and where it announces commits (silver's queue).
+/// The bronze function: its writer, where it announces commits (silver's queue) and the catalog its
+/// tables are registered in.
 pub struct BronzeHandler {
     writer: BronzeWriter,
     notifier: Option<Notifier>,
+    catalog: Catalog,
 }
 
 impl BronzeHandler {
@@ -31,6 +34,7 @@ impl BronzeHandler {
         BronzeHandler {
             writer,
             notifier: None,
+            catalog: Catalog::none(),
         }
     }
 
@@ -41,6 +45,7 @@ impl BronzeHandler {
             None => None,
         };
         Ok(BronzeHandler {
+            catalog: Catalog::from_config(&config).await,
             writer: BronzeWriter::new(config)?,
             notifier,
         })
@@ -126,6 +131,9 @@ impl BronzeHandler {
             Error::invariant(format!("routed to table {name}, not in the config"))
         })?;
         let commit = self.writer.ingest(table, objects).await?;
+        let entry = catalog::entry(self.config(), "bronze", name);
+        let seen = self.writer.tables().peek(&entry.location);
+        self.catalog.register_after_step(&entry, seen).await;
         if let (Some(n), Some(v), true) = (&self.notifier, commit.table_version, table.has_silver())
         {
             n.send(&Committed::new("bronze", name, v)).await?;

@@ -13,6 +13,7 @@ use tracing::{error, warn};
 use super::batch::{failed_messages, Outcome};
 use super::notify::Notifier;
 use super::{direct_error, to_json, TABLE_CONCURRENCY};
+use crate::catalog::{self, Catalog};
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::events::{self, Committed, Envelope, Invocation, LayerTrigger, TriggerEnvelope};
@@ -192,6 +193,7 @@ trait Fed {
 pub struct SilverHandler {
     writer: SilverWriter,
     notifier: Option<Notifier>,
+    catalog: Catalog,
 }
 
 impl SilverHandler {
@@ -200,6 +202,7 @@ impl SilverHandler {
         SilverHandler {
             writer,
             notifier: None,
+            catalog: Catalog::none(),
         }
     }
 
@@ -210,6 +213,7 @@ impl SilverHandler {
             None => None,
         };
         SilverHandler {
+            catalog: Catalog::from_config(&config).await,
             writer: SilverWriter::new(config),
             notifier,
         }
@@ -228,6 +232,11 @@ impl SilverHandler {
                 Error::invariant(format!("target table {name} not in the config"))
             })?;
             let commit = self.writer.apply(table).await?;
+            if table.has_silver() {
+                let entry = catalog::entry(config, "silver", &name);
+                let seen = self.writer.tables().peek(&entry.location);
+                self.catalog.register_after_step(&entry, seen).await;
+            }
             if let (Some(n), Some(v)) = (&self.notifier, commit.table_version) {
                 n.send(&Committed::new("silver", &name, v)).await?;
             }
@@ -265,15 +274,22 @@ impl Fed for SilverHandler {
 /// The gold function.
 pub struct GoldHandler {
     writer: GoldWriter,
+    catalog: Catalog,
 }
 
 impl GoldHandler {
     pub fn new(writer: GoldWriter) -> Self {
-        GoldHandler { writer }
+        GoldHandler {
+            writer,
+            catalog: Catalog::none(),
+        }
     }
 
-    pub fn from_config(config: Arc<PipelineConfig>) -> Self {
-        GoldHandler::new(GoldWriter::new(config))
+    pub async fn from_config(config: Arc<PipelineConfig>) -> Self {
+        GoldHandler {
+            catalog: Catalog::from_config(&config).await,
+            writer: GoldWriter::new(config),
+        }
     }
 
     pub fn writer(&self) -> &GoldWriter {
@@ -287,7 +303,11 @@ impl GoldHandler {
             let view = config
                 .view(&name)
                 .ok_or_else(|| Error::invariant(format!("target view {name} not in the config")))?;
-            self.writer.apply(view, false).await
+            let commit = self.writer.apply(view, false).await?;
+            let entry = catalog::entry(config, "gold", &name);
+            let seen = self.writer.tables().peek(&entry.location);
+            self.catalog.register_after_step(&entry, seen).await;
+            Ok(commit)
         })
         .await;
         outcome.commits.sort_by(|a, b| a.view.cmp(&b.view));

@@ -32,6 +32,20 @@ fn to_json(value: &impl Serialize, what: &'static str) -> Result<Value> {
     serde_json::to_value(value).map_err(|source| Error::Serialize { what, source })
 }
 
+/// The pipeline file named by `LAKEHOUSE_CONFIG`, loaded once per cold start; its load time is logged
+/// (part of a function's init phase, next to the runtime's own start).
+pub async fn config_from_env() -> Result<std::sync::Arc<crate::PipelineConfig>> {
+    let started = std::time::Instant::now();
+    let config = crate::PipelineConfig::from_env().await?;
+    tracing::info!(
+        ms = started.elapsed().as_secs_f64() * 1e3,
+        tables = config.tables.len(),
+        views = config.gold.len(),
+        "config loaded"
+    );
+    Ok(std::sync::Arc::new(config))
+}
+
 /// A direct invocation whose work failed: returned as the invocation's error so Lambda retries it.
 fn direct_error(summary: String) -> Error {
     Error::StepFailed { summary }

@@ -1,8 +1,6 @@
 //! Announcing commits to the next layer's queue: the handlers own this, the writers know nothing of
 //! queues. A failed announcement fails the messages that led to it, so it is retried.
 
-use aws_sdk_sqs::config::{BehaviorVersion, Credentials, Region};
-
 use crate::config::QueueConfig;
 use crate::error::{Error, Result};
 use crate::events::Committed;
@@ -16,17 +14,13 @@ pub struct Notifier {
 
 /// An SQS client for queue `q` (its endpoint, region and keys when given; else the SDK's defaults).
 pub async fn sqs_client(q: &QueueConfig) -> aws_sdk_sqs::Client {
-    let mut loader = aws_config::defaults(BehaviorVersion::latest());
-    if let Some(e) = &q.endpoint_url {
-        loader = loader.endpoint_url(e);
-    }
-    if let Some(r) = &q.region {
-        loader = loader.region(Region::new(r.clone()));
-    }
-    if let (Some(k), Some(s)) = (&q.access_key_id, &q.secret_access_key) {
-        loader = loader.credentials_provider(Credentials::new(k, s, None, None, "pipeline-config"));
-    }
-    aws_sdk_sqs::Client::new(&loader.load().await)
+    let keys = q
+        .access_key_id
+        .as_deref()
+        .zip(q.secret_access_key.as_deref());
+    let sdk =
+        crate::storage::sdk_config(q.endpoint_url.as_deref(), q.region.as_deref(), keys).await;
+    aws_sdk_sqs::Client::new(&sdk)
 }
 
 impl Notifier {

@@ -58,6 +58,11 @@ impl Tables {
         Ok(table)
     }
 
+    /// The snapshot last seen at `location`, as it is (no I/O): what a step left behind.
+    pub fn peek(&self, location: &Location) -> Option<DeltaTable> {
+        self.cached(&table_name(location))
+    }
+
     /// Remembers `table` (after a commit, so the next open starts from it).
     pub fn put(&self, location: &Location, table: &DeltaTable) {
         if table.version().is_none() {

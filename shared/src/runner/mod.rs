@@ -96,7 +96,7 @@ pub async fn run(
     let handlers = Arc::new(Handlers {
         bronze: BronzeHandler::from_config(config.clone()).await?,
         silver: SilverHandler::from_config(config.clone()).await,
-        gold: GoldHandler::from_config(config.clone()),
+        gold: GoldHandler::from_config(config.clone()).await,
         config: config.clone(),
     });
     let mut loops = Vec::new();
