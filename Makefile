@@ -12,7 +12,7 @@ SAM_OUT := $(HOME)/.cache/lakehouse/sam-transformed.json
 # Loads the local endpoints/credentials and puts cargo-lambda and the Python reader on PATH.
 WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
 
-.PHONY: demo test install up down unit-test package validate bench-bronze bench-merge bench-soak bench-e2e bench-hostile bench-coldstart chaos lambda-zip release fmt lint
+.PHONY: demo test install up down unit-test package validate bench-bronze bench-merge bench-soak bench-e2e bench-hostile bench-coldstart bench-readers chaos lambda-zip release fmt lint
 
 # The same workspace-wide build as `make test` (same features), so a later `make test` compiles no
 # dependency again; then the CLI binary runs the demo.
@@ -63,9 +63,19 @@ bench-bronze: install
 ## 10M), side by side with Python deltalake; writes bench/results/merge.{md,json,png}.
 bench-merge: install
 	$(LOCAL)/install.sh bench
+	[ "$${BENCH_SPARK:-1}" = 0 ] || $(LOCAL)/install.sh spark
 	cargo build --release --workspace --bins
 	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
 	  $(TOOLS_BIN)/python bench/bench_merge.py
+
+## Spark + Delta, DuckDB (delta extension) and polars open every table the product writes (bronze, silver
+## with its change feed, SCD2, tombstones, quarantine, gold), compared row for row with Python deltalake,
+## one version back too → bench/results/readers.{md,json}; fails on any disagreement.
+bench-readers: install
+	$(LOCAL)/install.sh spark
+	cargo build --release --workspace --bins
+	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
+	  $(HOME)/.cache/lakehouse/venv-spark/bin/python bench/readers.py
 
 ## Thousands of small steps per table on MinIO, with and without maintenance: does a step cost the same
 ## on day 90 as on day 1? (SOAK_TABLES, SOAK_STEPS, SOAK_MAINTAIN_EVERY)

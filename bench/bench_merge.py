@@ -1,15 +1,19 @@
 """Silver MERGE benchmark: 1,000-row CDC batches (50% updates, 40% inserts, 10% deletes) merged into silver
 tables of $BENCH_SIZES rows (default 100k and 1M; 10M on demand) on MinIO, side by side with Python
-deltalake in the same run, each on its natural layout (ours: key-clustered files of the default target
-size; the peer: write_deltalake defaults and a bare MERGE with the same semantics).
+deltalake and with the reference architecture, Spark Structured Streaming + Delta (bench/peer_spark.py;
+BENCH_SPARK=0 skips it), in the same run, each on its natural layout (ours: key-clustered files of the default
+target size; Python deltalake: write_deltalake defaults and a bare MERGE with the same semantics; Spark: the
+base written by Spark, then foreachBatch MERGEs).
 
 Workloads, one after the other on the same tables (W2 runs on whatever layout W1 left):
   W1  updates and deletes of keys uniform over the table;
   W2  updates and deletes in the newest 1% of the key space (the usual CDC shape).
 Each round: the batch lands in bronze (not timed), then one `lakehouse silver` step (the release binary,
 a fresh process: cold snapshots) and the peer's MERGE (a fresh Python process), each under /usr/bin/time.
-Round 0 is a warm-up; the report has medians of $BENCH_ROUNDS rounds (default 5). At the end both tables
-are compared row for row. Writes bench/results/merge.{md,json,png}.
+Spark: per workload and mode, one process (session start, a streaming query over a landing directory on
+MinIO) to which the same files are added one by one; its micro-batch times (round 0: the first micro-batch,
+reported apart) and the JVM's peak RSS. Round 0 is a warm-up; the report has medians of $BENCH_ROUNDS
+rounds (default 5). At the end all tables are compared row for row. Writes bench/results/merge.{md,json,png}.
 """
 import json
 import os
@@ -27,10 +31,12 @@ SIZES = [int(s) for s in ENV.get("BENCH_SIZES", "100000 1000000").split()]
 ROUNDS = int(ENV.get("BENCH_ROUNDS", "5"))
 BIN = ENV.get("LAKEHOUSE_CLI", os.path.join(ENV["CARGO_TARGET_DIR"], "release", "lakehouse"))
 PY = os.path.join(ENV["TOOLS_VENV"], "bin", "python")
+SPARK = ENV.get("BENCH_SPARK", "1") != "0"
+SPARK_PY = os.path.join(ENV.get("LAKEHOUSE_HOME") or os.path.expanduser("~/.cache/lakehouse"), "venv-spark", "bin", "python")
 WORK = os.path.join(ENV["LAKEHOUSE_STATE"], "bench-merge")
 BUCKET = ENV["LAKE_BUCKET"]
 CHUNK = 1_000_000  # rows per base file: the initial load arrives as a backfill of 1M-row objects
-RESULTS = os.path.join(HERE, "results")
+RESULTS = ENV.get("BENCH_RESULTS") or os.path.join(HERE, "results")
 
 
 def log(msg):
@@ -47,6 +53,28 @@ def timed(cmd, env=None):
     wall, rss = open(tfile).read().split()[-2:]
     lines = [json.loads(x) for x in p.stdout.splitlines() if x.startswith("{")]
     return lines, float(wall), int(rss) / 1024
+
+
+def timed_files(cmd, name):
+    """Like timed(), for a long-running child (Spark: a JVM under Python): stdout and stderr go to files under
+    WORK (no pipes for the JVM to hold open); returns (its stdout JSON lines, wall s, peak RSS MB of the
+    largest process)."""
+    tfile, ofile, efile = (os.path.join(WORK, f"{name}.{x}") for x in ("time", "out", "err"))
+    with open(ofile, "w") as o, open(efile, "w") as e:
+        rc = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tfile, *cmd], stdout=o, stderr=e,
+                            stdin=subprocess.DEVNULL, env=ENV).returncode
+    if rc != 0:
+        sys.exit(f"command failed: {' '.join(cmd)}\n{open(efile).read()[-3000:]}")
+    wall, rss = open(tfile).read().split()[-2:]
+    lines = [json.loads(x) for x in open(ofile).read().splitlines() if x.startswith("{")]
+    return lines, float(wall), int(rss) / 1024
+
+
+def spark(*args, name="spark"):
+    """bench/peer_spark.py: (per-file JSON lines, its summary line)."""
+    out, _, _ = timed_files([SPARK_PY, os.path.join(HERE, "peer_spark.py"), *args], name)
+    summary = next(o for o in out if o.get("summary"))
+    return [o for o in out if not o.get("summary")], summary
 
 
 def row(i, seq, rng, status="open", deleted=False):
@@ -144,7 +172,10 @@ def same_rows(ours, theirs):
     cols = ["id", "seq", "amount", "status"]
     a = DeltaTable(ours, storage_options=storage()).to_pyarrow_table(columns=cols).sort_by("id")
     b = DeltaTable(theirs, storage_options=storage()).to_pyarrow_table(columns=cols).sort_by("id")
-    return a.num_rows, a.equals(b)
+    try:
+        return a.num_rows, a.equals(b.cast(a.schema))
+    except Exception:  # a type or nullability that does not cast: not equal
+        return a.num_rows, False
 
 
 def bench_size(n, run_id):
@@ -184,6 +215,12 @@ columns = ["id long not null", "seq long not null", "amount long", "status strin
     peer("init", py_uri, *[os.path.join(data, b) for b in bases])
     peer_load_s = time.time() - t0
     log(f"{n} rows loaded: ours {load_s:.1f} s, peer {peer_load_s:.1f} s; ours {layout(f'{lake}/silver/accounts')}")
+    spark_uri, spark_runs, spark_load_s = f"{lake}/spark-silver/accounts", [], None
+    if SPARK:  # the base written by Spark itself (not timed: the reference system's own initial load)
+        t0 = time.time()
+        spark("init", spark_uri, *[os.path.join(data, b) for b in bases], name=f"spark-init-{n}")
+        spark_load_s = time.time() - t0
+        log(f"{n} rows loaded by Spark in {spark_load_s:.1f} s")
     cells = []
     for w in WORKLOADS:
         for mode in MODES:
@@ -203,7 +240,24 @@ columns = ["id long not null", "seq long not null", "amount long", "status strin
                 log(f"{n} {w} {mode} round {r}: ours {o['elapsed_ms']:.0f} ms {o['path']} scanned "
                     f"{o['files_scanned']} rewritten {o['files_rewritten']} | peer {p['elapsed_ms']:.0f} ms "
                     f"rewritten {p['files_rewritten']}")
-            for engine, runs in (("lakehouse", ours[1:]), ("python-deltalake", theirs[1:])):  # round 0 warms up
+            engines = [("lakehouse", ours[1:]), ("python-deltalake", theirs[1:])]
+            if SPARK:  # one streaming query for the cell's files, after ours and the peer's (not concurrently)
+                sp, summary = spark("stream", spark_uri, f"{lake}/spark-landing/accounts",
+                                    f"{lake}/spark-checkpoint/accounts", *paths, name=f"spark-{n}-{w}-{mode}")
+                for r, b in enumerate(sp):
+                    if b["rows"] != 1000:
+                        sys.exit(f"Spark's micro-batch read {b['rows']} rows, not 1000: {b}")
+                    log(f"{n} {w} {mode} round {r}: spark micro-batch {b['elapsed_ms']:.0f} ms (merge "
+                        f"{b['merge_ms']:.0f} ms, upload to commit {b['latency_ms']:.0f} ms) rewritten "
+                        f"{b['files_rewritten']}")
+                log(f"{n} {w} {mode}: spark session {summary['session_s']:.1f} s, query start "
+                    f"{summary['query_start_s']:.1f} s, first micro-batch {summary['first_batch_ms']:.0f} ms, "
+                    f"JVM peak RSS {summary['jvm_peak_rss_mb']:.0f} MB")
+                spark_runs.append({"workload": w.upper(), "mode": mode, **summary,
+                                   "merge_ms": [b["merge_ms"] for b in sp], "batch_ms": [b["elapsed_ms"] for b in sp]})
+                engines.append(("spark-delta", [{**b, "wall_s": b["latency_ms"] / 1000,
+                                                 "rss_mb": summary["jvm_peak_rss_mb"]} for b in sp[1:]]))
+            for engine, runs in engines:  # round 0 warms up
                 med = lambda k: statistics.median(x.get(k) or 0 for x in runs)
                 cells.append({"rows": n, "workload": w.upper(), "mode": mode, "engine": engine,
                               "step_ms": med("elapsed_ms"), "wall_s": med("wall_s"), "rss_mb": med("rss_mb"),
@@ -214,30 +268,72 @@ columns = ["id long not null", "seq long not null", "amount long", "status strin
     rows, equal = same_rows(f"{lake}/silver/accounts", py_uri)
     if not equal:
         sys.exit(f"{n}: our silver and the peer's table differ")
-    return {"rows": n, "cells": cells, "load_s": load_s, "peer_load_s": peer_load_s, "final_rows": rows,
-            "layout": layout(f"{lake}/silver/accounts"), "peer_layout": layout(py_uri)}
+    res = {"rows": n, "cells": cells, "load_s": load_s, "peer_load_s": peer_load_s, "final_rows": rows,
+           "layout": layout(f"{lake}/silver/accounts"), "peer_layout": layout(py_uri)}
+    if SPARK:
+        spark_rows, spark_equal = same_rows(f"{lake}/silver/accounts", spark_uri)
+        if not spark_equal:
+            sys.exit(f"{n}: our silver ({rows} rows) and Spark's table ({spark_rows} rows) differ")
+        res.update(spark=spark_runs, spark_load_s=spark_load_s, spark_layout=layout(spark_uri))
+    return res
 
 
 def report(results):
-    lines = ["| silver rows | workload | process | engine | step ms (median) | peer ÷ ours | peak RSS MB (median / max) "
-             "| files scanned | files rewritten (median / max) | MB rewritten |", "|" + "---|" * 10]
+    spark_on = any(r.get("spark") for r in results)
+    peers = [("python-deltalake", "peer ÷ ours")] + ([("spark-delta", "Spark ÷ ours")] if spark_on else [])
+    lines = ["| silver rows | workload | process | engine | step ms (median) | " + " | ".join(h for _, h in peers) +
+             " | peak RSS MB (median / max) | files scanned | files rewritten (median / max) | MB rewritten |",
+             "|" + "---|" * (9 + len(peers))]
     for res in results:
         for c in res["cells"]:
-            peer = next(p for p in res["cells"] if p["workload"] == c["workload"] and p["mode"] == c["mode"]
-                        and p["engine"] == "python-deltalake")
-            ratio = f"**{peer['step_ms'] / c['step_ms']:.2f}x**" if c["engine"] == "lakehouse" else ""
+            ratios = []
+            for engine, _ in peers:
+                p = next((p for p in res["cells"] if p["workload"] == c["workload"] and p["mode"] == c["mode"]
+                          and p["engine"] == engine), None)
+                ratios.append(f"**{p['step_ms'] / c['step_ms']:.2f}x**" if c["engine"] == "lakehouse" and p else "")
             scanned = f"{c['files_scanned']:.0f}" if c["engine"] == "lakehouse" else "-"
             lines.append(f"| {c['rows']:,} | {c['workload']} | {c['mode']} | {c['engine']} | {c['step_ms']:.0f} | "
-                         f"{ratio} | {c['rss_mb']:.0f} / {c['max_rss_mb']:.0f} | {scanned} | "
+                         f"{' | '.join(ratios)} | {c['rss_mb']:.0f} / {c['max_rss_mb']:.0f} | {scanned} | "
                          f"{c['files_rewritten']:.0f} / {c['max_files_rewritten']} | {c['mb_rewritten']:.1f} |")
-    lay = ["| silver rows | initial load s (ours / peer) | ours: files, overlapping, MB | peer: files, MB | rows equal |",
-           "|---|---|---|---|---|"]
+    lay = ["| silver rows | initial load s (ours / peer" + (" / Spark" if spark_on else "") + ") | ours: files, "
+           "overlapping, MB | peer: files, MB |" + (" Spark: files, MB |" if spark_on else "") + " rows equal |",
+           "|---|---|---|---|" + ("---|" if spark_on else "") + "---|"]
     for res in results:
-        l, p = res["layout"], res["peer_layout"]
-        lay.append(f"| {res['rows']:,} | {res['load_s']:.1f} / {res['peer_load_s']:.1f} | {l['files']}, "
-                   f"{l['overlapping']}, {l['mb']:.0f} | {p['files']}, {p['mb']:.0f} | {res['final_rows']:,} rows, yes |")
+        l, p, s = res["layout"], res["peer_layout"], res.get("spark_layout")
+        load = f"{res['load_s']:.1f} / {res['peer_load_s']:.1f}" + (f" / {res['spark_load_s']:.1f}" if s else "")
+        lay.append(f"| {res['rows']:,} | {load} | {l['files']}, {l['overlapping']}, {l['mb']:.0f} | {p['files']}, "
+                   f"{p['mb']:.0f} |" + (f" {s['files']}, {s['mb']:.0f} |" if s else "") +
+                   f" {res['final_rows']:,} rows, yes |")
     versions = subprocess.run([PY, "-c", "import deltalake, pyarrow; print(deltalake.__version__, pyarrow.__version__)"],
                               capture_output=True, text=True).stdout.split()
+    spark_text = []
+    if spark_on:
+        runs = [(res["rows"], r) for res in results for r in res.get("spark", [])]
+        v = runs[0][1].get("versions", {})
+        fixed = ["| silver rows | workload | process | session start s | query start s | first micro-batch ms | "
+                 "steady micro-batch ms (median) | its foreachBatch MERGE ms (median) | JVM peak RSS MB |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for n, r in runs:
+            fixed.append(f"| {n:,} | {r['workload']} | {r['mode']} | {r['session_s']:.1f} | {r['query_start_s']:.1f} | "
+                         f"{r['first_batch_ms']:.0f} | {statistics.median(r['batch_ms'][1:]):.0f} | "
+                         f"{statistics.median(r['merge_ms'][1:]):.0f} | {r['jvm_peak_rss_mb']:.0f} |")
+        first = runs[0][1]
+        spark_text = [
+            "",
+            f"Spark: PySpark {v.get('pyspark', '?')} (Spark {v.get('spark', '?')}, Hadoop {v.get('hadoop', '?')} S3A, "
+            f"Java {v.get('java', '?')}) with delta-spark {v.get('delta-spark', '?')} on `local[2]`, driver memory "
+            f"{ENV.get('PEER_SPARK_DRIVER_MEMORY', '2g')}, {first.get('partitions')} shuffle and Delta snapshot "
+            "partitions (the defaults, 200 and 50, are for clusters). The reference architecture: Structured Streaming "
+            "over a landing directory on MinIO (JSON source, `maxFilesPerTrigger` 1, "
+            f"{first.get('trigger')} trigger, checkpoint on MinIO), `foreachBatch` keeping the latest row per key "
+            "and running one Delta MERGE with the same clauses. Its table is written by Spark from the base files. "
+            "One process per workload and process row: the session, the query, then the same files as ours added "
+            "one by one; `step ms` is a micro-batch's `triggerExecution` (listing, reading the file, the MERGE, "
+            "offset and commit logs) in a warm JVM, so Spark's rows are always warm: the always-on cluster. "
+            "Its fixed costs, paid at every (daily) restart:",
+            "",
+            *fixed,
+        ]
     return "\n".join([
         f"# Silver MERGE benchmark ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, {os.cpu_count()} cores, "
         f"MinIO on loopback)",
@@ -251,17 +347,20 @@ def report(results):
         "the new bronze files, normalising, the tombstone check, the MERGE or append, the tombstone commit. Peer: Python deltalake "
         f"{versions[0] if versions else '?'} (pyarrow {versions[1] if len(versions) > 1 else '?'}): reading",
         "the JSONL batch, loading the table and a bare MERGE with the same semantics, on a table written by",
-        "`write_deltalake` defaults. `peer ÷ ours` > 1 means we are faster.",
+        "`write_deltalake` defaults. `peer ÷ ours` (and `Spark ÷ ours`) > 1 means we are faster. Figures are noisy",
+        "(one shared 2-core machine): read the ratios.",
+        *spark_text,
         "",
         *lines,
         "",
-        "After all rounds (both tables compared row for row: equal):",
+        "After all rounds (the tables compared row for row with ours: equal):",
         "",
         *lay,
         "",
         "![step ms against table size](merge.png)",
         "",
-        "Reproduce: `make bench-merge` (`BENCH_SIZES=\"100000 1000000 10000000\"`, `BENCH_ROUNDS`, `BENCH_FILE_MB`).",
+        "Reproduce: `make bench-merge` (`BENCH_SIZES=\"100000 1000000 10000000\"`, `BENCH_ROUNDS`, `BENCH_FILE_MB`, "
+        "`BENCH_SPARK=0` without Spark).",
     ]) + "\n"
 
 
@@ -270,25 +369,29 @@ def chart(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
+    engines = [("lakehouse", "C0"), ("python-deltalake", "C1"), ("spark-delta", "C2")]
     for ax, mode in zip(axes, MODES):
-        for engine, style in (("lakehouse", "-"), ("python-deltalake", "--")):
-            for w, marker in (("W1", "o"), ("W2", "s")):
+        for engine, color in engines:
+            for w, marker, style in (("W1", "o", "-"), ("W2", "s", "--")):
                 pts = [(c["rows"], c["step_ms"]) for r in results for c in r["cells"]
                        if c["engine"] == engine and c["workload"] == w and c["mode"] == mode]
-                ax.plot(*zip(*pts), style, marker=marker, label=f"{engine} {w}")
+                if pts:
+                    ax.plot(*zip(*pts), style, color=color, marker=marker, label=f"{engine} {w}")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("silver table rows")
-        ax.set_title(f"{mode} process")
+        ax.set_title(f"{mode} process" + (" (Spark: always a warm JVM)" if any(r.get("spark") for r in results) else ""))
         ax.grid(True, which="both", alpha=0.3)
     axes[0].set_ylabel("1,000-row CDC step, ms (median)")
-    axes[1].legend()
+    axes[1].legend(fontsize=8)
     fig.suptitle("Silver MERGE: step time against table size (W1 uniform keys, W2 newest 1%)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
 def main():
+    if SPARK and not os.path.exists(SPARK_PY):
+        sys.exit(f"no {SPARK_PY}: run `infra/local/install.sh spark` (or BENCH_SPARK=0 to leave Spark out)")
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(RESULTS, exist_ok=True)
     s3 = boto3.client("s3", endpoint_url=ENV["MINIO_ENDPOINT"], region_name="us-east-1",

@@ -123,6 +123,7 @@ install_spark() {
   hadoop="$(ls "$venv"/lib/python3*/site-packages/pyspark/jars/ | sed -n 's/^hadoop-client-api-\(.*\)\.jar$/\1/p')"
   [[ -n "$hadoop" ]] || { log "ERROR: no hadoop-client-api jar in pyspark"; exit 1; }
   log "fetching io.delta:delta-spark_2.13:$delta and org.apache.hadoop:hadoop-aws:$hadoop into $ivy"
+  rm -rf "$ivy/jars"  # what this resolution retrieves, nothing older (the download cache stays)
   mkdir -p "$ivy"
   SPARK_LOCAL_IP=127.0.0.1 "$venv/bin/python" - "$ivy" "io.delta:delta-spark_2.13:$delta,org.apache.hadoop:hadoop-aws:$hadoop" \
     > "$ivy/fetch.log" 2>&1 <<'PY' || { tail -30 "$ivy/fetch.log" >&2; log "ERROR: fetching the jars failed (log: $ivy/fetch.log)"; exit 1; }
