@@ -12,7 +12,7 @@ SAM_OUT := $(HOME)/.cache/lakehouse/sam-transformed.json
 # Loads the local endpoints/credentials and puts cargo-lambda and the Python reader on PATH.
 WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
 
-.PHONY: demo test install up down unit-test package validate bench-bronze bench-merge bench-soak bench-e2e bench-hostile bench-coldstart bench-readers chaos lambda-zip release fmt lint
+.PHONY: demo test install up down unit-test package validate bench-bronze bench-merge bench-soak bench-e2e bench-hostile bench-coldstart bench-readers bench-e2e-smoke bench-cost chaos lambda-zip release fmt lint
 
 # The same workspace-wide build as `make test` (same features), so a later `make test` compiles no
 # dependency again; then the CLI binary runs the demo.
@@ -85,11 +85,30 @@ bench-soak: install
 	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
 	  $(TOOLS_BIN)/python bench/bench_soak.py
 
-## 10 tables through the release runner on LocalStack + MinIO: upload → visible in silver / gold latency.
+## 70 tables (windows 1 s-15 min) through the release runner on LocalStack + MinIO: upload → visible in
+## silver/gold p50/p95/p99, runner RSS → bench/results/e2e.{md,png,json}. ~45 min (E2E_MINUTES,
+## E2E_WINDOWS, E2E_TABLES).
 bench-e2e: install
+	$(LOCAL)/install.sh bench
 	cargo build --release --workspace --bins
 	$(WITH_ENV) && $(LOCAL)/up.sh >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
-	  $(HOME)/.cache/lakehouse/venv-localstack/bin/python bench/bench_e2e.py
+	  $(TOOLS_BIN)/python bench/bench_e2e.py
+
+## The same, small and quick, without LocalStack (MinIO + an in-memory SQS): checks the bench itself.
+bench-e2e-smoke: install
+	$(LOCAL)/install.sh bench
+	cargo build --release --workspace --bins
+	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
+	  E2E_SQS=mini E2E_TABLES=6 E2E_WINDOWS=1,5,30 E2E_MINUTES=2 E2E_PERIOD_S=15 \
+	  E2E_OUT=$$LAKEHOUSE_STATE/bench-e2e-smoke $(TOOLS_BIN)/python bench/bench_e2e.py
+
+## Cost per table per month (serverless at 1/5/15-min freshness vs an always-on Spark cluster), S3
+## requests counted per step through a counting proxy on a MinIO of its own (127.0.0.1:9600-9603)
+## → bench/results/cost.{md,png,json}. ~20 min. COST_ARGS: see `bench/cost.py --help`.
+bench-cost: install
+	$(LOCAL)/install.sh bench
+	cargo build --release --workspace --bins
+	$(WITH_ENV) && $(TOOLS_BIN)/python bench/cost.py $(COST_ARGS)
 
 ## One hostile object per case (1 GiB line, 1M bad rows, unterminated quote, 20k columns): peak RSS and
 ## time of the release CLI's backfill → bench/results/hostile.md.
