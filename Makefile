@@ -12,7 +12,7 @@ SAM_OUT := $(HOME)/.cache/lakehouse/sam-transformed.json
 # Loads the local endpoints/credentials and puts cargo-lambda and the Python reader on PATH.
 WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
 
-.PHONY: demo test install up down unit-test package validate bench-bronze bench-merge bench-soak bench-e2e bench-hostile bench-coldstart bench-readers bench-e2e-smoke bench-cost chaos lambda-zip release fmt lint
+.PHONY: demo test install up down unit-test package validate bench bench-bronze bench-merge bench-soak bench-e2e bench-hostile bench-coldstart bench-readers bench-e2e-smoke bench-cost chaos lambda-zip release fmt lint
 
 # The same workspace-wide build as `make test` (same features), so a later `make test` compiles no
 # dependency again; then the CLI binary runs the demo.
@@ -53,6 +53,14 @@ up: install
 
 down:
 	$(LOCAL)/down.sh
+
+## Every benchmark in one go, one after the other (hours on the 2-core machine; each writes its
+## bench/results/*.md with machine, date, versions and command): the peers side by side (Python deltalake,
+## Spark + Delta), readers, freshness at 70 tables, then the cost report from those step durations.
+bench:
+	$(MAKE) bench-bronze bench-merge bench-readers bench-e2e
+	$(MAKE) bench-cost COST_ARGS="--durations bench/results/e2e.json"
+	$(MAKE) bench-soak bench-hostile bench-coldstart
 
 ## 100 MB JSONL object → bronze on MinIO, side by side with Python deltalake; writes bench/results/.
 bench-bronze: install
