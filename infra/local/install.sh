@@ -13,16 +13,24 @@ PYTHON="${PYTHON:-python3}"
 
 log() { echo "[install] $*" >&2; }
 
-install_localstack() {
-  local marker="$LOCALSTACK_VENV/.installed-$LOCALSTACK_VERSION"
-  if [[ -f "$marker" ]]; then log "localstack $LOCALSTACK_VERSION already installed"; return; fi
-  log "installing localstack-core $LOCALSTACK_VERSION into $LOCALSTACK_VENV"
-  rm -rf "$LOCALSTACK_VENV"
-  "$PYTHON" -m venv "$LOCALSTACK_VENV"
-  "$LOCALSTACK_VENV/bin/pip" install -q --upgrade pip
-  # Pins measured on these machines (DESIGN.md §6): newest release for Python 3.11 plus its compatible deps.
-  "$LOCALSTACK_VENV/bin/pip" install -q "localstack-core[runtime]==$LOCALSTACK_VERSION" "cbor2<6" "pyopenssl<26.2" "cryptography>=45" boto3
+# A venv of its own at VENV with PACKAGES, once: skipped while VENV/.installed-TAG exists.
+# Usage: venv_install NAME VENV TAG PACKAGE...
+venv_install() {
+  local name=$1 venv=$2 tag=$3; shift 3
+  local marker="$venv/.installed-$tag"
+  if [[ -f "$marker" ]]; then log "$name $tag already installed"; return; fi
+  log "installing $name $tag into $venv"
+  rm -rf "$venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q "$@"
   touch "$marker"
+}
+
+install_localstack() {
+  # Pins measured on these machines (DESIGN.md §6): newest release for Python 3.11 plus its compatible deps.
+  venv_install localstack-core "$LOCALSTACK_VENV" "$LOCALSTACK_VERSION" \
+    "localstack-core[runtime]==$LOCALSTACK_VERSION" "cbor2<6" "pyopenssl<26.2" "cryptography>=45" boto3
 }
 
 # Lambda functions in LocalStack without Docker: created (a CloudFormation stack deploys), never run.
@@ -39,25 +47,11 @@ install_localstack_stub() {
 }
 
 install_moto() {
-  local marker="$MOTO_VENV/.installed-$MOTO_VERSION"
-  if [[ -f "$marker" ]]; then log "moto $MOTO_VERSION already installed"; return; fi
-  log "installing moto $MOTO_VERSION (server, glue) into $MOTO_VENV"
-  rm -rf "$MOTO_VENV"
-  "$PYTHON" -m venv "$MOTO_VENV"
-  "$MOTO_VENV/bin/pip" install -q --upgrade pip
-  "$MOTO_VENV/bin/pip" install -q "moto[server,glue]==$MOTO_VERSION"
-  touch "$marker"
+  venv_install moto "$MOTO_VENV" "$MOTO_VERSION" "moto[server,glue]==$MOTO_VERSION"
 }
 
 install_sam() {
-  local marker="$SAM_VENV/.installed-$SAM_CLI_VERSION"
-  if [[ -f "$marker" ]]; then log "aws-sam-cli $SAM_CLI_VERSION already installed"; return; fi
-  log "installing aws-sam-cli $SAM_CLI_VERSION into $SAM_VENV"
-  rm -rf "$SAM_VENV"
-  "$PYTHON" -m venv "$SAM_VENV"
-  "$SAM_VENV/bin/pip" install -q --upgrade pip
-  "$SAM_VENV/bin/pip" install -q "aws-sam-cli==$SAM_CLI_VERSION"
-  touch "$marker"
+  venv_install aws-sam-cli "$SAM_VENV" "$SAM_CLI_VERSION" "aws-sam-cli==$SAM_CLI_VERSION"
 }
 
 install_minio() {
