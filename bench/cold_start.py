@@ -79,6 +79,7 @@ delete_column = "deleted"
 name = "by_status"
 sql = "SELECT status, count(*) AS n, sum(amount) AS total FROM orders GROUP BY status"
 keys = ["status"]
+sources = ["orders"]
 """
 
 
@@ -267,8 +268,9 @@ def main():
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
     lines = [
         "# Cold start per function (fresh process, local Lambda Runtime API, lake on MinIO)", "",
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, shared and noisy; {date}; {rustc}; host release "
-        f"build (x86_64 gnu; Lambda runs the arm64 build). Command: `make bench-coldstart` "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, shared and noisy; {date}; {rustc}; host "
+        f"{os.path.basename(BIN_DIR)} build (x86_64 gnu; Lambda runs the arm64 release build). Command: "
+        f"`make bench-coldstart` "
         f"(COLD_SIZES={' '.join(map(str, SIZES))}, COLD_ROUNDS={ROUNDS}). Median of {ROUNDS} fresh processes.", "",
         "Each event is the function's first: bronze ingests a new 1,000-row object, silver merges it, gold "
         "recomputes the touched groups, maintenance maintains the table. *init*: process start → the runtime's "
@@ -283,7 +285,7 @@ def main():
                          f"{med([m['config'] for m in ms]):.2f} | {med([m['open'] for m in ms]):.0f} | "
                          f"{med([m['step'] for m in ms]):.0f} | {med([m['total'] for m in ms]):.0f} |")
     lines += ["", "## Artifact sizes", "",
-              "| function | host release binary MB | arm64 Lambda zip MB | unzipped MB |", "|---|---:|---:|---:|"]
+              "| function | host binary MB | arm64 Lambda zip MB | unzipped MB |", "|---|---:|---:|---:|"]
     for f, row in art.items():
         z = f"{row['zip_mb']:.1f}" if "zip_mb" in row else "not built (`make lambda-zip`)"
         u = f"{row['unzipped_mb']:.1f}" if "unzipped_mb" in row else "-"
