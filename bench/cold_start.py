@@ -35,10 +35,10 @@ CLI = ENV.get("LAKEHOUSE_CLI", os.path.join(BIN_DIR, "lakehouse"))
 SIZES = [int(s) for s in ENV.get("COLD_SIZES", "10000 1000000").split()]
 ROUNDS = int(ENV.get("COLD_ROUNDS", "3"))
 WORK = os.path.join(ENV["LAKEHOUSE_STATE"], "bench-coldstart")
-RESULTS = os.path.join(HERE, "results")
+RESULTS = ENV.get("COLD_OUT", os.path.join(HERE, "results"))
 LAKE = ENV.get("LAKE_BUCKET", "lake")
 LANDING = "coldstart-landing"
-FUNCTIONS = ["bronze", "silver", "gold", "maintain"]
+FUNCTIONS = ENV.get("COLD_FUNCTIONS", "bronze silver gold maintain").split()
 MEMORY_MB = {"bronze": 1024, "silver": 2048, "gold": 2048, "maintain": 2048}  # as in the SAM template
 
 
