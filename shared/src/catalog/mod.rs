@@ -102,13 +102,24 @@ impl Catalog {
         Ok(Some(done))
     }
 
-    /// [`Catalog::register`] after a step: a failure is logged (the next step of the table tries
-    /// again, `lakehouse catalog sync` repairs), never returned.
-    pub async fn register_after_step(&self, entry: &Entry, table: Option<DeltaTable>) {
-        let Some(table) = table.filter(|_| self.is_enabled()) else {
+    /// After a step on `<layer>/<table>`: registers the table as the step left it in `tables` (its
+    /// writer's snapshots; no I/O). Nothing at all without a catalog. A failure is logged (the next
+    /// step of the table tries again, `lakehouse catalog sync` repairs), never returned.
+    pub async fn register_after_step(
+        &self,
+        config: &PipelineConfig,
+        layer: &str,
+        table: &str,
+        tables: &lake::Tables,
+    ) {
+        if !self.is_enabled() {
+            return;
+        }
+        let entry = entry(config, layer, table);
+        let Some(snapshot) = tables.peek(&entry.location) else {
             return;
         };
-        if let Err(e) = self.register(entry, &table).await {
+        if let Err(e) = self.register(&entry, &snapshot).await {
             warn!(table = %entry.name, error = %e, "catalog registration failed; retried on the next step");
         }
     }

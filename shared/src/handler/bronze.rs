@@ -12,7 +12,7 @@ use super::batch::{failed_messages, Outcome};
 use super::notify::Notifier;
 use super::{direct_error, to_json, TABLE_CONCURRENCY};
 use crate::bronze::{BronzeCommit, BronzeWriter};
-use crate::catalog::{self, Catalog};
+use crate::catalog::Catalog;
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::events::{self, Committed, Invocation, ObjectEnvelope, SourceObject};
@@ -131,9 +131,9 @@ impl BronzeHandler {
             Error::invariant(format!("routed to table {name}, not in the config"))
         })?;
         let commit = self.writer.ingest(table, objects).await?;
-        let entry = catalog::entry(self.config(), "bronze", name);
-        let seen = self.writer.tables().peek(&entry.location);
-        self.catalog.register_after_step(&entry, seen).await;
+        self.catalog
+            .register_after_step(self.config(), "bronze", name, self.writer.tables())
+            .await;
         if let (Some(n), Some(v), true) = (&self.notifier, commit.table_version, table.has_silver())
         {
             n.send(&Committed::new("bronze", name, v)).await?;

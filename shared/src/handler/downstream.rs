@@ -13,7 +13,7 @@ use tracing::{error, warn};
 use super::batch::{failed_messages, Outcome};
 use super::notify::Notifier;
 use super::{direct_error, to_json, TABLE_CONCURRENCY};
-use crate::catalog::{self, Catalog};
+use crate::catalog::Catalog;
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
 use crate::events::{self, Committed, Envelope, Invocation, LayerTrigger, TriggerEnvelope};
@@ -233,9 +233,9 @@ impl SilverHandler {
             })?;
             let commit = self.writer.apply(table).await?;
             if table.has_silver() {
-                let entry = catalog::entry(config, "silver", &name);
-                let seen = self.writer.tables().peek(&entry.location);
-                self.catalog.register_after_step(&entry, seen).await;
+                self.catalog
+                    .register_after_step(config, "silver", &name, self.writer.tables())
+                    .await;
             }
             if let (Some(n), Some(v)) = (&self.notifier, commit.table_version) {
                 n.send(&Committed::new("silver", &name, v)).await?;
@@ -304,9 +304,9 @@ impl GoldHandler {
                 .view(&name)
                 .ok_or_else(|| Error::invariant(format!("target view {name} not in the config")))?;
             let commit = self.writer.apply(view, false).await?;
-            let entry = catalog::entry(config, "gold", &name);
-            let seen = self.writer.tables().peek(&entry.location);
-            self.catalog.register_after_step(&entry, seen).await;
+            self.catalog
+                .register_after_step(config, "gold", &name, self.writer.tables())
+                .await;
             Ok(commit)
         })
         .await;
