@@ -56,9 +56,11 @@ pub struct BronzeWriter {
     function_version: String,
     /// Objects last modified before this many days ago are [`ObjectStatus::Stale`] (`None`: any age).
     horizon_days: Option<i64>,
-    /// Each bronze table as the last step left it (what the catalog registers). Steps always read
-    /// the table afresh: markers must be checked against its latest version.
+    /// Each bronze and quarantine table as the last step left it (what the catalog registers), brought
+    /// to its latest version at the start of each attempt: markers are checked against that version.
     seen: lake::Tables,
+    /// Their object markers, read once and then commit by commit.
+    markers: lake::TxnIndex,
 }
 
 /// Per-object work gathered during one attempt.
@@ -86,6 +88,7 @@ impl BronzeWriter {
             function_version,
             horizon_days: Some(lake::MARKER_HORIZON_DAYS),
             seen: lake::Tables::new(),
+            markers: lake::TxnIndex::new(),
         })
     }
 
@@ -143,8 +146,16 @@ impl BronzeWriter {
     ) -> Result<(Option<i64>, Option<i64>, Vec<ObjectReport>)> {
         let bronze_loc = self.config.bronze_location(&table.name);
         let quarantine_loc = self.config.quarantine_location(&table.name);
-        let mut bronze = lake::open(&bronze_loc).await?;
-        let quarantine = lake::open(&quarantine_loc).await?;
+        let mut bronze = self.seen.open(&bronze_loc).await?;
+        let quarantine = self.seen.open(&quarantine_loc).await?;
+        let bronze_markers = match &bronze {
+            Some(t) => Some(self.markers.at(&bronze_loc, t).await?),
+            None => None,
+        };
+        let quarantine_markers = match &quarantine {
+            Some(t) => Some(self.markers.at(&quarantine_loc, t).await?),
+            None => None,
+        };
         let ingested_at_us = chrono::Utc::now().timestamp_micros();
         let mut work = Attempt::default();
 
@@ -182,14 +193,10 @@ impl BronzeWriter {
                 }
             }
             let id = app_id(&obj.key, &etag);
-            let bronze_done = match &bronze {
-                Some(t) => lake::txn_version(t, &id).await?.is_some(),
-                None => false,
-            };
-            let quarantine_marker = match &quarantine {
-                Some(t) => lake::txn_version(t, &id).await?,
-                None => None,
-            };
+            let bronze_done = bronze_markers
+                .as_ref()
+                .is_some_and(|m| m.get(&id).is_some());
+            let quarantine_marker = quarantine_markers.as_ref().and_then(|m| m.get(&id));
             let seen_here = !work.ids.insert(id.clone());
             if bronze_done || seen_here || quarantine_marker == Some(TXN_WHOLE_OBJECT) {
                 info!(table = %table.name, key = %obj.key, %etag, "already ingested; skipping");

@@ -24,6 +24,7 @@ mod log;
 mod merge;
 mod retry;
 mod scan;
+mod txns;
 mod write;
 
 pub use cache::Tables;
@@ -40,6 +41,7 @@ pub use merge::{
 };
 pub use retry::{is_conflict, RetryPolicy};
 pub use scan::{read_table, scan, scan_keys};
+pub use txns::{TableTxns, TxnIndex};
 pub use write::{
     commit_actions, commit_append, commit_with, new_writer, txn, write_batches, write_change_file,
 };
