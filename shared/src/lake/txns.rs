@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use delta_kernel::snapshot::Snapshot as KernelSnapshot;
 use deltalake::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArray};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType as ArrowType, Int64Type};
@@ -20,7 +21,6 @@ use deltalake::kernel::engine::arrow_data::ArrowEngineData;
 use deltalake::kernel::{Action, DataType, StructField, StructType};
 use deltalake::logstore::get_actions;
 use deltalake::{DeltaTable, DeltaTableError};
-use delta_kernel::snapshot::Snapshot as KernelSnapshot;
 
 use super::table_name;
 use crate::error::{Error, Result};
@@ -94,11 +94,15 @@ impl TxnIndex {
         let cached = self.inner.lock().ok().and_then(|m| m.get(&key).cloned());
         let mut txns = match cached {
             Some(c) if c.version == target => c,
-            Some(mut c) if c.version < target => match advance(Arc::make_mut(&mut c), table, location, target).await {
-                Ok(()) => c,
-                Err(Error::LogExpired { .. }) => Arc::new(replay(table, location, target).await?),
-                Err(e) => return Err(e),
-            },
+            Some(mut c) if c.version < target => {
+                match advance(Arc::make_mut(&mut c), table, location, target).await {
+                    Ok(()) => c,
+                    Err(Error::LogExpired { .. }) => {
+                        Arc::new(replay(table, location, target).await?)
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
             _ => Arc::new(replay(table, location, target).await?),
         };
         Arc::make_mut(&mut txns).expired_before = expired_before;
@@ -126,7 +130,12 @@ fn expired_before(table: &DeltaTable, location: &Location) -> Result<Option<i64>
 }
 
 /// Applies the markers of the commits in `(txns.version, target]`, oldest first (a newer marker wins).
-async fn advance(txns: &mut TableTxns, table: &DeltaTable, location: &Location, target: i64) -> Result<()> {
+async fn advance(
+    txns: &mut TableTxns,
+    table: &DeltaTable,
+    location: &Location,
+    target: i64,
+) -> Result<()> {
     let log = table.log_store();
     let name = table_name(location);
     for version in txns.version + 1..=target {
@@ -166,30 +175,35 @@ async fn replay(table: &DeltaTable, location: &Location, version: i64) -> Result
     let name = table_name(location);
     let fail = |e: DeltaTableError| Error::delta(&name, "read txn", e);
     let engine = table.log_store().engine(None);
-    let mut root = table.log_store().table_root_url();
+    let mut root = table.log_store().config().location().clone();
     // The kernel joins paths onto the root: without the slash the last segment would be replaced.
     if !root.path().ends_with('/') {
         root.set_path(&format!("{}/", root.path()));
     }
-    let batches = tokio::task::spawn_blocking(move || -> std::result::Result<Vec<RecordBatch>, delta_kernel::Error> {
-        let snapshot = KernelSnapshot::builder_for(root)
-            .at_version(version as u64)
-            .build(engine.as_ref())?;
-        let schema = Arc::new(StructType::try_new([StructField::nullable(
-            "txn",
-            StructType::try_new([
-                StructField::not_null("appId", DataType::STRING),
-                StructField::not_null("version", DataType::LONG),
-                StructField::nullable("lastUpdated", DataType::LONG),
-            ])?,
-        )])?);
-        let mut out = Vec::new();
-        for batch in snapshot.log_segment().read_actions(engine.as_ref(), schema)? {
-            let data = ArrowEngineData::try_from_engine_data(batch?.actions)?;
-            out.push(data.record_batch().clone());
-        }
-        Ok(out)
-    })
+    let batches = tokio::task::spawn_blocking(
+        move || -> std::result::Result<Vec<RecordBatch>, delta_kernel::Error> {
+            let snapshot = KernelSnapshot::builder_for(root)
+                .at_version(version as u64)
+                .build(engine.as_ref())?;
+            let schema = Arc::new(StructType::try_new([StructField::nullable(
+                "txn",
+                StructType::try_new([
+                    StructField::not_null("appId", DataType::STRING),
+                    StructField::not_null("version", DataType::LONG),
+                    StructField::nullable("lastUpdated", DataType::LONG),
+                ])?,
+            )])?);
+            let mut out = Vec::new();
+            for batch in snapshot
+                .log_segment()
+                .read_actions(engine.as_ref(), schema)?
+            {
+                let data = ArrowEngineData::try_from_engine_data(batch?.actions)?;
+                out.push(data.record_batch().clone());
+            }
+            Ok(out)
+        },
+    )
     .await
     .map_err(|e| fail(DeltaTableError::Generic(format!("marker replay task: {e}"))))?
     .map_err(|e| fail(e.into()))?;
@@ -211,7 +225,10 @@ async fn replay(table: &DeltaTable, location: &Location, version: i64) -> Result
     })
 }
 
-fn visit(batch: &RecordBatch, markers: &mut HashMap<String, Marker>) -> std::result::Result<(), String> {
+fn visit(
+    batch: &RecordBatch,
+    markers: &mut HashMap<String, Marker>,
+) -> std::result::Result<(), String> {
     let Some(txn) = batch.column_by_name("txn").and_then(|c| c.as_struct_opt()) else {
         return Err("log batch without a `txn` struct column".into());
     };
@@ -257,18 +274,25 @@ mod tests {
         let loc = lab.cfg.bronze_location("t");
         let index = TxnIndex::new();
         for i in 0..4 {
-            lab.ingest("t", &format!("o{i}.jsonl"), &format!("{{\"id\": {i}}}\n")).await;
+            lab.ingest("t", &format!("o{i}.jsonl"), &format!("{{\"id\": {i}}}\n"))
+                .await;
         }
         let mut table = lake::open(&loc).await.unwrap().unwrap();
-        deltalake::checkpoints::create_checkpoint(&table, None).await.unwrap();
+        deltalake::checkpoints::create_checkpoint(&table, None)
+            .await
+            .unwrap();
         for i in 4..7 {
-            lab.ingest("t", &format!("o{i}.jsonl"), &format!("{{\"id\": {i}}}\n")).await;
+            lab.ingest("t", &format!("o{i}.jsonl"), &format!("{{\"id\": {i}}}\n"))
+                .await;
         }
         table.update_incremental(None).await.unwrap();
 
         let check = |txns: Arc<TableTxns>, table: DeltaTable| async move {
             let ids = markers_in_log(&table).await;
-            assert!(ids.len() >= 7, "every ingested object left a marker: {ids:?}");
+            assert!(
+                ids.len() >= 7,
+                "every ingested object left a marker: {ids:?}"
+            );
             for id in ids.iter().map(String::as_str).chain(["absent", ""]) {
                 let expected = lake::txn_version(&table, id).await.unwrap();
                 assert_eq!(txns.get(id), expected, "marker {id}");
