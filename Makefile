@@ -146,10 +146,12 @@ chaos: install
 ## The deploy path of the README: `sam build` (cargo lambda + zig, arm64, release) into
 ## infra/aws/.aws-sam/build, ready for `sam deploy --guided`. Slow on a cold cache (a cross build).
 package: install validate
+	rustup target add aarch64-unknown-linux-gnu
 	$(WITH_ENV) && cd infra/aws && $(SAM) build --beta-features --template template.yaml
 
 ## Lambda artifacts (zip) for arm64 Graviton, built with zig for Lambda's glibc.
 lambda-zip: install
+	rustup target add aarch64-unknown-linux-gnu
 	$(WITH_ENV) && for f in bronze silver gold maintain; do \
 	  (cd functions/$$f && cargo lambda build --release --arm64 --output-format zip) || exit 1; \
 	  ls -l $(CARGO_TARGET_DIR)/lambda/$$f/bootstrap.zip; done

@@ -377,6 +377,15 @@ def merge_recs(recs):
     return out
 
 
+def end_hour(lab, cfg, steps, counted, label, h, hours, t0):
+    """Closes a simulated hour: one maintenance run (counted after the warm-up) and a progress line."""
+    m = maintain(lab, cfg)
+    if counted:
+        steps["maintain"].append(m)
+    LOADS.append(os.getloadavg()[0])
+    log(f"{label} min: simulated hour {h + 1}/{hours} done ({time.time() - t0:.0f} s, load {LOADS[-1]:.1f})")
+
+
 def maintain(lab, cfg):
     return merge_recs([counted_step(lab, ["maintain", "--config", cfg, "--table", t], "maintain")
                        for t in ("t00", "t00_by_grp")])
@@ -404,12 +413,7 @@ def measure_cold(lab, freshness, hours, warmup, rows):
             if counted:
                 for k, v in recs.items():
                     steps[k].append(v)
-        m = maintain(lab, cfg)
-        if counted:
-            steps["maintain"].append(m)
-        LOADS.append(os.getloadavg()[0])
-        log(f"cold F={freshness} min: simulated hour {h + 1}/{hours} done ({time.time() - t0:.0f} s, "
-            f"load {LOADS[-1]:.1f})")
+        end_hour(lab, cfg, steps, counted, f"cold F={freshness}", h, hours, t0)
     return {"mode": "cold", "freshness_min": freshness, "files_per_step": freshness, "steps_per_hour": per_hour,
             "hours_counted": hours - warmup, "rows_per_file": rows, "run": run, "steps": steps}
 
@@ -459,12 +463,7 @@ def measure_warm(lab, freshness, hours, warmup, rows):
                     steps["bronze"].append(summarize([r for r in reqs if r["t0"] < to_silver]))
                     steps["silver"].append(summarize([r for r in reqs if to_silver <= r["t0"] < to_gold]))
                     steps["gold"].append(summarize([r for r in reqs if r["t0"] >= to_gold]))
-            m = maintain(lab, cfg)
-            if counted:
-                steps["maintain"].append(m)
-            LOADS.append(os.getloadavg()[0])
-            log(f"warm F={freshness} min: simulated hour {h + 1}/{hours} done ({time.time() - t0:.0f} s, "
-                f"load {LOADS[-1]:.1f})")
+            end_hour(lab, cfg, steps, counted, f"warm F={freshness}", h, hours, t0)
         peak = 0
         with open(f"/proc/{runner.pid}/status") as f:
             for line in f:
