@@ -13,6 +13,30 @@ use super::table_name;
 use crate::error::{Error, Result};
 use crate::storage::Location;
 
+/// The actions of commit `version`. A version that log cleanup removed is an [`Error::LogExpired`].
+pub(crate) async fn commit_actions(
+    table: &DeltaTable,
+    location: &Location,
+    version: i64,
+) -> Result<Vec<Action>> {
+    let name = table_name(location);
+    let entry = table
+        .log_store()
+        .read_commit_entry(version as _)
+        .await
+        .map_err(|e| Error::delta(&name, "read log", e))?
+        .ok_or_else(|| Error::LogExpired {
+            table: name.clone(),
+            version,
+        })?;
+    get_actions(version as _, &entry).map_err(|e| Error::LogEntry {
+        table: name,
+        version,
+        reason: "not a valid commit".into(),
+        source: Some(Box::new(e)),
+    })
+}
+
 /// The rows each commit in `[from, to]` added, per version (compaction commits add none). A version that
 /// log cleanup removed is an [`Error::LogExpired`]: the range cannot be read any more.
 pub async fn commit_files(
@@ -21,24 +45,9 @@ pub async fn commit_files(
     from: i64,
     to: i64,
 ) -> Result<Vec<(i64, Vec<RecordBatch>)>> {
-    let log = table.log_store();
-    let name = table_name(location);
     let mut out = Vec::new();
     for version in from.max(0)..=to {
-        let entry = log
-            .read_commit_entry(version as _)
-            .await
-            .map_err(|e| Error::delta(&name, "read log", e))?
-            .ok_or_else(|| Error::LogExpired {
-                table: name.clone(),
-                version,
-            })?;
-        let actions = get_actions(version as _, &entry).map_err(|e| Error::LogEntry {
-            table: name.clone(),
-            version,
-            reason: "not a valid commit".into(),
-            source: Some(Box::new(e)),
-        })?;
+        let actions = commit_actions(table, location, version).await?;
         let mut batches = Vec::new();
         for action in actions {
             // Compaction re-adds rows it already had (`dataChange: false`): not new rows.

@@ -19,7 +19,6 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType as ArrowType, Int64Type};
 use deltalake::kernel::engine::arrow_data::ArrowEngineData;
 use deltalake::kernel::{Action, DataType, StructField, StructType};
-use deltalake::logstore::get_actions;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use super::table_name;
@@ -136,24 +135,8 @@ async fn advance(
     location: &Location,
     target: i64,
 ) -> Result<()> {
-    let log = table.log_store();
-    let name = table_name(location);
     for version in txns.version + 1..=target {
-        let entry = log
-            .read_commit_entry(version as _)
-            .await
-            .map_err(|e| Error::delta(&name, "read log", e))?
-            .ok_or_else(|| Error::LogExpired {
-                table: name.clone(),
-                version,
-            })?;
-        let actions = get_actions(version as _, &entry).map_err(|e| Error::LogEntry {
-            table: name.clone(),
-            version,
-            reason: "not a valid commit".into(),
-            source: Some(Box::new(e)),
-        })?;
-        for action in actions {
+        for action in super::log::commit_actions(table, location, version).await? {
             if let Action::Txn(t) = action {
                 txns.markers.insert(
                     t.app_id,
