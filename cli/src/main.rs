@@ -64,15 +64,19 @@ struct TableArgs {
 }
 
 impl TableArgs {
-    async fn open(&self) -> Result<deltalake::DeltaTable> {
+    async fn location(&self) -> Result<lakehouse::config::Location> {
         let cfg = PipelineConfig::load(&self.config).await?;
-        let loc = match self.layer {
+        Ok(match self.layer {
             Layer::Bronze => cfg.bronze_location(&self.table),
             Layer::Quarantine => cfg.quarantine_location(&self.table),
             Layer::Silver => cfg.silver_location(&self.table),
             Layer::Tombstones => cfg.tombstone_location(&self.table),
             Layer::Gold => cfg.gold_location(&self.table),
-        };
+        })
+    }
+
+    async fn open(&self) -> Result<deltalake::DeltaTable> {
+        let loc = self.location().await?;
         lake::open(&loc)
             .await?
             .ok_or_else(|| CliError::Usage(format!("no table at {}", loc.url)))
@@ -155,6 +159,10 @@ enum Command {
         /// Objects per bronze commit.
         #[arg(long, default_value_t = 100)]
         chunk: usize,
+        /// Exit non-zero when any row or object went to quarantine (CI-style loads); the load itself
+        /// still completes.
+        #[arg(long)]
+        fail_on_quarantine: bool,
     },
     /// Maintenance, as the maintenance function runs it on its schedule: compaction (silver re-clustered
     /// by key), checkpoints, log cleanup below every consumer's watermark, vacuum, expiry of tombstones
@@ -327,6 +335,7 @@ async fn main_inner() -> Result<()> {
             table,
             since,
             chunk,
+            fail_on_quarantine,
         } => {
             let cfg = Arc::new(PipelineConfig::load(&config).await?);
             let options = lakehouse::backfill::BackfillOptions {
@@ -336,31 +345,7 @@ async fn main_inner() -> Result<()> {
             };
             let bar = progress::Bar::new(std::io::IsTerminal::is_terminal(&std::io::stderr()));
             let s = lakehouse::backfill::run(cfg, &options, &bar).await?;
-            println!(
-                "{} objects: {} ingested ({} rows), {} already ingested, {} quarantined whole, {} failed",
-                s.objects,
-                s.ingested,
-                s.rows,
-                s.already_ingested,
-                s.quarantined,
-                s.failed.len()
-            );
-            for c in &s.silver {
-                println!(
-                    "silver/{}: bronze {:?} → version {:?} ({} changes)",
-                    c.table, c.applied, c.table_version, c.changes
-                );
-            }
-            for g in &s.gold {
-                println!(
-                    "gold/{}: version {:?}, {} groups upserted, {} deleted{}",
-                    g.view,
-                    g.version,
-                    g.upserted,
-                    g.deleted,
-                    if g.full { " (full)" } else { "" }
-                );
-            }
+            print!("{s}");
             for (key, reason) in &s.failed {
                 eprintln!("failed: {key}: {reason}");
             }
@@ -370,16 +355,23 @@ async fn main_inner() -> Result<()> {
                     s.failed.len()
                 )));
             }
+            if fail_on_quarantine && s.quarantined() > 0 {
+                return Err(CliError::Failed(format!(
+                    "{} rows or objects went to quarantine (--fail-on-quarantine)",
+                    s.quarantined()
+                )));
+            }
         }
         Command::Show {
             target,
             version,
             limit,
         } => {
-            let mut t = target.open().await?;
-            if let Some(v) = version {
-                t.load_version(v as _).await?;
-            }
+            let t = match version {
+                // A version log cleanup removed says which versions remain.
+                Some(v) => lake::open_version(&target.location().await?, v as i64).await?,
+                None => target.open().await?,
+            };
             let (_, stream) = t.scan_table().await?;
             let batches: Vec<_> = stream.filter_map(|b| async move { b.ok() }).collect().await;
             let total: usize = batches.iter().map(|b| b.num_rows()).sum();

@@ -63,8 +63,111 @@ pub struct BackfillSummary {
     /// Objects storage could not serve: (key, reason). The backfill is incomplete while this is not empty.
     pub failed: Vec<(String, String)>,
     pub rows: u64,
+    /// Per table: what bronze did.
+    pub bronze: Vec<BronzeLoad>,
     pub silver: Vec<SilverCommit>,
     pub gold: Vec<GoldCommit>,
+}
+
+/// What bronze did with one table's objects in a backfill.
+#[derive(Debug, Default, Clone)]
+pub struct BronzeLoad {
+    pub table: String,
+    pub objects: usize,
+    /// Rows appended to bronze.
+    pub rows: u64,
+    /// Rows of ingested objects that went to quarantine.
+    pub rows_quarantined: u64,
+    /// Objects quarantined whole (not a valid file of their format).
+    pub objects_quarantined: usize,
+}
+
+impl BackfillSummary {
+    /// Rows (and whole objects) that went to quarantine in any layer.
+    pub fn quarantined(&self) -> u64 {
+        self.bronze
+            .iter()
+            .map(|b| b.rows_quarantined + b.objects_quarantined as u64)
+            .chain(self.silver.iter().map(|s| s.rejected as u64))
+            .sum()
+    }
+
+    /// Tables most of whose rows were rejected, in a layer: `(layer/table, rejected, of)`.
+    pub fn mostly_rejected(&self) -> Vec<(String, u64, u64)> {
+        let bronze = self.bronze.iter().filter_map(|b| {
+            let of = b.rows + b.rows_quarantined;
+            (b.rows_quarantined > 0 && b.rows_quarantined * 2 >= of)
+                .then(|| (format!("bronze/{}", b.table), b.rows_quarantined, of))
+        });
+        let silver = self.silver.iter().filter(|s| s.mostly_rejected()).map(|s| {
+            (
+                format!("silver/{}", s.table),
+                s.rejected as u64,
+                s.read.saturating_sub(s.skipped) as u64,
+            )
+        });
+        bronze.chain(silver).collect()
+    }
+}
+
+impl std::fmt::Display for BackfillSummary {
+    /// Plain words, one line per table and layer.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} objects: {} ingested ({} rows), {} already ingested, {} quarantined whole, {} failed",
+            self.objects,
+            self.ingested,
+            self.rows,
+            self.already_ingested,
+            self.quarantined,
+            self.failed.len()
+        )?;
+        for b in &self.bronze {
+            writeln!(
+                f,
+                "bronze/{}: {} objects, {} rows in, {} rows quarantined, {} objects quarantined whole",
+                b.table, b.objects, b.rows, b.rows_quarantined, b.objects_quarantined
+            )?;
+        }
+        for s in &self.silver {
+            match s.applied {
+                None => writeln!(f, "silver/{}: up to date (nothing new in bronze)", s.table)?,
+                Some((from, to)) => writeln!(
+                    f,
+                    "silver/{}: bronze versions {} to {to}: {} rows in, {} skipped, {} quarantined; {} changes applied ({} inserted, {} updated, {} deleted) → version {}",
+                    s.table,
+                    from.map_or(0, |v| v + 1),
+                    s.read,
+                    s.skipped,
+                    s.rejected,
+                    s.changes,
+                    s.inserted,
+                    s.updated,
+                    s.deleted,
+                    s.table_version.map_or("none".to_string(), |v| v.to_string()),
+                )?,
+            }
+        }
+        for g in &self.gold {
+            writeln!(
+                f,
+                "gold/{}: {} groups upserted, {} deleted{} → version {}",
+                g.view,
+                g.upserted,
+                g.deleted,
+                if g.full { " (full recompute)" } else { "" },
+                g.version.map_or("unchanged".to_string(), |v| v.to_string()),
+            )?;
+        }
+        for (table, rejected, of) in self.mostly_rejected() {
+            writeln!(
+                f,
+                "WARNING: {table} rejected {rejected} of {of} rows: most of the data went to quarantine; read the reasons in its quarantine table"
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// Lists the landing objects of `table` (modified since `since`), in key order.
@@ -133,18 +236,28 @@ pub async fn run(
     };
     for (table, objects) in &listed {
         progress.stage(&format!("bronze/{}", table.name));
+        let mut load = BronzeLoad {
+            table: table.name.clone(),
+            objects: objects.len(),
+            ..Default::default()
+        };
         for chunk in objects.chunks(options.chunk.max(1)) {
             let commit = bronze.ingest(table, chunk).await?;
             for o in &commit.objects {
                 match &o.status {
-                    ObjectStatus::Ingested { rows, .. } => {
+                    ObjectStatus::Ingested { rows, quarantined } => {
                         summary.ingested += 1;
                         summary.rows += rows;
+                        load.rows += rows;
+                        load.rows_quarantined += quarantined;
                     }
                     ObjectStatus::AlreadyIngested | ObjectStatus::Stale { .. } => {
                         summary.already_ingested += 1
                     }
-                    ObjectStatus::Quarantined { .. } => summary.quarantined += 1,
+                    ObjectStatus::Quarantined { .. } => {
+                        summary.quarantined += 1;
+                        load.objects_quarantined += 1;
+                    }
                     ObjectStatus::Failed { reason } => {
                         summary.failed.push((o.key.clone(), reason.clone()))
                     }
@@ -152,6 +265,7 @@ pub async fn run(
             }
             progress.advance(chunk.len());
         }
+        summary.bronze.push(load);
     }
     let silver = SilverWriter::new(config.clone());
     for (table, _) in &listed {

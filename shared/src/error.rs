@@ -81,6 +81,28 @@ pub enum Error {
     )]
     LogExpired { table: String, version: i64 },
 
+    /// A reader asked for a version (time travel, a change feed's start) that log cleanup has removed.
+    #[error(
+        "delta table {table}: version {version} is no longer readable{what}: maintenance removed the log entries older than the table's log retention (delta.logRetentionDuration, 30 days unless set) below its latest checkpoint; the oldest readable version is {oldest} (see the README's \"Time travel and retention\")"
+    )]
+    VersionCleaned {
+        table: String,
+        version: i64,
+        /// What could not be read (`""` for time travel, `" as a change feed"`...).
+        what: &'static str,
+        oldest: i64,
+    },
+
+    /// A reader asked for a version the table has not reached.
+    #[error(
+        "delta table {table}: version {version} does not exist: the latest version is {latest}"
+    )]
+    VersionAhead {
+        table: String,
+        version: i64,
+        latest: i64,
+    },
+
     /// `rebuild` starts from nothing: a silver table or its tombstones still exist.
     #[error("silver table {table}: rebuild needs {location} deleted first (the rebuild starts from nothing)")]
     RebuildOverExisting { table: String, location: String },

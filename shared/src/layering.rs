@@ -37,7 +37,12 @@ fn files_of(src: &Path, name: &str) -> Vec<PathBuf> {
     let mut out: Vec<PathBuf> = std::fs::read_dir(src.join(name))
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|x| x == "rs") && !p.ends_with("tests.rs"))
+        .filter(|p| {
+            // Test modules (`tests.rs`, `*_tests.rs`) may use any layer.
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            p.extension().is_some_and(|x| x == "rs")
+                && !name.is_some_and(|n| n.ends_with("tests.rs"))
+        })
         .collect();
     out.sort();
     out

@@ -22,9 +22,9 @@ pub struct Lag {
     /// The source version the consumer applied last (its watermark).
     pub applied: Option<i64>,
     pub source_version: Option<i64>,
-    /// Source commits not applied yet.
+    /// Source commits not applied yet that change data (maintenance commits are not counted).
     pub versions_behind: i64,
-    /// Age of the oldest source commit not applied yet (0 when caught up).
+    /// Age of the oldest such commit (0 when caught up).
     pub seconds_behind: i64,
 }
 
@@ -71,7 +71,7 @@ pub async fn status(config: &PipelineConfig, now: DateTime<Utc>) -> Result<Vec<T
                 vec![
                     lag(
                         bronze_label.clone(),
-                        bronze.as_ref(),
+                        bronze.as_ref().map(|b| (b, &bronze_loc)),
                         lake::txn_version(s, &app).await?,
                         now,
                     )
@@ -117,9 +117,11 @@ pub async fn status(config: &PipelineConfig, now: DateTime<Utc>) -> Result<Vec<T
         let mut lags = Vec::new();
         if let Some(g) = &gold {
             for s in &v.sources {
-                let source = lake::open(&config.silver_location(s)).await?;
+                let location = config.silver_location(s);
+                let source = lake::open(&location).await?;
                 let mark = lake::txn_version(g, &gold::watermark_app_id(&v.name, s)).await?;
-                lags.push(lag(format!("silver/{s}"), source.as_ref(), mark, now).await?);
+                let source = source.as_ref().map(|t| (t, &location));
+                lags.push(lag(format!("silver/{s}"), source, mark, now).await?);
             }
         }
         let size = v
@@ -200,27 +202,41 @@ async fn layer(
     Ok(out)
 }
 
-/// How far a consumer whose watermark is `applied` is behind `source`.
+/// At most this many pending source commits are read to tell data commits from maintenance ones;
+/// beyond that every pending commit counts (a consumer that far behind is lagging anyway).
+const MAX_PENDING_READ: i64 = 1_000;
+
+/// How far a consumer whose watermark is `applied` is behind `source`. Only commits that change data
+/// count: a consumer has nothing to do for a compaction, vacuum or property change, so a quiet table
+/// after maintenance shows no lag.
 async fn lag(
     label: String,
-    source: Option<&DeltaTable>,
+    source: Option<(&DeltaTable, &Location)>,
     applied: Option<i64>,
     now: DateTime<Utc>,
 ) -> Result<Lag> {
-    let source_version = source.and_then(|s| s.version()).map(|v| v as i64);
+    let source_version = source.and_then(|(s, _)| s.version()).map(|v| v as i64);
     let first_pending = applied.map_or(0, |a| a + 1);
-    let versions_behind = source_version.map_or(0, |v| (v - first_pending + 1).max(0));
-    let seconds_behind = match (source, versions_behind) {
-        (Some(s), n) if n > 0 => lake::commit_time(s, first_pending)
-            .await?
-            .map_or(0, |t| (now - t).num_seconds().max(0)),
-        _ => 0,
+    let pending = source_version.map_or(0, |v| (v - first_pending + 1).max(0));
+    let (versions_behind, oldest) = match source {
+        Some((s, location)) if pending > 0 && pending <= MAX_PENDING_READ => {
+            let to = first_pending + pending - 1;
+            let data = lake::data_commits(s, location, first_pending, to).await?;
+            let oldest = match data.first() {
+                Some((_, Some(at))) => Some(*at),
+                Some((v, None)) => lake::commit_time(s, *v).await?,
+                None => None,
+            };
+            (data.len() as i64, oldest)
+        }
+        Some((s, _)) if pending > 0 => (pending, lake::commit_time(s, first_pending).await?),
+        _ => (0, None),
     };
     Ok(Lag {
         source: label,
         applied,
         source_version,
         versions_behind,
-        seconds_behind,
+        seconds_behind: oldest.map_or(0, |t| (now - t).num_seconds().max(0)),
     })
 }

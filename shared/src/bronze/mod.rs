@@ -205,7 +205,7 @@ impl BronzeWriter {
                 continue;
             }
             let lineage = Lineage {
-                key: obj.key.clone(),
+                key: self.config.lineage_key(&obj.key).to_string(),
                 etag: etag.clone(),
                 ingested_at_us,
             };
@@ -219,7 +219,7 @@ impl BronzeWriter {
                     work.txns.push(lake::txn(&id, TXN_INGESTED));
                     if !out.bad.is_empty() && quarantine_marker.is_none() {
                         work.quarantine.push(QuarantinedObject {
-                            key: obj.key.clone(),
+                            key: self.config.lineage_key(&obj.key).to_string(),
                             etag: etag.clone(),
                             rows: out.bad,
                         });
@@ -241,7 +241,7 @@ impl BronzeWriter {
                 Err(ReadError::Malformed(reason)) => {
                     warn!(table = %table.name, key = %obj.key, %reason, "quarantining whole object");
                     work.quarantine.push(QuarantinedObject {
-                        key: obj.key.clone(),
+                        key: self.config.lineage_key(&obj.key).to_string(),
                         etag: etag.clone(),
                         rows: vec![BadRow {
                             row: None,
@@ -362,7 +362,8 @@ impl BronzeWriter {
         meta: &ObjectMeta,
         lineage: &Lineage,
     ) -> Result<(Vec<Add>, ReadOutcome), ReadError> {
-        let key = lineage.key.clone();
+        // The object's key in the landing store (lineage may name it relative to the landing URI).
+        let key = meta.location.to_string();
         let Some(target) = self
             .ensure_table(table, location, bronze, &key, meta)
             .await?

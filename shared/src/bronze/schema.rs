@@ -87,7 +87,7 @@ impl BronzeWriter {
         lineage: &Lineage,
         target: SchemaRef,
     ) -> Result<SchemaRef, ReadError> {
-        let Some(found) = self.infer(table, &lineage.key, meta).await? else {
+        let Some(found) = self.infer(table, meta.location.as_ref(), meta).await? else {
             return Ok(target);
         };
         let Some(t) = bronze.as_mut() else {

@@ -200,3 +200,14 @@ async fn csv_schema_is_inferred_then_enforced() {
     assert_eq!(q.len(), 1);
     assert!(q[0].1.contains("`x` is not a valid long"), "{q:?}");
 }
+
+#[tokio::test]
+async fn source_key_is_the_key_under_the_landing_uri() {
+    let lab = Lab::with_table("t", "format = \"jsonl\"\ncolumns = [\"id long\"]");
+    lab.ingest("t", "a.jsonl", "{\"id\":1}\n{\"id\":\"x\"}\n")
+        .await;
+    let keys = testkit::column_texts(&lab.cfg.bronze_location("t"), SOURCE_KEY).await;
+    assert_eq!(keys, [Some("t/a.jsonl".to_string())]);
+    let keys = testkit::column_texts(&lab.cfg.quarantine_location("t"), SOURCE_KEY).await;
+    assert_eq!(keys, [Some("t/a.jsonl".to_string())]);
+}

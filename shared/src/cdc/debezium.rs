@@ -1,10 +1,14 @@
 //! Debezium envelopes (`{before, after, op, ts_ms, source}`, with or without the JSON converter's
 //! `{schema, payload}` wrapper) as row cells, sequence and operation.
 
+use std::collections::HashMap;
+
 use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use serde_json::value::RawValue;
 
+use super::connect::{self, RowSchema};
 use super::{strings, Events, Normalizer, OP_DELETE, OP_UPSERT};
+use crate::config::UnknownFields;
 use crate::error::{Error, Result};
 use crate::read::jsonl::{json_cell, raw_object, RawObject};
 use crate::schema;
@@ -38,8 +42,21 @@ impl Normalizer {
                 ))
             })
             .collect::<Result<_>>()?;
+        // Envelopes of one connector carry the same schema text: parsed once per distinct text.
+        let mut schemas: HashMap<&str, std::result::Result<RowSchema, String>> = HashMap::new();
+        let schema_column = text.iter().find(|(n, _)| n == "schema").map(|(_, a)| a);
         for i in 0..n {
             let envelope = envelope_at(&text, i);
+            let wires = match schema_column.and_then(|a| text_at(a, i)) {
+                Some(s) => match schemas.entry(s).or_insert_with(|| RowSchema::parse(s)) {
+                    Ok(w) => Some(&*w),
+                    Err(reason) => {
+                        reasons[i] = Some(reason.clone());
+                        None
+                    }
+                },
+                None => None,
+            };
             let (op, image) = match &envelope {
                 Ok(e) => match e.op.as_deref() {
                     Some("c" | "r" | "u") => (OP_UPSERT, Ok(e.after.as_ref())),
@@ -72,16 +89,40 @@ impl Normalizer {
             }
             for (b, f) in cells.iter_mut().zip(self.row_schema.fields()) {
                 let cell = match image.and_then(|m| m.get(f.name())) {
-                    Some(v) => match json_cell(v, f) {
-                        Ok(c) => c,
-                        Err(e) => {
-                            reasons[i].get_or_insert(e);
-                            None
+                    Some(v) => {
+                        let decoded = match wires.and_then(|w| w.get(f.name())) {
+                            Some(wire) => connect::decode(v, wire, f.data_type(), f.name()),
+                            None => json_cell(v, f),
+                        };
+                        match decoded {
+                            Ok(c) => c,
+                            Err(e) => {
+                                reasons[i].get_or_insert(e);
+                                None
+                            }
                         }
-                    },
+                    }
                     None => None,
                 };
                 b.append_option(cell);
+            }
+            // A column the table does not declare (a column added by `ALTER TABLE`) is never
+            // dropped silently: the event goes to quarantine naming it, unless the table ignores
+            // unknown fields.
+            // (A delete needs only its keys: its before-image is not checked.)
+            if reasons[i].is_none()
+                && op == OP_UPSERT
+                && self.table.unknown_fields != UnknownFields::Ignore
+            {
+                if let Some(field) = image.and_then(|m| {
+                    m.keys()
+                        .find(|k| self.row_schema.field_with_name(k).is_err())
+                        .map(|k| k.to_string())
+                }) {
+                    reasons[i] = Some(format!(
+                        "unknown field `{field}` in the Debezium after-image (not in row_columns): add it to row_columns, or set unknown_fields = \"ignore\" to drop such fields"
+                    ));
+                }
             }
             let seq_value = match (self.table.sequence_by.as_deref(), envelope.as_ref()) {
                 (Some("ts_ms"), Ok(e)) => e.ts_ms.clone(),

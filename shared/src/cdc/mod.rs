@@ -31,6 +31,8 @@ pub struct ChangeSet {
     pub batch: RecordBatch,
     /// Rows that could not be normalised, for quarantine.
     pub rejected: Vec<RejectedChange>,
+    /// Rows skipped on purpose (Debezium tombstones and schema-change records).
+    pub skipped: usize,
 }
 
 /// A bronze row silver could not use, with where it came from and why.
@@ -40,6 +42,9 @@ pub struct RejectedChange {
     pub etag: String,
     pub row: i64,
     pub reason: String,
+    /// The event as bronze holds it (cut at `limits.max_raw_kb`): a Debezium payload, or the row's
+    /// columns as a JSON object.
+    pub raw: Option<String>,
 }
 
 /// Turns bronze batches of one table into [`ChangeSet`]s.
@@ -298,11 +303,16 @@ impl Normalizer {
                                 .value(i)
                         })
                         .unwrap_or(i as i64 + 1);
+                    let mut reason = reason;
+                    let raw = raw_event(bronze, i, self.table.cdc).map(|t| {
+                        crate::read::cut_raw(t, self.table.limits.max_raw_bytes, &mut reason)
+                    });
                     RejectedChange {
                         key: text(&keys_of),
                         etag: text(&etags_of),
                         row,
                         reason,
+                        raw,
                     }
                 })
             })
@@ -310,6 +320,7 @@ impl Normalizer {
         Ok(ChangeSet {
             batch: kept,
             rejected,
+            skipped: skip.iter().filter(|s| **s).count(),
         })
     }
 
@@ -392,6 +403,38 @@ impl Normalizer {
     }
 }
 
+/// Row `i` of a bronze batch as the event it was: a Debezium `payload` verbatim, otherwise its data
+/// columns as one JSON object (Debezium envelope parts, which bronze keeps as JSON text, embedded as
+/// JSON). The Connect `schema` is left out: it is the same for every event and often larger than it.
+fn raw_event(bronze: &RecordBatch, i: usize, cdc: CdcFormat) -> Option<String> {
+    let text = |name: &str| -> Option<String> {
+        let c = strings(column(bronze, name)?).ok()?;
+        text_at(&c, i).map(str::to_string)
+    };
+    if cdc == CdcFormat::Debezium {
+        if let Some(p) = text("payload") {
+            return Some(p);
+        }
+    }
+    let mut out = serde_json::Map::new();
+    for f in bronze.schema().fields() {
+        let name = f.name();
+        if schema::is_lineage(name) || (cdc == CdcFormat::Debezium && name == "schema") {
+            continue;
+        }
+        let value = match text(name) {
+            None => serde_json::Value::Null,
+            Some(t) if cdc == CdcFormat::Debezium => {
+                serde_json::from_str(&t).unwrap_or(serde_json::Value::String(t))
+            }
+            Some(t) => serde_json::Value::String(t),
+        };
+        out.insert(name.clone(), value);
+    }
+    serde_json::to_string(&out).ok()
+}
+
+mod connect;
 mod debezium;
 mod latest;
 

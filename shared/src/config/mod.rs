@@ -73,6 +73,10 @@ pub enum UnknownFields {
     Evolve,
 }
 
+/// Debezium's default `unavailable.value.placeholder`: what an update carries for a TOASTed column it
+/// did not change (PostgreSQL, REPLICA IDENTITY DEFAULT).
+pub const DEBEZIUM_UNAVAILABLE: &str = "__debezium_unavailable_value";
+
 /// Everything the pipeline knows about one table.
 #[derive(Debug, Clone)]
 pub struct TableConfig {
@@ -95,6 +99,10 @@ pub struct TableConfig {
     /// SCD1: how long a delete tombstone can stop a late event (`None`: forever).
     pub tombstone_retention_days: Option<u32>,
     pub unknown_fields: UnknownFields,
+    /// A value meaning "unchanged, not sent" (Debezium's TOAST placeholder): the column keeps the value
+    /// of the newest earlier event that carried one. Debezium tables default to
+    /// [`DEBEZIUM_UNAVAILABLE`]; `unavailable_value = ""` turns it off.
+    pub unavailable_value: Option<String>,
     pub csv_delimiter: u8,
     pub csv_header: bool,
     /// How the local runner batches this table's messages (Lambda: the event source mapping's settings).
@@ -252,6 +260,15 @@ impl PipelineConfig {
         }
         let rel = layout::relative_key(&self.landing, key)?;
         self.tables.iter().find(|t| rel.starts_with(&t.prefix))
+    }
+
+    /// The key lineage (`_source_key`) records for landing object `key`: its S3 key, or for a
+    /// `file://` landing its path under the landing folder (not the machine's absolute path).
+    pub fn lineage_key<'a>(&self, key: &'a str) -> &'a str {
+        match self.landing.url.scheme() {
+            "file" => layout::relative_key(&self.landing, key).unwrap_or(key),
+            _ => key,
+        }
     }
 
     pub fn view(&self, name: &str) -> Option<&GoldView> {

@@ -10,7 +10,7 @@ use super::columns::parse_columns;
 use super::limits::RawLimits;
 use super::{
     CdcFormat, Compression, Format, GlueConfig, GoldView, Location, MaintenanceConfig,
-    PipelineConfig, QueueConfig, TableConfig, TriggerWindow, UnknownFields,
+    PipelineConfig, QueueConfig, TableConfig, TriggerWindow, UnknownFields, DEBEZIUM_UNAVAILABLE,
     DEFAULT_MAINTENANCE_MINUTES, DEFAULT_QUARANTINE_RETENTION_DAYS, DEFAULT_VACUUM_RETENTION_DAYS,
 };
 use crate::error::{Error, Result};
@@ -148,6 +148,7 @@ struct RawTable {
     target_file_size_mb: Option<f64>,
     #[serde(default)]
     unknown_fields: UnknownFields,
+    unavailable_value: Option<String>,
     csv_delimiter: Option<String>,
     csv_header: Option<bool>,
     batch_size: Option<usize>,
@@ -445,6 +446,13 @@ impl RawTable {
             scd_type,
             tombstone_retention_days: self.tombstone_retention_days,
             unknown_fields: self.unknown_fields,
+            // Debezium's `unavailable.value.placeholder` default; "" turns it off.
+            unavailable_value: match (self.unavailable_value, cdc) {
+                (Some(v), _) if v.is_empty() => None,
+                (Some(v), _) => Some(v),
+                (None, CdcFormat::Debezium) => Some(DEBEZIUM_UNAVAILABLE.to_string()),
+                (None, _) => None,
+            },
             csv_delimiter,
             csv_header: self.csv_header.unwrap_or(true),
             trigger,

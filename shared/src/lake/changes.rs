@@ -30,11 +30,29 @@ pub async fn changes(
         .with_starting_version(from as _)
         .with_ending_version(to as _)
         .build(&ctx.state(), None)
-        .await
-        .map_err(fail)?;
-    let batches = deltalake::datafusion::physical_plan::collect(plan, ctx.task_ctx())
-        .await
-        .map_err(|e| Error::query(table_name(location), "read change feed", e))?;
+        .await;
+    let batches = match plan {
+        Ok(plan) => deltalake::datafusion::physical_plan::collect(plan, ctx.task_ctx())
+            .await
+            .map_err(|e| Error::query(table_name(location), "read change feed", e)),
+        Err(e) => Err(fail(e)),
+    };
+    // A start that log cleanup removed says so, with the oldest version the feed can start from.
+    let batches = match batches {
+        Ok(b) => b,
+        Err(e) => {
+            let kept = super::retained(table, location).await?;
+            return Err(match kept.oldest_commit {
+                Some(oldest) if from < oldest => Error::VersionCleaned {
+                    table: table_name(location),
+                    version: from,
+                    what: " as a change feed",
+                    oldest,
+                },
+                _ => e,
+            });
+        }
+    };
     // One schema for all rows (the table's current one, plain strings, nullable), even when the range
     // spans a schema change: rows written before an added column read it as null.
     let current = table.snapshot().map_err(fail)?.snapshot().arrow_schema();

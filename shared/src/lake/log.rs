@@ -2,6 +2,8 @@
 //! (typed actions through delta-rs' log parser, never a scan of the whole table). Silver reads bronze's
 //! new commits this way: bronze is append-only, so a commit's adds are its new rows.
 
+use std::collections::HashSet;
+
 use deltalake::arrow::array::RecordBatch;
 use deltalake::kernel::Action;
 use deltalake::logstore::get_actions;
@@ -35,6 +37,72 @@ pub(crate) async fn commit_actions(
         reason: "not a valid commit".into(),
         source: Some(Box::new(e)),
     })
+}
+
+/// Whether a commit's actions change the table's data: an add, remove or change data file with
+/// `dataChange: true`. Maintenance commits (compaction, vacuum, property changes) and watermark-only
+/// commits do not: a consumer has nothing to read in them.
+pub(crate) fn changes_data(actions: &[Action]) -> bool {
+    actions.iter().any(|a| match a {
+        Action::Add(add) => add.data_change,
+        Action::Remove(remove) => remove.data_change,
+        Action::Cdc(_) => true,
+        _ => false,
+    })
+}
+
+/// The data commits among `[from, to]` with their commit times (commitInfo), oldest first: what a
+/// consumer whose watermark is `from - 1` still has to apply. A version the log no longer holds counts
+/// as a data commit of unknown time (the consumer cannot skip what it cannot read).
+pub async fn data_commits(
+    table: &DeltaTable,
+    location: &Location,
+    from: i64,
+    to: i64,
+) -> Result<Vec<(i64, Option<chrono::DateTime<chrono::Utc>>)>> {
+    let mut out = Vec::new();
+    for version in from.max(0)..=to {
+        match commit_actions(table, location, version).await {
+            Ok(actions) if changes_data(&actions) => {
+                out.push((version, commit_info_time(&actions)))
+            }
+            Ok(_) => {}
+            Err(Error::LogExpired { .. }) => out.push((version, None)),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(out)
+}
+
+/// The data files the commits in `[from, to]` added as new data (`dataChange: true`; a compaction's
+/// files hold rows that were already there), as percent-decoded paths relative to the table. Read
+/// from those commits by name: no older version of the table is loaded, so it works however much of
+/// the log before `from` was cleaned.
+pub async fn files_added(
+    table: &DeltaTable,
+    location: &Location,
+    from: i64,
+    to: i64,
+) -> Result<HashSet<String>> {
+    let mut out = HashSet::new();
+    for version in from.max(0)..=to {
+        for action in commit_actions(table, location, version).await? {
+            if let Action::Add(add) = action {
+                if add.data_change {
+                    out.insert(decoded_path(&add.path));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A data file's path as the log spells it, percent-decoded (snapshots and commits may differ in
+/// encoding; compare decoded).
+pub fn decoded_path(path: &str) -> String {
+    percent_encoding::percent_decode_str(path)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 /// The rows each commit in `[from, to]` added, per version (compaction commits add none). A version that
@@ -103,6 +171,59 @@ pub async fn read_data_file(
         .collect()
 }
 
+/// The versions a table's log still holds, from one listing of `_delta_log/`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retained {
+    /// The oldest version a reader can load (time travel): the oldest checkpoint, or 0 while the
+    /// first commit is still there.
+    pub oldest_loadable: Option<i64>,
+    /// The oldest commit entry (a change feed can start there).
+    pub oldest_commit: Option<i64>,
+}
+
+/// What `table`'s log still holds. One LIST: for error messages and `status`, not for steps.
+pub async fn retained(table: &DeltaTable, location: &Location) -> Result<Retained> {
+    use futures::TryStreamExt;
+    let listed: Vec<_> = table
+        .object_store()
+        .list(Some(&Path::from("_delta_log")))
+        .try_collect()
+        .await
+        .map_err(|e| Error::Storage {
+            what: "list the log of",
+            location: table_name(location),
+            source: Box::new(e),
+        })?;
+    let mut commits = Vec::new();
+    let mut checkpoints = Vec::new();
+    for meta in listed {
+        let Some(name) = meta.location.filename() else {
+            continue;
+        };
+        let Some((version, rest)) = name.split_once('.') else {
+            continue;
+        };
+        let Ok(version) = version.parse::<i64>() else {
+            continue;
+        };
+        if rest == "json" {
+            commits.push(version);
+        } else if rest.starts_with("checkpoint") && rest.ends_with(".parquet") {
+            checkpoints.push(version);
+        }
+    }
+    let oldest_commit = commits.iter().min().copied();
+    let oldest_checkpoint = checkpoints.iter().min().copied();
+    let oldest_loadable = match oldest_commit {
+        Some(0) => Some(0),
+        _ => oldest_checkpoint,
+    };
+    Ok(Retained {
+        oldest_loadable,
+        oldest_commit,
+    })
+}
+
 /// The version of the table's latest checkpoint (from `_delta_log/_last_checkpoint`), if any.
 pub async fn last_checkpoint(table: &DeltaTable) -> Option<i64> {
     let hint = table
@@ -139,10 +260,14 @@ pub async fn commit_time(
         reason: "not a valid commit".into(),
         source: Some(Box::new(e)),
     })?;
-    Ok(actions.into_iter().find_map(|a| match a {
+    Ok(commit_info_time(&actions))
+}
+
+fn commit_info_time(actions: &[Action]) -> Option<chrono::DateTime<chrono::Utc>> {
+    actions.iter().find_map(|a| match a {
         Action::CommitInfo(info) => info
             .timestamp
             .and_then(chrono::DateTime::from_timestamp_millis),
         _ => None,
-    }))
+    })
 }

@@ -34,7 +34,10 @@ pub use layout::{
     compaction_bins, estimated_bytes, file_spans, small_file_bins, sorted_by_keys, write_sorted,
     FileSpan, SMALL_FILE_FRACTION,
 };
-pub use log::{commit_files, commit_time, last_checkpoint, read_data_file};
+pub use log::{
+    commit_files, commit_time, data_commits, decoded_path, files_added, last_checkpoint,
+    read_data_file, retained, Retained,
+};
 pub use merge::{
     action_is, key_predicate, keyed_join, quote, run_merge, tag, MergeClauses, ACTION,
     ACTION_DELETE, ACTION_UPSERT,
@@ -78,12 +81,10 @@ pub(crate) fn table_name(location: &Location) -> String {
 /// Opens the table at `location`; `None` when no table exists there yet.
 pub async fn open(location: &Location) -> Result<Option<DeltaTable>> {
     let started = std::time::Instant::now();
-    if location.url.scheme() == "file" {
-        let path = location.url.path();
-        std::fs::create_dir_all(path).map_err(|e| Error::Io {
-            path: path.into(),
-            source: e,
-        })?;
+    // A local table that does not exist is not a folder either: opening (status, maintenance, a
+    // reader) leaves nothing behind that other readers would take for a broken table.
+    if location.url.scheme() == "file" && !std::path::Path::new(location.url.path()).exists() {
+        return Ok(None);
     }
     let table = DeltaTable::try_from_url_with_storage_options(
         location.url.clone(),
@@ -96,19 +97,37 @@ pub async fn open(location: &Location) -> Result<Option<DeltaTable>> {
     Ok(table.version().is_some().then_some(table))
 }
 
-/// Opens the table at `location` as of `version`.
-pub async fn open_at(location: &Location, version: i64) -> Result<DeltaTable> {
-    let fail = |e| Error::delta(table_name(location), "open version", e);
-    let mut table = DeltaTable::try_from_url_with_storage_options(
-        location.url.clone(),
-        location.storage_options.clone(),
-    )
-    .await
-    .map_err(fail)?;
-    table
-        .load_version(version.max(0) as u64)
-        .await
-        .map_err(fail)?;
+/// Opens the table at `location` as of `version` (time travel). A version log cleanup removed is an
+/// [`Error::VersionCleaned`] naming the oldest readable one; a version not reached yet an
+/// [`Error::VersionAhead`].
+pub async fn open_version(location: &Location, version: i64) -> Result<DeltaTable> {
+    let Some(mut table) = open(location).await? else {
+        return Err(Error::delta(
+            table_name(location),
+            "open version",
+            DeltaTableError::NotATable(format!("no Delta table at {}", location.url)),
+        ));
+    };
+    let latest = table.version().map_or(0, |v| v as i64);
+    if version > latest {
+        return Err(Error::VersionAhead {
+            table: table_name(location),
+            version,
+            latest,
+        });
+    }
+    if let Err(e) = table.load_version(version.max(0) as u64).await {
+        let kept = retained(&table, location).await?;
+        return Err(match kept.oldest_loadable {
+            Some(oldest) if version < oldest => Error::VersionCleaned {
+                table: table_name(location),
+                version,
+                what: "",
+                oldest,
+            },
+            _ => Error::delta(table_name(location), "open version", e),
+        });
+    }
     Ok(table)
 }
 
@@ -153,6 +172,13 @@ pub async fn open_or_create_with(
 ) -> Result<DeltaTable> {
     if let Some(t) = open(location).await? {
         return Ok(t);
+    }
+    if location.url.scheme() == "file" {
+        let path = location.url.path();
+        std::fs::create_dir_all(path).map_err(|e| Error::Io {
+            path: path.into(),
+            source: e,
+        })?;
     }
     let fields = StructType::try_from_arrow(schema)
         .map_err(|e| Error::delta(table_name(location), "create", e.into()))?;

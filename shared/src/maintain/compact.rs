@@ -11,7 +11,7 @@
 //! table's watermarks, see [`super::Maintainer::commit_properties`]) are what makes a compaction and a
 //! concurrent step that rewrote the same file conflict instead of both committing (duplicate rows).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use deltalake::arrow::compute::concat_batches;
 use deltalake::kernel::Action;
@@ -39,16 +39,15 @@ pub(super) async fn compact(
     let mut spans = lake::file_spans(&table, &target.location, lead)?;
     if matches!(target.readers, super::Readers::Silver(_)) {
         // Only files every consumer has read: a pending step still reads the others by path, and
-        // vacuum would delete them once removed.
+        // vacuum would delete them once removed. The unread files are those the commits after the
+        // watermark added, read by name (log cleanup keeps those commits); the table as of the
+        // watermark may no longer be loadable (an idle table whose log was cleaned up to a
+        // maintenance commit), and need not be.
         match consumed {
             Consumed::Nothing => return Ok(r.skipped("silver has not read this table yet")),
             Consumed::Upto(v) if v < latest => {
-                let read = lake::open_at(&target.location, v).await?;
-                let read: HashSet<String> = lake::file_spans(&read, &target.location, None)?
-                    .into_iter()
-                    .map(|f| f.path)
-                    .collect();
-                spans.retain(|f| read.contains(&f.path));
+                let unread = lake::files_added(&table, &target.location, v + 1, latest).await?;
+                spans.retain(|f| !unread.contains(&lake::decoded_path(&f.path)));
             }
             _ => {}
         }

@@ -39,6 +39,8 @@ mod expire;
 mod log;
 
 #[cfg(test)]
+mod idle_tests;
+#[cfg(test)]
 mod tests;
 
 use consumers::Consumed;

@@ -80,21 +80,7 @@ impl ReadOutcome {
             o.2 = o.2.max(r);
             return;
         }
-        let raw = raw.map(|mut text| {
-            let max = self.limits.max_raw_bytes;
-            if text.len() > max {
-                let cut = (0..=max)
-                    .rev()
-                    .find(|i| text.is_char_boundary(*i))
-                    .unwrap_or(0);
-                reason.push_str(&format!(
-                    " (raw text cut to its first {cut} of {} bytes: limits.max_raw_kb)",
-                    text.len()
-                ));
-                text.truncate(cut);
-            }
-            text
-        });
+        let raw = raw.map(|text| cut_raw(text, self.limits.max_raw_bytes, &mut reason));
         self.bad.push(BadRow { row, raw, reason });
     }
 
@@ -188,6 +174,22 @@ pub fn parse_text(
         Format::Parquet => Err(ReadError::Malformed("parquet is not a text format".into())),
     }
     .map(ReadOutcome::finish)
+}
+
+/// A rejected row's raw text, cut at `max` bytes (on a character boundary); the reason then says so.
+pub(crate) fn cut_raw(mut text: String, max: usize, reason: &mut String) -> String {
+    if text.len() > max {
+        let cut = (0..=max)
+            .rev()
+            .find(|i| text.is_char_boundary(*i))
+            .unwrap_or(0);
+        reason.push_str(&format!(
+            " (raw text cut to its first {cut} of {} bytes: limits.max_raw_kb)",
+            text.len()
+        ));
+        text.truncate(cut);
+    }
+    text
 }
 
 #[cfg(test)]

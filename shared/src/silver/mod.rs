@@ -29,6 +29,8 @@ use crate::lake::{self, RetryPolicy};
 use crate::schema;
 
 mod columns;
+#[cfg(test)]
+mod connector_tests;
 mod merge;
 mod rejects;
 mod rewrite;
@@ -59,6 +61,11 @@ pub struct SilverCommit {
     pub version: Option<i64>,
     /// The silver table's version after this step (committed by it or before it): what gets announced.
     pub table_version: Option<i64>,
+    /// Bronze rows the step read (every event of the applied range, before keeping the latest per key).
+    pub read: usize,
+    /// Events skipped on purpose (Debezium tombstones and schema-change records).
+    pub skipped: usize,
+    /// Changes merged (the latest per key, or per key and sequence for SCD2).
     pub changes: usize,
     pub inserted: usize,
     pub updated: usize,
@@ -72,8 +79,17 @@ pub struct SilverCommit {
     pub bytes_rewritten: u64,
     /// `append` (every key new: no MERGE) or `merge`.
     pub path: &'static str,
+    /// Bronze rows that went to quarantine (`silver:` reasons).
     pub rejected: usize,
     pub attempts: u32,
+}
+
+impl SilverCommit {
+    /// Most rows of the step were rejected: a decoding or configuration problem, not bad luck (a
+    /// connector's types not decoded, a wrong column type).
+    pub fn mostly_rejected(&self) -> bool {
+        self.rejected > 0 && self.rejected * 2 >= self.read.saturating_sub(self.skipped)
+    }
 }
 
 impl SilverCommit {
@@ -100,6 +116,8 @@ pub struct SilverWriter {
 struct Batch {
     changes: RecordBatch,
     rejected: Vec<cdc::RejectedChange>,
+    read: usize,
+    skipped: usize,
 }
 
 impl SilverWriter {
@@ -259,6 +277,12 @@ impl SilverWriter {
         };
         out.applied = Some((silver_wm, latest));
         out.rejected = batch.rejected.len();
+        out.read = batch.read;
+        out.skipped = batch.skipped;
+        if out.mostly_rejected() {
+            warn!(table = %table.name, read = out.read, rejected = out.rejected, quarantine = %self.config.quarantine_location(&table.name).url,
+                "silver: most rows of this batch were rejected (see the quarantine table's reasons): check the table's columns and CDC format");
+        }
         mark("read", &mut phases);
         self.quarantine_rejects(table, &batch.rejected, latest)
             .await?;
@@ -367,7 +391,7 @@ impl SilverWriter {
         )
         .await?;
         mark("tombstones", &mut phases);
-        info!(table = %table.name, phases_ms = ?phases, from = ?silver_wm, to = latest, version = ?out.version, changes = out.changes,
+        info!(table = %table.name, phases_ms = ?phases, from = ?silver_wm, to = latest, version = ?out.version, read = out.read, rejected = out.rejected, changes = out.changes,
             inserted = out.inserted, updated = out.updated, deleted = out.deleted, path = out.path,
             files_scanned = out.files_scanned, files_skipped = out.files_skipped, files_rewritten = out.files_rewritten,
             files_added = out.files_added, bytes_rewritten = out.bytes_rewritten, "silver commit");
@@ -438,9 +462,12 @@ impl SilverWriter {
         let schema = normalizer.change_schema();
         let mut parts = Vec::new();
         let mut rejected = Vec::new();
+        let (mut read, mut skipped) = (0, 0);
         for (version, batches) in commits {
             for b in batches {
+                read += b.num_rows();
                 let set = normalizer.normalize(&b, version)?;
+                skipped += set.skipped;
                 for r in &set.rejected {
                     warn!(table = %table.name, key = %r.key, row = r.row, reason = %r.reason, "silver: change rejected");
                 }
@@ -458,6 +485,8 @@ impl SilverWriter {
         Ok(Batch {
             changes: cdc::latest_per_key(&all, &group)?,
             rejected,
+            read,
+            skipped,
         })
     }
 }

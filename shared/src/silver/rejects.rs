@@ -34,12 +34,45 @@ impl SilverWriter {
                 return Ok(());
             }
         }
-        let mut by_object: Vec<QuarantinedObject> = Vec::new();
+        // Copies of one event (a connector re-delivering after a restart or rebalance writes it into
+        // another object) are quarantined once, naming where the copies were.
+        let mut copies: HashMap<(&str, &str), Vec<&cdc::RejectedChange>> = HashMap::new();
+        let mut first: Vec<&cdc::RejectedChange> = Vec::new();
         for r in rejected {
+            match r.raw.as_deref() {
+                Some(raw) => {
+                    let seen = copies.entry((raw, r.reason.as_str())).or_default();
+                    if seen.is_empty() {
+                        first.push(r);
+                    }
+                    seen.push(r);
+                }
+                None => first.push(r),
+            }
+        }
+        let mut by_object: Vec<QuarantinedObject> = Vec::new();
+        for r in first {
+            let mut reason = format!("silver: {}", r.reason);
+            if let Some(raw) = r.raw.as_deref() {
+                let others = &copies[&(raw, r.reason.as_str())][1..];
+                if !others.is_empty() {
+                    let at: Vec<String> = others
+                        .iter()
+                        .take(5)
+                        .map(|o| format!("{} row {}", o.key, o.row))
+                        .collect();
+                    reason.push_str(&format!(
+                        " ({} more copies of this event: {}{})",
+                        others.len(),
+                        at.join(", "),
+                        if others.len() > 5 { ", ..." } else { "" }
+                    ));
+                }
+            }
             let bad = BadRow {
                 row: Some(r.row as u64),
-                raw: None,
-                reason: format!("silver: {}", r.reason),
+                raw: r.raw.clone(),
+                reason,
             };
             match by_object
                 .iter_mut()
