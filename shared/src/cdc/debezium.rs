@@ -24,6 +24,7 @@ impl Normalizer {
             ops,
             reasons,
             skip,
+            unavailable,
         } = events;
         let n = bronze.num_rows();
         let text: Vec<(String, ArrayRef)> = bronze
@@ -61,6 +62,17 @@ impl Normalizer {
                 Ok(e) => match e.op.as_deref() {
                     Some("c" | "r" | "u") => (OP_UPSERT, Ok(e.after.as_ref())),
                     Some("d") => (OP_DELETE, Ok(e.before.as_ref())),
+                    // A logical decoding message (`pg_logical_emit_message`): not a row change.
+                    Some("m") => {
+                        skip[i] = true;
+                        (OP_UPSERT, Ok(None))
+                    }
+                    Some("t") => {
+                        reasons[i] = Some(
+                            "Debezium truncate (`t`) events are not applied: the table's rows stay as they are (truncate the silver table by hand, or leave `t` in the connector's skipped.operations)".into(),
+                        );
+                        (OP_UPSERT, Ok(None))
+                    }
                     Some(other) => {
                         reasons[i] = Some(format!(
                             "unknown Debezium op `{other}` (expected c, r, u or d)"
@@ -87,8 +99,13 @@ impl Normalizer {
                     if op == OP_DELETE { "before" } else { "after" }
                 ));
             }
-            for (b, f) in cells.iter_mut().zip(self.row_schema.fields()) {
+            for (c, (b, f)) in cells.iter_mut().zip(self.row_schema.fields()).enumerate() {
                 let cell = match image.and_then(|m| m.get(f.name())) {
+                    // TOAST: "unchanged, not sent" (a string, or base64 in a bytes column).
+                    Some(v) if self.is_unavailable_json(v) => {
+                        unavailable[i].push(c);
+                        None
+                    }
                     Some(v) => {
                         let decoded = match wires.and_then(|w| w.get(f.name())) {
                             Some(wire) => connect::decode(v, wire, f.data_type(), f.name()),

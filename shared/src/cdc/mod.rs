@@ -16,7 +16,7 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
 use crate::config::{CdcFormat, TableConfig};
 use crate::error::{Error, Result};
-use crate::schema::{self, SOURCE_KEY, SOURCE_ROW};
+use crate::schema::{self, SOURCE_KEY, SOURCE_ROW, VALUE_SOURCES};
 
 pub use crate::schema::{BRONZE_VERSION, OP, SEQ};
 pub const OP_UPSERT: &str = "U";
@@ -54,6 +54,9 @@ pub struct Normalizer {
     /// The row columns silver keeps.
     row_schema: SchemaRef,
     seq_type: DataType,
+    /// The value meaning "not sent, unchanged" (`unavailable_value`), as text and as base64 (how a
+    /// bytes column carries it), when the table has one.
+    unavailable: Option<(String, String)>,
 }
 
 /// Per bronze row, what a change format's reader fills in: the text cells of the row columns and of
@@ -64,6 +67,8 @@ struct Events {
     ops: Vec<&'static str>,
     reasons: Vec<Option<String>>,
     skip: Vec<bool>,
+    /// Per row, the row columns (indices) whose value was not sent.
+    unavailable: Vec<Vec<usize>>,
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a ArrayRef> {
@@ -71,7 +76,24 @@ fn column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a ArrayRef> {
 }
 
 fn strings(array: &ArrayRef) -> Result<ArrayRef> {
+    if is_nested(array.data_type()) {
+        return schema::json_text(array);
+    }
     cast(array, &DataType::Utf8).map_err(|e| Error::arrow("reading CDC column as text", e))
+}
+
+/// Struct, list and map columns (a Parquet source's nested types): silver keeps them as JSON text.
+fn is_nested(dt: &DataType) -> bool {
+    matches!(
+        dt,
+        DataType::Struct(_)
+            | DataType::List(_)
+            | DataType::LargeList(_)
+            | DataType::FixedSizeList(..)
+            | DataType::ListView(_)
+            | DataType::LargeListView(_)
+            | DataType::Map(..)
+    )
 }
 
 impl Normalizer {
@@ -98,7 +120,10 @@ impl Normalizer {
                         .fields()
                         .iter()
                         .filter(|f| Some(f.name().as_str()) != skip)
-                        .map(|f| f.as_ref().clone())
+                        .map(|f| match is_nested(f.data_type()) {
+                            true => f.as_ref().clone().with_data_type(DataType::Utf8),
+                            false => f.as_ref().clone(),
+                        })
                         .collect::<Vec<_>>(),
                 )
             }
@@ -131,10 +156,18 @@ impl Normalizer {
                     )
                 })?,
         };
+        let unavailable = table.unavailable_value.as_ref().map(|v| {
+            use base64::Engine;
+            (
+                v.clone(),
+                base64::engine::general_purpose::STANDARD.encode(v.as_bytes()),
+            )
+        });
         Ok(Normalizer {
             table: table.clone(),
             row_schema: Arc::new(row_schema),
             seq_type,
+            unavailable,
         })
     }
 
@@ -158,6 +191,9 @@ impl Normalizer {
         fields.push(Field::new(OP, DataType::Utf8, false));
         fields.push(Field::new(BRONZE_VERSION, DataType::Int64, false));
         fields.push(Field::new(SOURCE_ROW, DataType::Int64, false));
+        if self.unavailable.is_some() {
+            fields.push(Field::new(VALUE_SOURCES, DataType::Utf8, true));
+        }
         Arc::new(Schema::new(fields))
     }
 
@@ -180,6 +216,7 @@ impl Normalizer {
             ops: Vec::with_capacity(n),
             reasons: vec![None; n],
             skip: vec![false; n],
+            unavailable: vec![Vec::new(); n],
         };
         match self.table.cdc {
             CdcFormat::Debezium => self.debezium(bronze, &mut events)?,
@@ -191,6 +228,7 @@ impl Normalizer {
             ops,
             reasons,
             skip,
+            unavailable,
         } = events;
         let sources: Vec<ArrayRef> = cells
             .iter_mut()
@@ -227,6 +265,27 @@ impl Normalizer {
             Some(r) => r.clone(),
             None => Arc::new(Int64Array::from_iter_values(1..=n as i64)),
         });
+        if self.unavailable.is_some() {
+            // Columns not sent: no value known yet from this event (see `unavailable`).
+            let sources: Vec<Option<String>> = unavailable
+                .iter()
+                .map(|cols| {
+                    (!cols.is_empty()).then(|| {
+                        let map: serde_json::Map<String, serde_json::Value> = cols
+                            .iter()
+                            .map(|&c| {
+                                (
+                                    self.row_schema.field(c).name().clone(),
+                                    serde_json::Value::Null,
+                                )
+                            })
+                            .collect();
+                        serde_json::Value::Object(map).to_string()
+                    })
+                })
+                .collect();
+            typed.push(Arc::new(StringArray::from(sources)));
+        }
         // Upserts must carry every required column; SCD2 history is ordered by the sequence, so every
         // event needs one.
         let mut reasons = reasons;
@@ -252,8 +311,8 @@ impl Normalizer {
                 }
             }
             if reasons[i].is_none() && *op == OP_UPSERT {
-                for (f, col) in self.row_schema.fields().iter().zip(&typed) {
-                    if !f.is_nullable() && col.is_null(i) {
+                for (c, (f, col)) in self.row_schema.fields().iter().zip(&typed).enumerate() {
+                    if !f.is_nullable() && col.is_null(i) && !unavailable[i].contains(&c) {
                         reasons[i] = Some(format!(
                             "column `{}` is required but is null or missing",
                             f.name()
@@ -324,6 +383,24 @@ impl Normalizer {
         })
     }
 
+    /// Whether a cell's text is the table's "not sent" value (as text, or base64 in a bytes column).
+    fn is_unavailable(&self, text: &str) -> bool {
+        self.unavailable
+            .as_ref()
+            .is_some_and(|(plain, b64)| text == plain || text == b64)
+    }
+
+    /// [`Self::is_unavailable`] for a JSON value, without decoding it (checked for every cell).
+    fn is_unavailable_json(&self, v: &serde_json::value::RawValue) -> bool {
+        let t = v.get();
+        self.unavailable.is_some()
+            && t.len() >= 2
+            && t.starts_with('"')
+            && t.ends_with('"')
+            && !t.contains('\\')
+            && self.is_unavailable(&t[1..t.len() - 1])
+    }
+
     fn change_schema_relaxed(&self, relaxed: &Schema) -> SchemaRef {
         let mut fields: Vec<Field> = relaxed
             .fields()
@@ -348,6 +425,7 @@ impl Normalizer {
             seq,
             ops,
             reasons,
+            unavailable,
             ..
         } = events;
         let n = bronze.num_rows();
@@ -376,8 +454,14 @@ impl Normalizer {
             .map(strings)
             .transpose()?;
         for (i, reason) in reasons.iter_mut().enumerate().take(n) {
-            for (b, col) in cells.iter_mut().zip(&text_cols) {
-                b.append_option(col.as_ref().and_then(|c| text_at(c, i)));
+            for (c, (b, col)) in cells.iter_mut().zip(&text_cols).enumerate() {
+                let cell = col.as_ref().and_then(|col| text_at(col, i));
+                if cell.is_some_and(|v| self.is_unavailable(v)) {
+                    unavailable[i].push(c);
+                    b.append_null();
+                } else {
+                    b.append_option(cell);
+                }
             }
             seq.append_option(seq_col.as_ref().and_then(|c| text_at(c, i)));
             let flag = op_col
@@ -437,6 +521,7 @@ fn raw_event(bronze: &RecordBatch, i: usize, cdc: CdcFormat) -> Option<String> {
 mod connect;
 mod debezium;
 mod latest;
+pub mod unavailable;
 
 use debezium::text_at;
 pub use latest::latest_per_key;

@@ -65,6 +65,33 @@ pub fn file_spans(
         .collect())
 }
 
+/// Whether any live row of `table` may hold a non-null `column`, from the files' statistics (a file
+/// without statistics for it may).
+pub fn column_has_values(table: &DeltaTable, location: &Location, column: &str) -> Result<bool> {
+    let fail = |e| Error::delta(table_name(location), "read file statistics", e);
+    let snapshot = table.snapshot().map_err(fail)?;
+    if snapshot.log_data().num_files() == 0 {
+        return Ok(false);
+    }
+    let files = snapshot.add_actions_table(true).map_err(fail)?;
+    let int = |name: &str| {
+        files.column_by_name(name).and_then(|c| {
+            cast(c, &deltalake::arrow::datatypes::DataType::Int64)
+                .ok()
+                .map(|c| {
+                    c.as_primitive::<deltalake::arrow::datatypes::Int64Type>()
+                        .clone()
+                })
+        })
+    };
+    let (Some(nulls), Some(records)) = (int(&format!("null_count.{column}")), int("num_records"))
+    else {
+        return Ok(true);
+    };
+    Ok((0..files.num_rows())
+        .any(|i| nulls.is_null(i) || records.is_null(i) || nulls.value(i) < records.value(i)))
+}
+
 /// Per file of a flattened add-actions table, the range of `column` from its statistics.
 fn key_ranges(
     files: &RecordBatch,

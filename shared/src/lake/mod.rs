@@ -31,8 +31,8 @@ pub use cache::Tables;
 pub use changes::changes;
 pub use cluster::{rewritten, touched, touched_paths, Touched};
 pub use layout::{
-    compaction_bins, estimated_bytes, file_spans, small_file_bins, sorted_by_keys, write_sorted,
-    FileSpan, SMALL_FILE_FRACTION,
+    column_has_values, compaction_bins, estimated_bytes, file_spans, small_file_bins,
+    sorted_by_keys, write_sorted, FileSpan, SMALL_FILE_FRACTION,
 };
 pub use log::{
     commit_files, commit_time, data_commits, decoded_path, files_added, last_checkpoint,

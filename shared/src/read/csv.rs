@@ -5,7 +5,9 @@
 //! because a strict pipeline needs three things that crate does not say: whether a field was quoted (an
 //! empty unquoted field is NULL, `""` is the empty string: how AWS DMS and Spark tell them apart),
 //! whether the file ended inside quotes (an unterminated quote must not swallow the rest of the file
-//! into one "valid" field), and each record's exact bytes, read in linear time with a length cap.
+//! into one "valid" field: the quote's record is rejected and the lines after it are read again one
+//! record per line, Spark's non-multiline rule), and each record's exact bytes, read in linear time
+//! with a length cap.
 
 use std::io::BufRead;
 
@@ -79,6 +81,11 @@ pub(super) struct Records<R> {
     line: u64,
     /// A UTF-8 byte-order mark is skipped once, at the start.
     started: bool,
+    /// Bytes to read before `reader`'s: what an unterminated quote had swallowed, read again.
+    pending: Option<std::io::Cursor<Vec<u8>>>,
+    /// After an unterminated quote, every line is one record (Spark's non-multiline rule): quotes
+    /// no longer span lines, so one stray quote costs one record, in linear time.
+    line_mode: bool,
 }
 
 impl<R: BufRead> Records<R> {
@@ -89,6 +96,8 @@ impl<R: BufRead> Records<R> {
             max: table.limits.max_line_bytes,
             line: 1,
             started: false,
+            pending: None,
+            line_mode: false,
         }
     }
 
@@ -123,26 +132,40 @@ impl<R: BufRead> Records<R> {
         let mut quoted = false;
         let mut any = false;
         loop {
-            let buf = self.reader.fill_buf().map_err(|e| classify(e, "reading"))?;
+            let from_pending = self
+                .pending
+                .as_ref()
+                .is_some_and(|p| (p.position() as usize) < p.get_ref().len());
+            let buf = match self.pending.as_mut() {
+                Some(p) if from_pending => p.fill_buf().map_err(|e| classify(e, "reading"))?,
+                _ => self.reader.fill_buf().map_err(|e| classify(e, "reading"))?,
+            };
             if buf.is_empty() {
                 if !any {
                     return Ok(false);
                 }
                 if state == State::Quoted {
                     rec.flaw = Some(format!(
-                        "unterminated quoted field: the file ends inside quotes opened on or after line {}",
-                        rec.line
+                        "unterminated quoted field: the file ends inside quotes opened on or after line {}{}",
+                        rec.line,
+                        if rec.len > max {
+                            " (what followed was longer than limits.max_line_mb and is not read again)"
+                        } else {
+                            ""
+                        }
                     ));
                 }
                 end_field(rec, quoted, max);
+                self.recover(rec, max, false);
                 return Ok(true);
             }
             any = true;
             let mut used = 0;
             let mut done = false;
+            let line_mode = self.line_mode;
             for &b in buf {
                 used += 1;
-                if b == b'\n' && state != State::Quoted {
+                if b == b'\n' && (state != State::Quoted || line_mode) {
                     done = true;
                     break;
                 }
@@ -191,8 +214,16 @@ impl<R: BufRead> Records<R> {
                     }
                 }
             }
-            self.reader.consume(used);
+            match self.pending.as_mut() {
+                Some(p) if from_pending => p.consume(used),
+                _ => self.reader.consume(used),
+            }
             if done {
+                if state == State::Quoted {
+                    rec.flaw.get_or_insert_with(|| {
+                        format!("unterminated quoted field on line {}", rec.line)
+                    });
+                }
                 self.line += 1;
                 // A CRLF line end: the `\r` is not part of an unquoted last field.
                 if state != State::QuoteInQuoted && rec.data.last() == Some(&b'\r') {
@@ -202,9 +233,45 @@ impl<R: BufRead> Records<R> {
                     rec.raw.pop();
                 }
                 end_field(rec, quoted, max);
+                self.recover(rec, max, true);
                 return Ok(true);
             }
         }
+    }
+}
+
+impl<R: BufRead> Records<R> {
+    /// A malformed record that ran over several lines (a quote opened and never properly closed
+    /// swallows the lines after it): only its first line is rejected, and the lines it swallowed are
+    /// read again, one record per line from then on. `newline`: the record ended at a line end (which
+    /// the lines read again must keep).
+    fn recover(&mut self, rec: &mut Record, max: usize, newline: bool) {
+        let Some(flaw) = rec.flaw.as_ref() else {
+            return;
+        };
+        if self.line_mode || rec.len > max {
+            return;
+        }
+        let Some(end) = rec.raw.iter().position(|&b| b == b'\n') else {
+            return;
+        };
+        let flaw = flaw.clone();
+        let mut rest = rec.raw.split_off(end + 1);
+        if newline {
+            rest.push(b'\n');
+        }
+        rec.raw.truncate(end);
+        if rec.raw.last() == Some(&b'\r') {
+            rec.raw.pop();
+        }
+        rec.len = rec.raw.len();
+        rec.flaw = Some(format!(
+            "{flaw}: the quoted field opened on line {} runs over the lines after it; this line is rejected and the lines after it are read again, one record per line",
+            rec.line
+        ));
+        self.line = rec.line + 1;
+        self.pending = Some(std::io::Cursor::new(rest));
+        self.line_mode = true;
     }
 }
 

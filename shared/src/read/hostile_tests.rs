@@ -105,15 +105,35 @@ fn csv_empty_unquoted_is_null_and_quoted_empty_is_the_empty_string() {
 
 #[test]
 fn csv_unterminated_quote_is_one_rejected_record_not_a_swallowed_file() {
-    let input = b"id,name,amount\n1,a,1\n2,\"open,2\n3,c,3\n4,d,4\n";
+    let input = b"id,name,amount\n1,a,1\n2,\"open,2\n3,c,3\r\n4,\"d\",4\n";
     let (batches, out) = parse(&table("csv", ""), &id_name(), input).unwrap();
-    assert_eq!(ids(&batches), vec![1]);
+    // The lines after the broken one are read again, one record per line.
+    assert_eq!(ids(&batches), vec![1, 3, 4]);
     let bad = reasons(&out);
     assert_eq!(bad.len(), 1, "{bad:?}");
     assert_eq!(bad[0].0, Some(3));
-    assert!(bad[0].1.contains("unterminated quoted field"), "{bad:?}");
-    // Its raw text keeps everything it swallowed, for the audit.
-    assert!(out.bad[0].raw.as_deref().unwrap().contains("4,d,4"));
+    assert!(
+        bad[0].1.contains("opened on line 3 runs over"),
+        "{bad:?}"
+    );
+    assert_eq!(out.bad[0].raw.as_deref(), Some("2,\"open,2"));
+}
+
+#[test]
+fn one_unterminated_quote_in_a_200k_row_csv_costs_one_row() {
+    let mut input = b"id,name,amount\n1,\"broken,1\n".to_vec();
+    for i in 2..=200_000 {
+        input.extend_from_slice(format!("{i},\"n{i}\",{i}\n").as_bytes());
+    }
+    // A second stray quote later: in line mode it costs its own line only.
+    input.extend_from_slice(b"200001,\"again,1\n200002,x,2\n");
+    let (batches, out) = parse(&table("csv", ""), &id_name(), &input).unwrap();
+    let got = ids(&batches);
+    assert_eq!(got.len(), 200_000, "every good row is ingested");
+    assert_eq!((got[0], got[got.len() - 1]), (2, 200_002));
+    let bad = reasons(&out);
+    assert_eq!(bad.len(), 2, "{bad:?}");
+    assert_eq!((bad[0].0, bad[1].0), (Some(2), Some(200_002)));
 }
 
 #[test]

@@ -29,10 +29,12 @@ pub const OP: &str = "_op";
 pub const BRONZE_VERSION: &str = "_bronze_version";
 pub const DELETED_AT: &str = "_deleted_at";
 pub const ACTION: &str = "_lakehouse_action";
+/// Silver's record of values that did not come from the row's own event (see `cdc::unavailable`).
+pub const VALUE_SOURCES: &str = "_value_sources";
 
 /// Column names the product writes itself (lineage, silver's columns, tombstones, MERGE's action,
 /// Delta's change data feed): a data column by one of these names would collide downstream.
-pub const RESERVED: [&str; 12] = [
+pub const RESERVED: [&str; 13] = [
     SOURCE_KEY,
     SOURCE_ETAG,
     SOURCE_ROW,
@@ -42,6 +44,7 @@ pub const RESERVED: [&str; 12] = [
     BRONZE_VERSION,
     DELETED_AT,
     ACTION,
+    VALUE_SOURCES,
     "_change_type",
     "_commit_version",
     "_commit_timestamp",
@@ -68,6 +71,11 @@ pub fn lineage_fields() -> Vec<Field> {
         Field::new(SOURCE_ROW, DataType::Int64, false),
         Field::new(INGESTED_AT, timestamp_type(), false),
     ]
+}
+
+/// A column the product writes itself (lineage, ordering, bookkeeping, SCD2 validity).
+pub fn is_reserved(name: &str) -> bool {
+    RESERVED.contains(&name) || SCD2_RESERVED.contains(&name)
 }
 
 pub fn is_lineage(name: &str) -> bool {
@@ -191,6 +199,29 @@ pub fn as_schema(
         )
         .collect::<Result<_>>()?;
     RecordBatch::try_new(schema.clone(), cols).map_err(|e| Error::arrow("conforming a batch", e))
+}
+
+/// Each value of `array` as its JSON text (structs and maps as objects, lists as arrays, nulls inside
+/// kept), a null as null: how nested source values reach columns
+/// that hold text.
+pub fn json_text(array: &ArrayRef) -> Result<ArrayRef> {
+    use deltalake::arrow::json::writer::{make_encoder, EncoderOptions};
+    let field = Arc::new(Field::new("value", array.data_type().clone(), true));
+    let options = EncoderOptions::default().with_explicit_nulls(true);
+    let mut encoder = make_encoder(&field, array.as_ref(), &options)
+        .map_err(|e| Error::arrow("nested value as JSON", e))?;
+    let mut out = deltalake::arrow::array::StringBuilder::new();
+    let mut buf = Vec::new();
+    for i in 0..array.len() {
+        if array.is_null(i) {
+            out.append_null();
+            continue;
+        }
+        buf.clear();
+        encoder.encode(i, &mut buf);
+        out.append_value(String::from_utf8_lossy(&buf));
+    }
+    Ok(Arc::new(out.finish()))
 }
 
 /// Column `name` of a batch the crate built itself: its absence is a bug, reported as an invariant

@@ -380,3 +380,242 @@ async fn copies_of_a_rejected_event_are_quarantined_once_and_most_rejected_is_re
         "{reasons:?}"
     );
 }
+
+/// TOAST: with REPLICA IDENTITY DEFAULT, an update that leaves a TOASTed column alone carries
+/// Debezium's placeholder for it. `(op, lsn, id, bio (None: the placeholder), n)`.
+type Toast = (&'static str, i64, i32, Option<String>, i64);
+
+fn toast_history(rng: &mut StdRng) -> Vec<Toast> {
+    let mut live = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let mut lsn = 100;
+    for id in 0..8 {
+        lsn += 3;
+        live.insert(id);
+        out.push(("r", lsn, id, Some(format!("bio {id} v{lsn}")), lsn));
+    }
+    for _ in 0..160 {
+        lsn += rng.gen_range(1..9);
+        let id = rng.gen_range(0..12);
+        let e = if !live.contains(&id) {
+            live.insert(id);
+            ("c", lsn, id, Some(format!("bio {id} v{lsn}")), lsn)
+        } else if rng.gen_bool(0.15) {
+            live.remove(&id);
+            ("d", lsn, id, None, 0)
+        } else if rng.gen_bool(0.6) {
+            ("u", lsn, id, None, lsn)
+        } else {
+            ("u", lsn, id, Some(format!("bio {id} v{lsn}")), lsn)
+        };
+        out.push(e);
+    }
+    out
+}
+
+/// Debezium without the schema wrapper (`schemas.enable=false`), as the S3 sink's JsonFormat writes.
+fn toast_line((op, lsn, id, bio, n): &Toast) -> String {
+    let bio = bio
+        .as_deref()
+        .unwrap_or(crate::config::DEBEZIUM_UNAVAILABLE);
+    let row = format!(r#"{{"id":{id},"bio":"{bio}","n":{n}}}"#);
+    let (before, after) = match *op {
+        "d" => (format!(r#"{{"id":{id}}}"#), "null".to_string()),
+        _ => ("null".to_string(), row),
+    };
+    format!(
+        r#"{{"before":{before},"after":{after},"source":{{"connector":"postgresql","lsn":{lsn},"txId":{lsn}}},"op":"{op}","ts_ms":{lsn}}}"#
+    )
+}
+
+/// The database's state after each event, replayed in LSN order: per event (non-delete) the row it
+/// left, `(id, lsn, bio, n)`, and the next event's LSN of the same id.
+fn toast_oracle(history: &[Toast]) -> Vec<(i64, i64, Option<i64>, String, i64)> {
+    let mut sorted = history.to_vec();
+    sorted.sort_by_key(|e| e.1);
+    let mut bio: BTreeMap<i32, String> = BTreeMap::new();
+    let mut versions = Vec::new();
+    for (op, lsn, id, b, n) in &sorted {
+        if *op == "d" {
+            bio.remove(id);
+            continue;
+        }
+        if let Some(b) = b {
+            bio.insert(*id, b.clone());
+        }
+        let next = sorted
+            .iter()
+            .find(|e| e.2 == *id && e.1 > *lsn)
+            .map(|e| e.1);
+        let current = bio.get(id).cloned().expect("an update's row has a bio");
+        versions.push((*id as i64, *lsn, next, current, *n));
+    }
+    versions
+}
+
+async fn deliver_toast(lab: &Lab, history: &[Toast], rng: &mut StdRng) {
+    let lines: Vec<String> = history.iter().map(toast_line).collect();
+    let objects: Vec<Vec<String>> = lines.chunks(7).map(|c| c.to_vec()).collect();
+    let mut order: Vec<usize> = (0..objects.len()).collect();
+    order.extend((0..objects.len()).filter(|_| rng.gen_bool(0.2)));
+    order.shuffle(rng);
+    let bronze = BronzeWriter::new(lab.cfg.clone()).unwrap();
+    let silver = SilverWriter::new(lab.cfg.clone());
+    let table = lab.table("people");
+    for (n, o) in order.iter().enumerate() {
+        let path = lab.landing(&format!("people/part-{o:03}.json"));
+        if !path.exists() {
+            std::fs::write(&path, objects[*o].join("\n") + "\n").unwrap();
+        }
+        bronze
+            .ingest(table, &[testkit::object(&path)])
+            .await
+            .unwrap();
+        if rng.gen_bool(0.4) || n % 5 == 0 {
+            silver.apply(table).await.unwrap();
+        }
+    }
+    silver.apply(table).await.unwrap();
+    assert!(quarantine_reasons(&lab.cfg, "people").await.is_empty());
+}
+
+fn people(scd_type: u8) -> Lab {
+    Lab::with_table(
+        "people",
+        &format!("format = \"jsonl\"\ncdc = \"debezium\"\nkeys = [\"id\"]\nsequence_by = \"source.lsn\"\nscd_type = {scd_type}\nrow_columns = [\"id int not null\", \"bio string\", \"n long\"]"),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn toast_placeholders_keep_the_newest_earlier_value_in_any_arrival_order() {
+    for seed in [21u64, 22, 23] {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let history = toast_history(&mut rng);
+        assert!(
+            history.iter().any(|e| e.0 == "u" && e.3.is_none()),
+            "premise"
+        );
+        let versions = toast_oracle(&history);
+
+        // SCD1: the current row of each id.
+        let lab = people(1);
+        deliver_toast(&lab, &history, &mut rng).await;
+        let expected: BTreeMap<i64, (String, i64)> = versions
+            .iter()
+            .filter(|v| v.2.is_none())
+            .map(|v| (v.0, (v.3.clone(), v.4)))
+            .collect();
+        let mut got = BTreeMap::new();
+        for b in testkit::rows(&lab.cfg.silver_location("people")).await {
+            let (id, bio, n) = (ints(&b, "id"), texts(&b, "bio"), ints(&b, "n"));
+            for i in 0..b.num_rows() {
+                got.insert(
+                    id[i].unwrap(),
+                    (bio[i].clone().unwrap_or_default(), n[i].unwrap()),
+                );
+            }
+        }
+        assert_eq!(got, expected, "seed {seed}: SCD1");
+
+        // SCD2: every version, with the value it had at its time.
+        let lab = people(2);
+        deliver_toast(&lab, &history, &mut rng).await;
+        let mut got = Vec::new();
+        for b in testkit::rows(&lab.cfg.silver_location("people")).await {
+            let (id, from, to) = (ints(&b, "id"), ints(&b, "valid_from"), ints(&b, "valid_to"));
+            let (bio, n) = (texts(&b, "bio"), ints(&b, "n"));
+            for i in 0..b.num_rows() {
+                got.push((
+                    id[i].unwrap(),
+                    from[i].unwrap(),
+                    to[i],
+                    bio[i].clone().unwrap_or_default(),
+                    n[i].unwrap(),
+                ));
+            }
+        }
+        got.sort();
+        let mut expected = versions.clone();
+        expected.sort();
+        assert_eq!(got, expected, "seed {seed}: SCD2");
+    }
+}
+
+#[tokio::test]
+async fn parquet_struct_list_and_map_columns_reach_silver_as_json() {
+    use deltalake::arrow::array::{
+        ArrayRef, Int64Array, ListArray, MapBuilder, StringBuilder, StructArray,
+    };
+    use deltalake::arrow::datatypes::{DataType, Field, Int64Type, Schema};
+    use deltalake::parquet::arrow::ArrowWriter;
+    use std::sync::Arc;
+
+    let lab = Lab::with_table("docs", "format = \"parquet\"\nkeys = [\"id\"]");
+    let address: ArrayRef = Arc::new(StructArray::from(vec![
+        (
+            Arc::new(Field::new("city", DataType::Utf8, true)),
+            Arc::new(deltalake::arrow::array::StringArray::from(vec![
+                Some("Oslo"),
+                None,
+            ])) as ArrayRef,
+        ),
+        (
+            Arc::new(Field::new("zip", DataType::Int64, true)),
+            Arc::new(Int64Array::from(vec![Some(150), Some(7)])) as ArrayRef,
+        ),
+    ]));
+    let tags: ArrayRef = Arc::new(ListArray::from_iter_primitive::<Int64Type, _, _>(vec![
+        Some(vec![Some(1), Some(2)]),
+        None,
+    ]));
+    let mut attrs = MapBuilder::new(None, StringBuilder::new(), StringBuilder::new());
+    attrs.keys().append_value("k");
+    attrs.values().append_value("v");
+    attrs.append(true).unwrap();
+    attrs.append(true).unwrap();
+    let attrs: ArrayRef = Arc::new(attrs.finish());
+    let id: ArrayRef = Arc::new(Int64Array::from(vec![1, 2]));
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("address", address.data_type().clone(), true),
+        Field::new("tags", tags.data_type().clone(), true),
+        Field::new("attrs", attrs.data_type().clone(), true),
+    ]));
+    let batch = RecordBatch::try_new(schema.clone(), vec![id, address, tags, attrs]).unwrap();
+    let mut writer = ArrowWriter::try_new(Vec::new(), schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    let bytes = writer.into_inner().unwrap();
+    let obj = lab.put("docs/a.parquet", &bytes);
+    BronzeWriter::new(lab.cfg.clone())
+        .unwrap()
+        .ingest(lab.table("docs"), &[obj])
+        .await
+        .unwrap();
+    let step = SilverWriter::new(lab.cfg.clone())
+        .apply(lab.table("docs"))
+        .await
+        .unwrap();
+    assert_eq!((step.read, step.rejected), (2, 0), "{step:?}");
+    let rows = testkit::rows_as_text(
+        &lab.cfg.silver_location("docs"),
+        &["address", "tags", "attrs"],
+        "id",
+    )
+    .await;
+    assert_eq!(
+        rows["1"],
+        [
+            Some(r#"{"city":"Oslo","zip":150}"#.to_string()),
+            Some("[1,2]".to_string()),
+            Some(r#"{"k":"v"}"#.to_string())
+        ]
+    );
+    assert_eq!(
+        rows["2"],
+        [
+            Some(r#"{"city":null,"zip":7}"#.to_string()),
+            None,
+            Some("{}".to_string())
+        ]
+    );
+}

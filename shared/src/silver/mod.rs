@@ -38,6 +38,7 @@ pub mod scd2;
 #[cfg(test)]
 mod tests;
 mod tombstones;
+mod unavailable;
 
 pub use columns::{silver_schema, silver_table_schema};
 pub use tombstones::DELETED_AT;
@@ -291,7 +292,13 @@ impl SilverWriter {
         // SCD2 keeps late events (they are history); SCD1 drops what a newer delete superseded.
         let changes = match table.scd_type {
             2 => batch.changes.clone(),
-            _ => drop_superseded(&batch.changes, table, tombs.as_ref(), &tomb_loc).await?,
+            _ => {
+                let changes =
+                    drop_superseded(&batch.changes, table, tombs.as_ref(), &tomb_loc).await?;
+                // Values the source did not send, from the rows already in silver (SCD2 resolves
+                // them in its history).
+                unavailable::resolve(&silver, &silver_loc, changes, table, latest).await?
+            }
         };
         out.changes = changes.num_rows();
 
@@ -477,6 +484,8 @@ impl SilverWriter {
         }
         let all =
             concat_batches(&schema, &parts).map_err(|e| Error::arrow("collecting changes", e))?;
+        // Values an event did not send come from the key's newest earlier event that did.
+        let all = cdc::unavailable::fill(&all, &table.keys)?;
         // SCD1 keeps the latest event per key; SCD2 one event per key and sequence (its history).
         let mut group = table.keys.clone();
         if table.scd_type == 2 {

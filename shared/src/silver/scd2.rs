@@ -48,8 +48,11 @@ pub fn history_schema(silver: &Schema) -> Result<Schema> {
 pub fn history(events: &RecordBatch, keys: &[String], target: &SchemaRef) -> Result<RecordBatch> {
     let mut group = keys.to_vec();
     group.push(SEQ.to_string());
+    // Values an event did not send come from the version before it (recomputed, so a late event
+    // that brings a value fills the versions after it).
+    let events = cdc::unavailable::fill(events, keys)?;
     // One event per key and sequence, sorted by key then sequence.
-    let events = cdc::latest_per_key(events, &group)?;
+    let events = cdc::latest_per_key(&events, &group)?;
     let key_rows = key_rows(&events, keys)?;
     let ops = events
         .column_by_name(OP)
@@ -98,9 +101,16 @@ pub fn history(events: &RecordBatch, keys: &[String], target: &SchemaRef) -> Res
 pub fn diff(existing: &RecordBatch, wanted: &RecordBatch, keys: &[String]) -> Result<RecordBatch> {
     let mut id_cols = keys.to_vec();
     id_cols.push(VALID_FROM.to_string());
-    let state_cols: Vec<String> = [VALID_TO, IS_CURRENT, BRONZE_VERSION, SOURCE_ROW]
+    let mut state_cols: Vec<String> = [VALID_TO, IS_CURRENT, BRONZE_VERSION, SOURCE_ROW]
         .map(String::from)
         .to_vec();
+    // A version's values follow from its event, except those it carries from another one.
+    if wanted
+        .column_by_name(cdc::unavailable::VALUE_SOURCES)
+        .is_some()
+    {
+        state_cols.push(cdc::unavailable::VALUE_SOURCES.to_string());
+    }
     let existing = crate::schema::as_schema(existing, wanted.schema_ref(), |_, _| None)?;
     let (id_conv, new_ids) = schema::rows_of(&columns(wanted, &id_cols)?, "SCD2 ids")?;
     let (state_conv, new_state) = schema::rows_of(&columns(wanted, &state_cols)?, "SCD2 state")?;
