@@ -389,11 +389,14 @@ impl BronzeWriter {
         let parse_lineage = lineage.clone();
         let max = table.limits.max_object_bytes;
         let what = format!("reader of {key}");
-        let parser = if table.format == Format::Parquet {
+        let parser = if table.format.is_binary() {
             let bytes = read::read_all(get, gzip, max).await?;
             tokio::spawn(read::contained(what, move || {
                 let dest = destination(&target, &parse_lineage, tx);
-                read::parse_parquet(bytes, &parse_table, dest)
+                match parse_table.format {
+                    Format::Avro => read::parse_avro(bytes, &parse_table, dest),
+                    _ => read::parse_parquet(bytes, &parse_table, dest),
+                }
             }))
         } else {
             tokio::spawn(read::contained(what, move || {

@@ -65,9 +65,13 @@ impl BronzeWriter {
         let max = table.limits.max_object_bytes;
         let what = format!("schema inference of {key}");
         let table = table.clone();
-        if table.format == Format::Parquet {
+        if table.format.is_binary() {
             let bytes = read::read_all(get, gzip, max).await?;
-            return read::contained(what, move || read::infer_parquet(bytes, &table)).await;
+            return read::contained(what, move || match table.format {
+                Format::Avro => read::infer_avro(bytes, &table),
+                _ => read::infer_parquet(bytes, &table),
+            })
+            .await;
         }
         read::contained(what, move || {
             read::infer_text(read::blocking_reader(get, gzip, max), &table)

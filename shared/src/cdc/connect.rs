@@ -40,6 +40,34 @@ pub(super) struct Wire {
     fields: Vec<Wire>,
 }
 
+impl Wire {
+    /// The column type a field of this wire type becomes when schema evolution adds it: what its
+    /// values decode to ([`decode`]); structs, arrays, maps and bytes as text.
+    pub(super) fn column_type(&self) -> DataType {
+        let logical = self.name.as_deref().unwrap_or("");
+        let short = logical.rsplit('.').next().unwrap_or(logical);
+        match (self.kind.as_str(), short) {
+            ("bytes", "Decimal") => {
+                let get = |k: &str| self.parameters.get(k).and_then(|v| v.parse::<u8>().ok());
+                let scale = get("scale").unwrap_or(0);
+                let precision = get("connect.decimal.precision")
+                    .unwrap_or(38)
+                    .max(scale)
+                    .clamp(1, 38);
+                DataType::Decimal128(precision, scale.min(precision) as i8)
+            }
+            ("int32", "Date") => DataType::Date32,
+            ("int64", "Timestamp" | "MicroTimestamp") => crate::schema::timestamp_type(),
+            ("string", "ZonedTimestamp") => crate::schema::timestamp_type(),
+            ("int8" | "int16" | "int32", _) => DataType::Int32,
+            ("int64", _) => DataType::Int64,
+            ("float32" | "float64", _) => DataType::Float64,
+            ("boolean", _) => DataType::Boolean,
+            _ => DataType::Utf8,
+        }
+    }
+}
+
 /// The row columns of an envelope schema (`before`/`after`), by name.
 #[derive(Debug, Default)]
 pub(super) struct RowSchema {

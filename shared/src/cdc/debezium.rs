@@ -12,6 +12,7 @@ use crate::config::UnknownFields;
 use crate::error::{Error, Result};
 use crate::read::jsonl::{json_cell, raw_object, RawObject};
 use crate::schema;
+use deltalake::arrow::datatypes::{DataType, Field};
 
 impl Normalizer {
     /// Debezium envelopes: `{before, after, op, ts_ms, source}`, with or without the outer
@@ -25,6 +26,7 @@ impl Normalizer {
             reasons,
             skip,
             unavailable,
+            discovered,
         } = events;
         let n = bronze.num_rows();
         let text: Vec<(String, ArrayRef)> = bronze
@@ -127,17 +129,36 @@ impl Normalizer {
             // dropped silently: the event goes to quarantine naming it, unless the table ignores
             // unknown fields.
             // (A delete needs only its keys: its before-image is not checked.)
+            let unknown = |m: &RawObject<'_>| -> Vec<String> {
+                m.keys()
+                    .filter(|k| self.row_schema.field_with_name(k).is_err())
+                    .cloned()
+                    .collect()
+            };
             if reasons[i].is_none()
                 && op == OP_UPSERT
-                && self.table.unknown_fields != UnknownFields::Ignore
+                && self.table.unknown_fields == UnknownFields::Evolve
             {
-                if let Some(field) = image.and_then(|m| {
-                    m.keys()
-                        .find(|k| self.row_schema.field_with_name(k).is_err())
-                        .map(|k| k.to_string())
-                }) {
+                // Evolve: the step adds the column (typed by the Connect schema, or text) and reads
+                // the events again.
+                for name in image.map(unknown).unwrap_or_default() {
+                    if discovered.iter().all(|f| f.name() != &name) {
+                        // Typed by the Connect schema, or by bronze's `after` struct (Avro).
+                        let dt = match wires.and_then(|w| w.get(&name)) {
+                            Some(wire) => wire.column_type(),
+                            None => after_child_type(bronze, &name).unwrap_or(DataType::Utf8),
+                        };
+                        discovered.push(Field::new(name, dt, true));
+                    }
+                }
+            }
+            if reasons[i].is_none()
+                && op == OP_UPSERT
+                && self.table.unknown_fields == UnknownFields::Quarantine
+            {
+                if let Some(field) = image.and_then(|m| unknown(m).into_iter().next()) {
                     reasons[i] = Some(format!(
-                        "unknown field `{field}` in the Debezium after-image (not in row_columns): add it to row_columns, or set unknown_fields = \"ignore\" to drop such fields"
+                        "unknown field `{field}` in the Debezium after-image (not in row_columns): add it to row_columns, or set unknown_fields = \"evolve\" to add such columns as they appear (or \"ignore\" to drop them)"
                     ));
                 }
             }
@@ -154,6 +175,17 @@ impl Normalizer {
             seq.append_option(seq_value);
         }
         Ok(())
+    }
+}
+
+/// The type of `name` in bronze's `after` struct column (an Avro envelope), if bronze has one.
+fn after_child_type(bronze: &RecordBatch, name: &str) -> Option<DataType> {
+    match bronze.schema().field_with_name("after").ok()?.data_type() {
+        DataType::Struct(children) => children
+            .iter()
+            .find(|c| c.name() == name)
+            .map(|c| c.data_type().clone()),
+        _ => None,
     }
 }
 

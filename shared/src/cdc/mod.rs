@@ -14,7 +14,7 @@ use deltalake::arrow::array::{
 use deltalake::arrow::compute::{cast, filter_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
-use crate::config::{CdcFormat, TableConfig};
+use crate::config::{CdcFormat, TableConfig, UnknownFields};
 use crate::error::{Error, Result};
 use crate::schema::{self, SOURCE_KEY, SOURCE_ROW, VALUE_SOURCES};
 
@@ -33,6 +33,9 @@ pub struct ChangeSet {
     pub rejected: Vec<RejectedChange>,
     /// Rows skipped on purpose (Debezium tombstones and schema-change records).
     pub skipped: usize,
+    /// Fields the events carry that the table lacks, under `unknown_fields = "evolve"`: the step adds
+    /// them as columns and reads the events again (nothing is dropped).
+    pub discovered: Vec<Field>,
 }
 
 /// A bronze row silver could not use, with where it came from and why.
@@ -69,6 +72,8 @@ struct Events {
     skip: Vec<bool>,
     /// Per row, the row columns (indices) whose value was not sent.
     unavailable: Vec<Vec<usize>>,
+    /// New fields seen (`unknown_fields = "evolve"`), with the column type their values decode to.
+    discovered: Vec<Field>,
 }
 
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> Option<&'a ArrayRef> {
@@ -171,6 +176,35 @@ impl Normalizer {
         })
     }
 
+    /// A Debezium table under `unknown_fields = "evolve"` also reads the columns schema evolution added
+    /// to its silver table (`silver`: its schema), beyond `row_columns`.
+    pub fn with_evolved(mut self, silver: &Schema) -> Normalizer {
+        if self.table.cdc != CdcFormat::Debezium
+            || self.table.unknown_fields != UnknownFields::Evolve
+        {
+            return self;
+        }
+        let extra: Vec<Field> = silver
+            .fields()
+            .iter()
+            .filter(|f| !schema::is_reserved(f.name()) && f.name() != VALUE_SOURCES)
+            .filter(|f| self.row_schema.field_with_name(f.name()).is_err())
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect();
+        if extra.is_empty() {
+            return self;
+        }
+        let mut fields: Vec<Field> = self
+            .row_schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone())
+            .collect();
+        fields.extend(extra);
+        self.row_schema = Arc::new(Schema::new(fields));
+        self
+    }
+
     pub fn row_schema(&self) -> &SchemaRef {
         &self.row_schema
     }
@@ -217,6 +251,7 @@ impl Normalizer {
             reasons: vec![None; n],
             skip: vec![false; n],
             unavailable: vec![Vec::new(); n],
+            discovered: Vec::new(),
         };
         match self.table.cdc {
             CdcFormat::Debezium => self.debezium(bronze, &mut events)?,
@@ -229,6 +264,7 @@ impl Normalizer {
             reasons,
             skip,
             unavailable,
+            discovered,
         } = events;
         let sources: Vec<ArrayRef> = cells
             .iter_mut()
@@ -380,6 +416,7 @@ impl Normalizer {
             batch: kept,
             rejected,
             skipped: skip.iter().filter(|s| **s).count(),
+            discovered,
         })
     }
 

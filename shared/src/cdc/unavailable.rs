@@ -32,6 +32,9 @@ pub use crate::schema::VALUE_SOURCES;
 /// uses. `seq` is a JSON number (integer, timestamp and date sequences), string, or null.
 type Source = Value;
 
+/// A row's [`VALUE_SOURCES`]: per column not its own, its source (`None`: not known yet).
+type Carried = BTreeMap<String, Option<Source>>;
+
 /// Orders two sources as events are ordered: sequence (null lowest), then bronze version, then row.
 fn compare(a: &Source, b: &Source) -> Ordering {
     let part = |v: &Source, i: usize| v.get(i).cloned().unwrap_or(Value::Null);
@@ -100,7 +103,7 @@ fn own_sources(events: &RecordBatch) -> Result<Vec<Source>> {
 }
 
 /// The value sources of each row: `None` when all its values are its own.
-fn sources_of(events: &RecordBatch) -> Result<Vec<Option<BTreeMap<String, Option<Source>>>>> {
+fn sources_of(events: &RecordBatch) -> Result<Vec<Option<Carried>>> {
     let c = schema::column(events, VALUE_SOURCES, "unavailable values")?;
     let c = cast(&c, &DataType::Utf8).map_err(|e| Error::arrow(VALUE_SOURCES, e))?;
     c.as_string::<i32>()

@@ -36,6 +36,16 @@ pub enum Format {
     Jsonl,
     Csv,
     Parquet,
+    /// Avro object container files.
+    Avro,
+}
+
+impl Format {
+    /// Typed, self-describing formats read whole (their footer or header needs random access or
+    /// decides every row's decoding): Parquet, Avro. The others are streamed text.
+    pub fn is_binary(self) -> bool {
+        matches!(self, Format::Parquet | Format::Avro)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

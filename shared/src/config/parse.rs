@@ -283,29 +283,30 @@ impl RawTable {
             Some("jsonl") | Some("json") | Some("ndjson") => Format::Jsonl,
             Some("csv") => Format::Csv,
             Some("parquet") => Format::Parquet,
+            Some("avro") => Format::Avro,
             Some(other) => {
                 return Err(Error::config(
                     &t,
                     "format",
-                    format!("`{other}` is not one of jsonl, csv, parquet"),
+                    format!("`{other}` is not one of jsonl, csv, parquet, avro"),
                 ))
             }
             None => {
                 return Err(Error::config(
                     &t,
                     "format",
-                    "is required (jsonl, csv or parquet)",
+                    "is required (jsonl, csv, parquet or avro)",
                 ))
             }
         };
         let columns = parse_columns(self.columns.as_deref(), &t, "columns")?;
         let column_types =
             parse_columns(self.column_types.as_deref(), &t, "column_types")?.unwrap_or_default();
-        if !column_types.is_empty() && (columns.is_some() || format == Format::Parquet) {
+        if !column_types.is_empty() && (columns.is_some() || format.is_binary()) {
             return Err(Error::config(
                 &t,
                 "column_types",
-                "overrides inferred types of a text table; this table declares its columns or is Parquet (typed)",
+                "overrides inferred types of a text table; this table declares its columns or is Parquet or Avro (typed)",
             ));
         }
         let row_columns = parse_columns(self.row_columns.as_deref(), &t, "row_columns")?;

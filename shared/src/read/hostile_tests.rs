@@ -112,10 +112,7 @@ fn csv_unterminated_quote_is_one_rejected_record_not_a_swallowed_file() {
     let bad = reasons(&out);
     assert_eq!(bad.len(), 1, "{bad:?}");
     assert_eq!(bad[0].0, Some(3));
-    assert!(
-        bad[0].1.contains("opened on line 3 runs over"),
-        "{bad:?}"
-    );
+    assert!(bad[0].1.contains("opened on line 3 runs over"), "{bad:?}");
     assert_eq!(out.bad[0].raw.as_deref(), Some("2,\"open,2"));
 }
 

@@ -14,6 +14,7 @@ use crate::config::{Format, Limits, TableConfig};
 use crate::error::Error;
 use crate::schema::{self, BadRow, Lineage};
 
+mod avro;
 mod chunk;
 mod csv;
 mod infer;
@@ -21,7 +22,8 @@ pub(crate) mod jsonl;
 pub mod object;
 mod parquet;
 
-pub use infer::{check_names, infer_parquet, infer_text};
+pub use avro::parse_avro;
+pub use infer::{check_names, infer_avro, infer_parquet, infer_text};
 pub use object::{blocking_reader, head, is_gzip, open, read_all, version_tag};
 pub use parquet::parse_parquet;
 
@@ -171,7 +173,9 @@ pub fn parse_text(
     match table.format {
         Format::Jsonl => jsonl::parse_jsonl(reader, table, dest),
         Format::Csv => csv::parse_csv(reader, table, dest),
-        Format::Parquet => Err(ReadError::Malformed("parquet is not a text format".into())),
+        Format::Parquet | Format::Avro => Err(ReadError::Malformed(
+            "parquet and avro are not text formats".into(),
+        )),
     }
     .map(ReadOutcome::finish)
 }

@@ -26,6 +26,44 @@ fn row_as_json(batch: &RecordBatch, row: usize) -> String {
     Value::Object(obj).to_string()
 }
 
+/// One batch of a typed format (Parquet, Avro) into the table: columns matched by name and cast, a
+/// column the table lacks rejecting every row (unless ignored), rows numbered from `offset + 1`.
+pub(super) fn deliver_typed(
+    batch: &RecordBatch,
+    offset: &mut u64,
+    table: &TableConfig,
+    dest: &mut Destination,
+    out: &mut ReadOutcome,
+) -> Result<(), ReadError> {
+    let target = dest.target;
+    let n = batch.num_rows();
+    let rows: Vec<u64> = (*offset + 1..=*offset + n as u64).collect();
+    *offset += n as u64;
+    let unknown = batch
+        .schema()
+        .fields()
+        .iter()
+        .find(|f| target.field_with_name(f.name()).is_err())
+        .map(|f| f.name().clone());
+    let pre: Vec<Option<String>> = match (unknown, table.unknown_fields) {
+        (Some(name), UnknownFields::Quarantine | UnknownFields::Evolve) => {
+            vec![Some(format!("unknown column `{name}` (not in the table schema)")); n]
+        }
+        _ => Vec::new(),
+    };
+    let sources: Vec<ArrayRef> = target
+        .fields()
+        .iter()
+        .map(|f| {
+            batch
+                .column_by_name(f.name())
+                .cloned()
+                .unwrap_or_else(|| deltalake::arrow::array::new_null_array(f.data_type(), n))
+        })
+        .collect();
+    dest.deliver(sources, &rows, &pre, |i| row_as_json(batch, i), out)
+}
+
 pub(super) fn parquet_reader(
     bytes: Bytes,
 ) -> Result<ParquetRecordBatchReaderBuilder<Bytes>, ReadError> {
@@ -39,7 +77,6 @@ pub fn parse_parquet(
     table: &TableConfig,
     mut dest: Destination,
 ) -> Result<ReadOutcome, ReadError> {
-    let target = dest.target;
     let mut out = ReadOutcome::new(table.limits);
     let reader = parquet_reader(bytes)?
         .with_batch_size(CHUNK_ROWS)
@@ -48,32 +85,7 @@ pub fn parse_parquet(
     let mut offset: u64 = 0;
     for batch in reader {
         let batch = batch.map_err(|e| ReadError::Malformed(format!("Parquet: {e}")))?;
-        let n = batch.num_rows();
-        let rows: Vec<u64> = (offset + 1..=offset + n as u64).collect();
-        offset += n as u64;
-        let unknown = batch
-            .schema()
-            .fields()
-            .iter()
-            .find(|f| target.field_with_name(f.name()).is_err())
-            .map(|f| f.name().clone());
-        let pre: Vec<Option<String>> = match (unknown, table.unknown_fields) {
-            (Some(name), UnknownFields::Quarantine | UnknownFields::Evolve) => {
-                vec![Some(format!("unknown column `{name}` (not in the table schema)")); n]
-            }
-            _ => Vec::new(),
-        };
-        let sources: Vec<ArrayRef> = target
-            .fields()
-            .iter()
-            .map(|f| {
-                batch
-                    .column_by_name(f.name())
-                    .cloned()
-                    .unwrap_or_else(|| deltalake::arrow::array::new_null_array(f.data_type(), n))
-            })
-            .collect();
-        dest.deliver(sources, &rows, &pre, |i| row_as_json(&batch, i), &mut out)?;
+        deliver_typed(&batch, &mut offset, table, &mut dest, &mut out)?;
     }
     Ok(out.finish())
 }

@@ -119,6 +119,8 @@ struct Batch {
     rejected: Vec<cdc::RejectedChange>,
     read: usize,
     skipped: usize,
+    /// New fields to add as columns first (`unknown_fields = "evolve"`).
+    discovered: Vec<deltalake::arrow::datatypes::Field>,
 }
 
 impl SilverWriter {
@@ -230,6 +232,15 @@ impl SilverWriter {
                 .await?
             }
         };
+        // Columns schema evolution added to silver beyond the declared ones are read too.
+        let normalizer = normalizer.with_evolved(
+            silver
+                .snapshot()
+                .map_err(|e| Error::delta(silver_loc.url.to_string(), "read schema", e))?
+                .snapshot()
+                .arrow_schema()
+                .as_ref(),
+        );
         // Schema evolution: columns bronze gained since silver was created are added to silver first.
         lake::add_missing_columns(
             &mut silver,
@@ -276,6 +287,30 @@ impl SilverWriter {
             self.read_changes(&bronze, &bronze_loc, &normalizer, table, silver_wm, latest)
                 .await?
         };
+        if !batch.discovered.is_empty() {
+            // New fields in the events (`unknown_fields = "evolve"`): add them to silver in a commit
+            // of their own, then run the step again with them.
+            let names: Vec<String> = batch.discovered.iter().map(|f| f.name().clone()).collect();
+            let added = lake::add_missing_columns(
+                &mut silver,
+                &silver_loc,
+                &Schema::new(batch.discovered.clone()),
+                HashMap::from([
+                    ("lakehouse.layer".to_string(), json!("silver_schema")),
+                    ("lakehouse.table".to_string(), json!(table.name)),
+                ]),
+            )
+            .await?;
+            if added.is_empty() {
+                return Err(Error::invariant(format!(
+                    "silver/{}: columns {names:?} were discovered but silver already has them",
+                    table.name
+                )));
+            }
+            info!(table = %table.name, columns = ?added, "silver schema evolved: new fields in the events");
+            self.tables.put(&silver_loc, &silver);
+            return Box::pin(self.attempt(table, rebuild)).await;
+        }
         out.applied = Some((silver_wm, latest));
         out.rejected = batch.rejected.len();
         out.read = batch.read;
@@ -470,11 +505,17 @@ impl SilverWriter {
         let mut parts = Vec::new();
         let mut rejected = Vec::new();
         let (mut read, mut skipped) = (0, 0);
+        let mut discovered: Vec<deltalake::arrow::datatypes::Field> = Vec::new();
         for (version, batches) in commits {
             for b in batches {
                 read += b.num_rows();
                 let set = normalizer.normalize(&b, version)?;
                 skipped += set.skipped;
+                for f in set.discovered {
+                    if discovered.iter().all(|d| d.name() != f.name()) {
+                        discovered.push(f);
+                    }
+                }
                 for r in &set.rejected {
                     warn!(table = %table.name, key = %r.key, row = r.row, reason = %r.reason, "silver: change rejected");
                 }
@@ -496,6 +537,7 @@ impl SilverWriter {
             rejected,
             read,
             skipped,
+            discovered,
         })
     }
 }

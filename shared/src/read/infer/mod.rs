@@ -75,7 +75,11 @@ pub fn infer_text(reader: impl BufRead, table: &TableConfig) -> Result<Option<Sc
                 sampler.columns(h);
             }
         }
-        Format::Parquet => return Err(ReadError::Malformed("parquet is not a text format".into())),
+        Format::Parquet | Format::Avro => {
+            return Err(ReadError::Malformed(
+                "parquet and avro are not text formats".into(),
+            ))
+        }
     }
     if sampler.is_empty() {
         return Ok(None);
@@ -87,6 +91,16 @@ pub fn infer_text(reader: impl BufRead, table: &TableConfig) -> Result<Option<Sc
 pub fn infer_parquet(bytes: Bytes, table: &TableConfig) -> Result<Option<Schema>, ReadError> {
     let builder = parquet_reader(bytes)?;
     let fields = parquet_data_fields(builder.schema());
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    checked(Schema::new(fields), table).map(Some)
+}
+
+/// The schema of an Avro file's records (Kafka Connect's logical types applied, types mapped to
+/// what Delta stores).
+pub fn infer_avro(bytes: Bytes, table: &TableConfig) -> Result<Option<Schema>, ReadError> {
+    let fields = parquet_data_fields(&super::avro::avro_schema(bytes)?);
     if fields.is_empty() {
         return Ok(None);
     }
