@@ -21,9 +21,11 @@
 use std::collections::HashMap;
 
 use base64::Engine;
-use deltalake::arrow::datatypes::DataType;
+use deltalake::arrow::datatypes::{DataType, TimeUnit};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use crate::config::WireHints;
 
 /// One field of a Connect struct schema.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,6 +43,43 @@ pub(super) struct Wire {
 }
 
 impl Wire {
+    fn logical(kind: &str, name: &str) -> Wire {
+        Wire {
+            kind: kind.into(),
+            name: Some(name.into()),
+            parameters: HashMap::new(),
+            field: String::new(),
+            fields: Vec::new(),
+        }
+    }
+
+    /// The wire type a value without a schema implies for a column of type `to` (see
+    /// [`crate::config::WireHints`]): an integer in a date column is days since the epoch, an integer
+    /// in a timestamp column is in the table's `integer_timestamps` unit, a string in a decimal column
+    /// is base64 unscaled bytes when the table says `binary_decimals`.
+    pub(super) fn implied(to: &DataType, v: &RawValue, hints: &WireHints) -> Option<Wire> {
+        let text = v.get();
+        let number = text.starts_with(|c: char| c == '-' || c.is_ascii_digit());
+        match to {
+            DataType::Date32 if number => Some(Wire::logical("int32", "io.debezium.time.Date")),
+            DataType::Timestamp(..) if number => {
+                let name = match hints.integer_timestamps? {
+                    TimeUnit::Millisecond => "org.apache.kafka.connect.data.Timestamp",
+                    TimeUnit::Microsecond => "io.debezium.time.MicroTimestamp",
+                    TimeUnit::Nanosecond => "io.debezium.time.NanoTimestamp",
+                    TimeUnit::Second => return None,
+                };
+                Some(Wire::logical("int64", name))
+            }
+            DataType::Decimal128(_, scale) if hints.binary_decimals && text.starts_with('"') => {
+                let mut w = Wire::logical("bytes", "org.apache.kafka.connect.data.Decimal");
+                w.parameters.insert("scale".into(), scale.to_string());
+                Some(w)
+            }
+            _ => None,
+        }
+    }
+
     /// The column type a field of this wire type becomes when schema evolution adds it: what its
     /// values decode to ([`decode`]); structs, arrays, maps and bytes as text.
     pub(super) fn column_type(&self) -> DataType {

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use serde_json::value::RawValue;
 
-use super::connect::{self, RowSchema};
+use super::connect::{self, RowSchema, Wire};
 use super::{strings, Events, Normalizer, OP_DELETE, OP_UPSERT};
 use crate::config::UnknownFields;
 use crate::error::{Error, Result};
@@ -109,7 +109,15 @@ impl Normalizer {
                         None
                     }
                     Some(v) => {
-                        let decoded = match wires.and_then(|w| w.get(f.name())) {
+                        let hinted;
+                        let wire = match wires.and_then(|w| w.get(f.name())) {
+                            Some(wire) => Some(wire),
+                            None => {
+                                hinted = Wire::implied(f.data_type(), v, &self.table.wire);
+                                hinted.as_ref()
+                            }
+                        };
+                        let decoded = match wire {
                             Some(wire) => connect::decode(v, wire, f.data_type(), f.name()),
                             None => json_cell(v, f),
                         };

@@ -172,3 +172,44 @@ fn upsert_delete_flag_and_ties_break_by_version_then_row() {
         ["U", "D", "U"].map(|s| Some(s.to_string()))
     );
 }
+
+#[test]
+fn debezium_without_schemas_reads_integers_and_base64_by_the_tables_hints() {
+    // `schemas.enable=false`: a date as days, a MicroTimestamp as µs, a precise decimal as base64.
+    let line = dbz(
+        "c",
+        "null",
+        r#"{"id":1,"opened":18472,"seen":1683966846547000,"balance":"JxA="}"#,
+        10,
+        1000,
+    );
+    let columns = "row_columns = [\"id long not null\", \"opened date\", \"seen timestamp\", \"balance decimal(12,2)\"]";
+    let plain = table(&format!(
+        "format = \"jsonl\"\ncdc = \"debezium\"\nkeys = [\"id\"]\nsequence_by = \"source.lsn\"\n{columns}"
+    ));
+    let set = changes(&plain, &line, 1);
+    // Without hints: the date is read (days are the only integer date), the rest is refused.
+    assert_eq!(set.rejected.len(), 1, "{:?}", set.rejected);
+    assert!(
+        set.rejected[0].reason.contains("`seen`"),
+        "{:?}",
+        set.rejected
+    );
+    let hinted = table(&format!(
+        "format = \"jsonl\"\ncdc = \"debezium\"\nkeys = [\"id\"]\nsequence_by = \"source.lsn\"\ninteger_timestamps = \"us\"\nbinary_decimals = true\n{columns}"
+    ));
+    let set = changes(&hinted, &line, 1);
+    assert!(set.rejected.is_empty(), "{:?}", set.rejected);
+    assert_eq!(ints(&set.batch, "opened"), vec![Some(18472)]);
+    assert_eq!(ints(&set.batch, "seen"), vec![Some(1683966846547000)]);
+    assert_eq!(
+        texts(&set.batch, "balance"),
+        vec![Some("100.00".to_string())]
+    );
+    let err = crate::config::PipelineConfig::from_toml(
+        "[landing]\nuri = \"s3://l\"\n[lake]\nuri = \"s3://k\"\n[[table]]\nname = \"t\"\nformat = \"jsonl\"\ninteger_timestamps = \"days\"\n",
+        "test",
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("integer_timestamps"), "{err}");
+}

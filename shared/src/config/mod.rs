@@ -87,6 +87,20 @@ pub enum UnknownFields {
 /// did not change (PostgreSQL, REPLICA IDENTITY DEFAULT).
 pub const DEBEZIUM_UNAVAILABLE: &str = "__debezium_unavailable_value";
 
+/// How a Debezium table without Connect schemas (`schemas.enable=false`) reads values whose wire
+/// form the declared type alone does not decide.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WireHints {
+    /// A `timestamp` column receiving an integer: its unit (`integer_timestamps = "ms" | "us" |
+    /// "ns"`). Unset, such a value is rejected. (A `date` column receiving an integer is always
+    /// days since the epoch: Debezium's and Kafka Connect's only integer date.)
+    pub integer_timestamps: Option<deltalake::arrow::datatypes::TimeUnit>,
+    /// A `decimal(p,s)` column receiving a base64 string holds the unscaled big-endian bytes at the
+    /// column's scale (`binary_decimals = true`: `decimal.handling.mode=precise` without schemas; the
+    /// database column's scale must be the declared one).
+    pub binary_decimals: bool,
+}
+
 /// Everything the pipeline knows about one table.
 #[derive(Debug, Clone)]
 pub struct TableConfig {
@@ -113,6 +127,8 @@ pub struct TableConfig {
     /// of the newest earlier event that carried one. Debezium tables default to
     /// [`DEBEZIUM_UNAVAILABLE`]; `unavailable_value = ""` turns it off.
     pub unavailable_value: Option<String>,
+    /// How ambiguous wire forms are read when no schema says (Debezium without Connect schemas).
+    pub wire: WireHints,
     pub csv_delimiter: u8,
     pub csv_header: bool,
     /// How the local runner batches this table's messages (Lambda: the event source mapping's settings).

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use deltalake::arrow::datatypes::TimeUnit;
 use serde::Deserialize;
 use url::Url;
 
@@ -10,8 +11,9 @@ use super::columns::parse_columns;
 use super::limits::RawLimits;
 use super::{
     CdcFormat, Compression, Format, GlueConfig, GoldView, Location, MaintenanceConfig,
-    PipelineConfig, QueueConfig, TableConfig, TriggerWindow, UnknownFields, DEBEZIUM_UNAVAILABLE,
-    DEFAULT_MAINTENANCE_MINUTES, DEFAULT_QUARANTINE_RETENTION_DAYS, DEFAULT_VACUUM_RETENTION_DAYS,
+    PipelineConfig, QueueConfig, TableConfig, TriggerWindow, UnknownFields, WireHints,
+    DEBEZIUM_UNAVAILABLE, DEFAULT_MAINTENANCE_MINUTES, DEFAULT_QUARANTINE_RETENTION_DAYS,
+    DEFAULT_VACUUM_RETENTION_DAYS,
 };
 use crate::error::{Error, Result};
 
@@ -149,6 +151,8 @@ struct RawTable {
     #[serde(default)]
     unknown_fields: UnknownFields,
     unavailable_value: Option<String>,
+    integer_timestamps: Option<String>,
+    binary_decimals: Option<bool>,
     csv_delimiter: Option<String>,
     csv_header: Option<bool>,
     batch_size: Option<usize>,
@@ -431,6 +435,22 @@ impl RawTable {
             }
         };
         let trigger = TriggerWindow::from_raw(&t, self.batch_size, self.batch_window_seconds)?;
+        let wire = WireHints {
+            integer_timestamps: match self.integer_timestamps.as_deref() {
+                None => None,
+                Some("ms") => Some(TimeUnit::Millisecond),
+                Some("us") => Some(TimeUnit::Microsecond),
+                Some("ns") => Some(TimeUnit::Nanosecond),
+                Some(other) => {
+                    return Err(Error::config(
+                        &t,
+                        "integer_timestamps",
+                        format!("`{other}` is not one of ms, us, ns"),
+                    ))
+                }
+            },
+            binary_decimals: self.binary_decimals.unwrap_or(false),
+        };
         Ok(TableConfig {
             name: t,
             prefix,
@@ -454,6 +474,7 @@ impl RawTable {
                 (None, CdcFormat::Debezium) => Some(DEBEZIUM_UNAVAILABLE.to_string()),
                 (None, _) => None,
             },
+            wire,
             csv_delimiter,
             csv_header: self.csv_header.unwrap_or(true),
             trigger,
