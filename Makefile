@@ -12,7 +12,7 @@ SAM_OUT := $(HOME)/.cache/lakehouse/sam-transformed.json
 # Loads the local endpoints/credentials and puts cargo-lambda and the Python reader on PATH.
 WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
 
-.PHONY: demo test install up down unit-test package validate bench bench-bronze bench-merge bench-soak bench-e2e bench-hostile bench-coldstart bench-readers bench-e2e-smoke bench-cost chaos lambda-zip release fmt lint
+.PHONY: demo test install up down unit-test check-aged package validate bench bench-bronze bench-merge bench-soak bench-e2e bench-hostile bench-coldstart bench-readers bench-e2e-smoke bench-cost chaos lambda-zip release fmt lint
 
 # The same workspace-wide build as `make test` (same features), so a later `make test` compiles no
 # dependency again; then the CLI binary runs the demo.
@@ -44,6 +44,13 @@ test: install validate
 	  $(LOCALSTACK_PY) tests/stack_wiring.py $(SAM_OUT)
 	# The short chaos run (~3 min; its own MinIO behind a fault proxy): faults, kills, duplicates → oracle.
 	$(TOOLS_BIN)/python bench/chaos.py --quick
+	$(MAKE) check-aged
+
+## A lake idle for three months of maintenance (day 0, 31, 62, 93), then every table opened by Python
+## deltalake, DuckDB and polars (~1 min; the Rust test maintain::idle_tests also feeds it again).
+check-aged: install
+	cargo build --workspace --bins
+	$(LOCAL)/check_aged.sh $(CARGO_TARGET_DIR)/debug/lakehouse
 
 unit-test:
 	cargo test --workspace --lib --bins

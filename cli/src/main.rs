@@ -173,6 +173,10 @@ enum Command {
         /// Only this table (all its layers) or gold view.
         #[arg(long)]
         table: Option<String>,
+        /// Run as if the time were this (RFC 3339): retention cutoffs, log cleanup and vacuum's clock.
+        /// For what-ifs and for aging a test lake; never needed in production.
+        #[arg(long)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
     },
     /// Recovery: build a silver table from bronze's current rows instead of its log, when bronze commits
     /// it had not applied left the log. Delete the table's silver and silver_tombstones tables first;
@@ -386,11 +390,17 @@ async fn main_inner() -> Result<()> {
                 t.version()
             );
         }
-        Command::Maintain { config, table } => {
+        Command::Maintain {
+            config,
+            table,
+            as_of,
+        } => {
             let cfg = Arc::new(PipelineConfig::load(&config).await?);
-            let report = lakehouse::maintain::Maintainer::new(cfg)
-                .run(table.as_deref())
-                .await?;
+            let mut maintainer = lakehouse::maintain::Maintainer::new(cfg);
+            if let Some(at) = as_of {
+                maintainer = maintainer.at(at);
+            }
+            let report = maintainer.run(table.as_deref()).await?;
             for task in report
                 .tasks
                 .iter()

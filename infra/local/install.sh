@@ -4,7 +4,7 @@
 #   MinIO (built from its Go module), moto's server (local Glue), the AWS SAM CLI, and a tools venv
 #   with cargo-lambda + zig (Lambda builds and `cargo lambda watch`) and Python deltalake (independent
 #   reader). Idempotent: each part is skipped when its marker matches.
-# Usage: install.sh [localstack|minio|moto|sam|tools|bench|spark|all]
+# Usage: install.sh [localstack|minio|moto|sam|tools|bench|readers|spark|all]
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/env.sh"
@@ -142,14 +142,30 @@ PY
   touch "$marker"
 }
 
+# The independent readers of `make test`'s aged-lake check (infra/local/check_aged.sh): Python deltalake,
+# polars, DuckDB with its delta extension as a PyPI package (loaded by path). No Java, no jars.
+install_readers() {
+  local venv="$LAKEHOUSE_HOME/venv-readers" duckdb="1.5.5"
+  local marker="$venv/.installed-readers-v1"
+  if [[ -f "$marker" ]]; then log "readers venv already installed"; return; fi
+  log "installing deltalake, polars, duckdb $duckdb + delta extension into $venv"
+  rm -rf "$venv"
+  "$PYTHON" -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+  "$venv/bin/pip" install -q "deltalake==1.6.6" "polars==2.1.0" "duckdb==$duckdb" \
+    "duckdb-extension-delta==$duckdb" pytz pyarrow
+  touch "$marker"
+}
+
 case "${1:-all}" in
   bench) install_bench ;;
+  readers) install_readers ;;
   spark) install_spark ;;
   localstack) install_localstack; install_localstack_stub ;;
   minio) install_minio ;;
   moto) install_moto ;;
   sam) install_sam ;;
   tools) install_tools ;;
-  all) install_localstack; install_localstack_stub; install_moto; install_sam; install_tools; install_minio ;;
-  *) echo "usage: $0 [localstack|minio|moto|sam|tools|bench|spark|all]" >&2; exit 2 ;;
+  all) install_localstack; install_localstack_stub; install_moto; install_sam; install_tools; install_minio; install_readers ;;
+  *) echo "usage: $0 [localstack|minio|moto|sam|tools|bench|readers|spark|all]" >&2; exit 2 ;;
 esac
