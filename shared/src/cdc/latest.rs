@@ -8,12 +8,9 @@ use super::{BRONZE_VERSION, SEQ};
 use crate::error::{Error, Result};
 use crate::schema::{self, SOURCE_ROW};
 
-/// Keeps the latest event per key: highest `_seq` (nulls lowest), then highest `_bronze_version`, then
-/// highest `_source_row`. The result has exactly one row per key, in key order.
-pub fn latest_per_key(changes: &RecordBatch, keys: &[String]) -> Result<RecordBatch> {
-    if changes.num_rows() == 0 {
-        return Ok(changes.clone());
-    }
+/// `changes` sorted by key, then in event order: `_seq` (nulls first), `_bronze_version`,
+/// `_source_row`.
+pub(super) fn in_event_order(changes: &RecordBatch, keys: &[String]) -> Result<RecordBatch> {
     let col = |name: &str| -> Result<ArrayRef> {
         changes
             .column_by_name(name)
@@ -40,8 +37,16 @@ pub fn latest_per_key(changes: &RecordBatch, keys: &[String]) -> Result<RecordBa
         });
     }
     let order = lexsort_to_indices(&sort, None).map_err(|e| Error::arrow("ordering changes", e))?;
-    let sorted =
-        take_record_batch(changes, &order).map_err(|e| Error::arrow("ordering changes", e))?;
+    take_record_batch(changes, &order).map_err(|e| Error::arrow("ordering changes", e))
+}
+
+/// Keeps the latest event per key: highest `_seq` (nulls lowest), then highest `_bronze_version`, then
+/// highest `_source_row`. The result has exactly one row per key, in key order.
+pub fn latest_per_key(changes: &RecordBatch, keys: &[String]) -> Result<RecordBatch> {
+    if changes.num_rows() == 0 {
+        return Ok(changes.clone());
+    }
+    let sorted = in_event_order(changes, keys)?;
     let (_, rows) = schema::rows_of(
         &schema::columns(&sorted, keys, "latest per key")?,
         "comparing keys",

@@ -16,9 +16,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StringArray, UInt32Array};
-use deltalake::arrow::compute::{
-    cast, lexsort_to_indices, take, take_record_batch, SortColumn, SortOptions,
-};
+use deltalake::arrow::compute::{cast, take};
 use deltalake::arrow::datatypes::{DataType, Int64Type};
 use serde_json::Value;
 
@@ -139,26 +137,7 @@ pub fn fill(events: &RecordBatch, keys: &[String]) -> Result<RecordBatch> {
     if !any(events) {
         return Ok(events.clone());
     }
-    let asc = SortOptions {
-        descending: false,
-        nulls_first: true,
-    };
-    let mut sort: Vec<SortColumn> = schema::columns(events, keys, "unavailable values")?
-        .into_iter()
-        .map(|values| SortColumn {
-            values,
-            options: Some(asc),
-        })
-        .collect();
-    for tie in [SEQ, BRONZE_VERSION, SOURCE_ROW] {
-        sort.push(SortColumn {
-            values: schema::column(events, tie, "unavailable values")?,
-            options: Some(asc),
-        });
-    }
-    let order = lexsort_to_indices(&sort, None).map_err(|e| Error::arrow("ordering events", e))?;
-    let sorted =
-        take_record_batch(events, &order).map_err(|e| Error::arrow("ordering events", e))?;
+    let sorted = super::latest::in_event_order(events, keys)?;
     let (_, key_rows) = schema::rows_of(
         &schema::columns(&sorted, keys, "unavailable values")?,
         "comparing keys",
