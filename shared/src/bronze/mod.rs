@@ -215,6 +215,10 @@ impl BronzeWriter {
             match outcome {
                 Ok((adds, out)) => {
                     let quarantined = out.rejected();
+                    if quarantined > 0 && quarantined >= out.rows_ok {
+                        warn!(table = %table.name, key = %obj.key, rows = out.rows_ok, quarantined,
+                            "bronze: most rows of this object were rejected (see the quarantine table's reasons): check the table's columns and format");
+                    }
                     work.adds.extend(adds);
                     work.txns.push(lake::txn(&id, TXN_INGESTED));
                     if !out.bad.is_empty() && quarantine_marker.is_none() {

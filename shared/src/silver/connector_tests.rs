@@ -405,6 +405,14 @@ async fn copies_of_a_rejected_event_are_quarantined_once_and_most_rejected_is_re
         reasons[0].contains("would round") && reasons[0].contains("1 more copies"),
         "{reasons:?}"
     );
+    // A third copy, delivered after that step (a later rebalance), is recognised by its marker.
+    lab.ingest("customers", "c.json", &format!("{bad}\n")).await;
+    let step = SilverWriter::new(lab.cfg.clone())
+        .apply(lab.table("customers"))
+        .await
+        .unwrap();
+    assert_eq!((step.read, step.rejected), (1, 1), "{step:?}");
+    assert_eq!(quarantine_reasons(&lab.cfg, "customers").await.len(), 1);
 }
 
 /// TOAST: with REPLICA IDENTITY DEFAULT, an update that leaves a TOASTed column alone carries

@@ -111,6 +111,8 @@ pub struct SilverWriter {
     retry: RetryPolicy,
     /// Bronze, silver and tombstone snapshots kept warm across steps.
     tables: lake::Tables,
+    /// The quarantine table's markers (rejected events already quarantined), kept warm.
+    markers: lake::TxnIndex,
 }
 
 /// Changes read from bronze, normalised, one row per key.
@@ -129,6 +131,7 @@ impl SilverWriter {
             config,
             retry: RetryPolicy::default(),
             tables: lake::Tables::new(),
+            markers: lake::TxnIndex::new(),
         }
     }
 

@@ -1,6 +1,10 @@
 //! Changes silver cannot use (an unknown DMS operation, a Debezium event without keys...) go to
-//! `quarantine/<table>` with a `silver:` reason, once per bronze range: guarded by silver's watermark app
-//! id in the quarantine table.
+//! `quarantine/<table>` with a `silver:` reason and the event's text, once per bronze range: guarded by
+//! silver's watermark app id in the quarantine table. One event is quarantined once however many objects
+//! carry it (a connector re-delivering after a restart or rebalance): copies in the same step are folded
+//! into one row naming where they were, and each quarantined event leaves a marker (the hash of its
+//! text) in the quarantine table, so a copy arriving in a later step is recognised and counted, not
+//! quarantined again, while the marker lives (the table's 30-day transaction retention).
 
 use std::collections::HashMap;
 
@@ -29,11 +33,15 @@ impl SilverWriter {
         let location = self.config.quarantine_location(&table.name);
         let app = watermark_app_id(&table.name);
         let existing = lake::open(&location).await?;
-        if let Some(t) = &existing {
-            if lake::txn_version(t, &app).await?.is_some_and(|v| v >= to) {
-                return Ok(());
+        let markers = match &existing {
+            Some(t) => {
+                if lake::txn_version(t, &app).await?.is_some_and(|v| v >= to) {
+                    return Ok(());
+                }
+                Some(self.markers.at(&location, t).await?)
             }
-        }
+            None => None,
+        };
         // Copies of one event (a connector re-delivering after a restart or rebalance writes it into
         // another object) are quarantined once, naming where the copies were.
         let mut copies: HashMap<(&str, &str), Vec<&cdc::RejectedChange>> = HashMap::new();
@@ -49,6 +57,33 @@ impl SilverWriter {
                 }
                 None => first.push(r),
             }
+        }
+        // Events an earlier step quarantined (their markers are in the table): counted, not repeated.
+        let mut event_txns = Vec::new();
+        let mut earlier = 0;
+        let first: Vec<&cdc::RejectedChange> = first
+            .into_iter()
+            .filter(|r| {
+                let Some(raw) = r.raw.as_deref() else {
+                    return true;
+                };
+                let id = event_marker(raw);
+                if markers.as_ref().is_some_and(|m| m.get(&id).is_some()) {
+                    earlier += 1;
+                    return false;
+                }
+                // Bounded like an object's rejected rows: past it, copies are not recognised.
+                if event_txns.len() < table.limits.max_rejected_rows {
+                    event_txns.push(lake::txn(&id, 1));
+                }
+                true
+            })
+            .collect();
+        if earlier > 0 {
+            tracing::info!(table = %table.name, copies = earlier, "silver: rejected events already quarantined by an earlier step (copies) not quarantined again");
+        }
+        if first.is_empty() {
+            return Ok(());
         }
         let mut by_object: Vec<QuarantinedObject> = Vec::new();
         for r in first {
@@ -97,9 +132,19 @@ impl SilverWriter {
             &table.name,
             existing,
             batch,
-            vec![lake::txn(&app, to)],
+            std::iter::once(lake::txn(&app, to))
+                .chain(event_txns)
+                .collect(),
             metadata,
         )
         .await
     }
+}
+
+/// The marker of a quarantined event: the hash of its text (XXH64, stable across releases).
+fn event_marker(raw: &str) -> String {
+    format!(
+        "silver-event/{:016x}",
+        twox_hash::XxHash64::oneshot(0, raw.as_bytes())
+    )
 }
