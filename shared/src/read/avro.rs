@@ -20,12 +20,15 @@ use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch, StructArray
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Field, FieldRef, Fields, Schema, TimeUnit};
 
+mod header;
+
 use super::parquet::deliver_typed;
 use super::{Destination, ReadError, ReadOutcome, CHUNK_ROWS};
 use crate::config::TableConfig;
 use crate::schema::timestamp_type;
 
 fn reader(bytes: Bytes) -> Result<Reader<Cursor<Bytes>>, ReadError> {
+    let bytes = header::with_short_names(bytes);
     ReaderBuilder::new()
         .with_batch_size(CHUNK_ROWS)
         .build(Cursor::new(bytes))
