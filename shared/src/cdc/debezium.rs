@@ -7,7 +7,7 @@ use deltalake::arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use serde_json::value::RawValue;
 
 use super::connect::{self, RowSchema, Wire};
-use super::{strings, Events, Normalizer, OP_DELETE, OP_UPSERT};
+use super::{strings, Events, Normalizer, OP_DELETE, OP_TRUNCATE, OP_UPSERT};
 use crate::config::UnknownFields;
 use crate::error::{Error, Result};
 use crate::read::jsonl::{json_cell, raw_object, RawObject};
@@ -69,10 +69,10 @@ impl Normalizer {
                         skip[i] = true;
                         (OP_UPSERT, Ok(None))
                     }
+                    // A truncate: every row older than it goes (or, `truncate = "ignore"`, nothing).
+                    Some("t") if self.table.apply_truncates => (OP_TRUNCATE, Ok(None)),
                     Some("t") => {
-                        reasons[i] = Some(
-                            "Debezium truncate (`t`) events are not applied: the table's rows stay as they are (truncate the silver table by hand, or leave `t` in the connector's skipped.operations)".into(),
-                        );
+                        skip[i] = true;
                         (OP_UPSERT, Ok(None))
                     }
                     Some(other) => {
@@ -94,7 +94,7 @@ impl Normalizer {
             };
             ops.push(op);
             let image = image.ok().flatten();
-            if reasons[i].is_none() && !skip[i] && image.is_none() {
+            if reasons[i].is_none() && !skip[i] && image.is_none() && op != OP_TRUNCATE {
                 reasons[i] = Some(format!(
                     "Debezium `{}` event without its {} image",
                     if op == OP_DELETE { "d" } else { "c/r/u" },

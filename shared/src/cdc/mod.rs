@@ -21,6 +21,8 @@ use crate::schema::{self, SOURCE_KEY, SOURCE_ROW, VALUE_SOURCES};
 pub use crate::schema::{BRONZE_VERSION, OP, SEQ};
 pub const OP_UPSERT: &str = "U";
 pub const OP_DELETE: &str = "D";
+/// A truncate of the whole table as of its sequence (Debezium `t`): no key, only a sequence.
+pub const OP_TRUNCATE: &str = "T";
 
 /// Default DMS operation column.
 pub const DMS_OP_COLUMN: &str = "Op";
@@ -36,6 +38,9 @@ pub struct ChangeSet {
     /// Fields the events carry that the table lacks, under `unknown_fields = "evolve"`: the step adds
     /// them as columns and reads the events again (nothing is dropped).
     pub discovered: Vec<Field>,
+    /// The newest truncate (Debezium `t`) among the rows: its sequence as an integer (timestamps in
+    /// µs). Truncates are not rows of `batch`.
+    pub truncate: Option<i64>,
 }
 
 /// A bronze row silver could not use, with where it came from and why.
@@ -209,6 +214,11 @@ impl Normalizer {
         &self.row_schema
     }
 
+    /// The type of `_seq`.
+    pub fn seq_type(&self) -> &DataType {
+        &self.seq_type
+    }
+
     pub fn keys(&self) -> &[String] {
         &self.table.keys
     }
@@ -282,7 +292,14 @@ impl Normalizer {
                 })
                 .collect::<Vec<_>>(),
         );
-        let (mut typed, reasons) = schema::cast_columns(&relaxed, sources, n, &reasons);
+        let before_cast = reasons.clone();
+        let (mut typed, mut reasons) = schema::cast_columns(&relaxed, sources, n, &reasons);
+        // A truncate has no row: its (absent) row columns are not checked.
+        for (i, op) in ops.iter().enumerate() {
+            if *op == OP_TRUNCATE {
+                reasons[i] = before_cast[i].clone();
+            }
+        }
         let seq_source: ArrayRef = Arc::new(seq.finish());
         let (mut seq_typed, reasons) = schema::cast_columns(
             &Schema::new(vec![Field::new(
@@ -334,6 +351,27 @@ impl Normalizer {
                     self.table.sequence_by.as_deref().unwrap_or(SEQ)
                 ));
             }
+            if reasons[i].is_none() && !skip[i] && *op == OP_TRUNCATE {
+                // A truncate is ordered by its sequence alone: it needs one the step can compare.
+                if self.table.scd_type == 2 {
+                    reasons[i] = Some("a truncate is not applied to an SCD type 2 table yet (closing every current version); set truncate = \"ignore\" to skip such events".into());
+                } else if seq_values.is_null(i) {
+                    reasons[i] = Some(format!(
+                        "a truncate without its sequence `{}` cannot be ordered against the table's rows",
+                        self.table.sequence_by.as_deref().unwrap_or(SEQ)
+                    ));
+                } else if !matches!(
+                    self.seq_type,
+                    DataType::Int64 | DataType::Int32 | DataType::Timestamp(..)
+                ) {
+                    reasons[i] = Some(format!(
+                        "a truncate needs an integer or timestamp sequence_by (`{}` is {})",
+                        self.table.sequence_by.as_deref().unwrap_or(SEQ),
+                        self.seq_type
+                    ));
+                }
+                continue;
+            }
             if reasons[i].is_none() && !skip[i] {
                 let null_key = self.table.keys.iter().find(|k| {
                     self.row_schema
@@ -370,9 +408,20 @@ impl Normalizer {
         );
         let all = RecordBatch::try_new(Arc::new(loose), typed)
             .map_err(|e| Error::arrow("building changes", e))?;
+        // Truncates leave the batch: the step applies them table-wide (the newest one).
+        let truncate = {
+            let seq = cast(all.column(self.row_schema.fields().len()), &DataType::Int64)
+                .map_err(|e| Error::arrow("truncate sequence", e))?;
+            let seq = seq.as_primitive::<deltalake::arrow::datatypes::Int64Type>();
+            (0..n)
+                .filter(|&i| ops[i] == OP_TRUNCATE && reasons[i].is_none() && !skip[i])
+                .filter(|&i| seq.is_valid(i))
+                .map(|i| seq.value(i))
+                .max()
+        };
         let keep = BooleanArray::from(
             (0..n)
-                .map(|i| reasons[i].is_none() && !skip[i])
+                .map(|i| reasons[i].is_none() && !skip[i] && ops[i] != OP_TRUNCATE)
                 .collect::<Vec<_>>(),
         );
         let kept =
@@ -417,6 +466,7 @@ impl Normalizer {
             rejected,
             skipped: skip.iter().filter(|s| **s).count(),
             discovered,
+            truncate,
         })
     }
 

@@ -129,6 +129,9 @@ pub struct TableConfig {
     pub unavailable_value: Option<String>,
     /// How ambiguous wire forms are read when no schema says (Debezium without Connect schemas).
     pub wire: WireHints,
+    /// Debezium truncate events (`t`): applied (every row older than the truncate deleted, SCD2
+    /// versions closed) or skipped (`truncate = "ignore"`).
+    pub apply_truncates: bool,
     pub csv_delimiter: u8,
     pub csv_header: bool,
     /// How the local runner batches this table's messages (Lambda: the event source mapping's settings).

@@ -152,6 +152,7 @@ struct RawTable {
     unknown_fields: UnknownFields,
     unavailable_value: Option<String>,
     integer_timestamps: Option<String>,
+    truncate: Option<String>,
     binary_decimals: Option<bool>,
     csv_delimiter: Option<String>,
     csv_header: Option<bool>,
@@ -435,6 +436,17 @@ impl RawTable {
             }
         };
         let trigger = TriggerWindow::from_raw(&t, self.batch_size, self.batch_window_seconds)?;
+        let apply_truncates = match self.truncate.as_deref() {
+            None | Some("apply") => true,
+            Some("ignore") => false,
+            Some(other) => {
+                return Err(Error::config(
+                    &t,
+                    "truncate",
+                    format!("`{other}` is not one of apply, ignore"),
+                ))
+            }
+        };
         let wire = WireHints {
             integer_timestamps: match self.integer_timestamps.as_deref() {
                 None => None,
@@ -475,6 +487,7 @@ impl RawTable {
                 (None, _) => None,
             },
             wire,
+            apply_truncates,
             csv_delimiter,
             csv_header: self.csv_header.unwrap_or(true),
             trigger,

@@ -744,3 +744,75 @@ async fn debezium_avro_files_decode_logical_types_and_match_the_oracle() {
     }
     assert_eq!(got, rows);
 }
+
+/// `(op, lsn, id, n)`: a Debezium event of a table `(id int, n long)`, `t` a truncate.
+fn plain_line((op, lsn, id, n): (&str, i64, i32, i64)) -> String {
+    let row = format!(r#"{{"id":{id},"n":{n}}}"#);
+    let (before, after) = match op {
+        "d" => (format!(r#"{{"id":{id}}}"#), "null".to_string()),
+        "t" => ("null".to_string(), "null".to_string()),
+        _ => ("null".to_string(), row),
+    };
+    format!(
+        r#"{{"before":{before},"after":{after},"source":{{"connector":"postgresql","lsn":{lsn}}},"op":"{op}","ts_ms":{lsn}}}"#
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_truncate_removes_every_older_row_in_any_arrival_order() {
+    let objects: [&[(&str, i64, i32, i64)]; 5] = [
+        &[
+            ("c", 10, 1, 10),
+            ("c", 20, 2, 20),
+            ("c", 30, 3, 30),
+            ("u", 40, 1, 40),
+        ],
+        &[("t", 50, 0, 0)],
+        &[("c", 60, 2, 60), ("u", 70, 2, 70)],
+        &[("u", 45, 3, 45)],
+        &[("c", 55, 4, 55)],
+    ];
+    let cases = [
+        ("apply", vec![0, 1, 2, 3, 4], vec![(2, 70), (4, 55)]),
+        ("apply", vec![2, 1, 0, 4, 3, 1], vec![(2, 70), (4, 55)]),
+        (
+            "ignore",
+            vec![2, 1, 0, 4, 3],
+            vec![(1, 40), (2, 70), (3, 45), (4, 55)],
+        ),
+    ];
+    for (mode, order, expected) in cases {
+        let lab = Lab::with_table(
+            "t",
+            &format!("format = \"jsonl\"\ncdc = \"debezium\"\nkeys = [\"id\"]\nsequence_by = \"source.lsn\"\ntruncate = \"{mode}\"\nrow_columns = [\"id int not null\", \"n long\"]"),
+        );
+        let bronze = BronzeWriter::new(lab.cfg.clone()).unwrap();
+        let silver = SilverWriter::new(lab.cfg.clone());
+        for o in &order {
+            let body: String = objects[*o].iter().map(|e| plain_line(*e) + "\n").collect();
+            let path = lab.landing(&format!("t/part-{o}.json"));
+            std::fs::write(&path, body).unwrap();
+            bronze
+                .ingest(lab.table("t"), &[testkit::object(&path)])
+                .await
+                .unwrap();
+            silver.apply(lab.table("t")).await.unwrap();
+        }
+        let got: Vec<(i64, i64)> = {
+            let rows = testkit::rows_as_text(&lab.cfg.silver_location("t"), &["n"], "id").await;
+            let mut v: Vec<(i64, i64)> = rows
+                .iter()
+                .map(|(k, n)| {
+                    (
+                        k.parse().unwrap(),
+                        n[0].as_deref().unwrap().parse().unwrap(),
+                    )
+                })
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(got, expected, "{mode} in order {order:?}");
+        assert!(quarantine_reasons(&lab.cfg, "t").await.is_empty());
+    }
+}

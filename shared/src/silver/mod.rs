@@ -38,6 +38,7 @@ pub mod scd2;
 #[cfg(test)]
 mod tests;
 mod tombstones;
+mod truncate;
 mod unavailable;
 
 pub use columns::{silver_schema, silver_table_schema};
@@ -123,6 +124,8 @@ struct Batch {
     skipped: usize,
     /// New fields to add as columns first (`unknown_fields = "evolve"`).
     discovered: Vec<deltalake::arrow::datatypes::Field>,
+    /// The newest truncate among the events (its sequence), if any.
+    truncate: Option<i64>,
 }
 
 impl SilverWriter {
@@ -325,14 +328,34 @@ impl SilverWriter {
         mark("read", &mut phases);
         self.quarantine_rejects(table, &batch.rejected, latest)
             .await?;
+        // A truncate removes every older row, and every older event from now on.
+        let mut horizon =
+            lake::txn_version(&silver, &truncate::horizon_app_id(&table.name)).await?;
+        if let Some(t) = batch.truncate.filter(|t| horizon.is_none_or(|h| *t > h)) {
+            silver = truncate::apply(
+                silver,
+                &silver_loc,
+                table,
+                normalizer.seq_type(),
+                t,
+                silver_wm,
+            )
+            .await?;
+            self.tables.put(&silver_loc, &silver);
+            horizon = Some(t);
+        }
+        let batch_changes = match horizon {
+            Some(h) => truncate::drop_older(&batch.changes, h)?,
+            None => batch.changes.clone(),
+        };
         // The snapshot opened above serves both the check and the append: a tombstone committed since
         // by a racing step carries the same watermark txn, so our append would conflict and re-run.
         // SCD2 keeps late events (they are history); SCD1 drops what a newer delete superseded.
         let changes = match table.scd_type {
-            2 => batch.changes.clone(),
+            2 => batch_changes,
             _ => {
                 let changes =
-                    drop_superseded(&batch.changes, table, tombs.as_ref(), &tomb_loc).await?;
+                    drop_superseded(&batch_changes, table, tombs.as_ref(), &tomb_loc).await?;
                 // Values the source did not send, from the rows already in silver (SCD2 resolves
                 // them in its history).
                 unavailable::resolve(&silver, &silver_loc, changes, table, latest).await?
@@ -508,12 +531,14 @@ impl SilverWriter {
         let mut parts = Vec::new();
         let mut rejected = Vec::new();
         let (mut read, mut skipped) = (0, 0);
+        let mut truncate: Option<i64> = None;
         let mut discovered: Vec<deltalake::arrow::datatypes::Field> = Vec::new();
         for (version, batches) in commits {
             for b in batches {
                 read += b.num_rows();
                 let set = normalizer.normalize(&b, version)?;
                 skipped += set.skipped;
+                truncate = truncate.max(set.truncate);
                 for f in set.discovered {
                     if discovered.iter().all(|d| d.name() != f.name()) {
                         discovered.push(f);
@@ -541,6 +566,7 @@ impl SilverWriter {
             read,
             skipped,
             discovered,
+            truncate,
         })
     }
 }
