@@ -145,16 +145,8 @@ PY
 # The independent readers of `make test`'s aged-lake check (infra/local/check_aged.sh): Python deltalake,
 # polars, DuckDB with its delta extension as a PyPI package (loaded by path). No Java, no jars.
 install_readers() {
-  local venv="$LAKEHOUSE_HOME/venv-readers" duckdb="1.5.5"
-  local marker="$venv/.installed-readers-v1"
-  if [[ -f "$marker" ]]; then log "readers venv already installed"; return; fi
-  log "installing deltalake, polars, duckdb $duckdb + delta extension into $venv"
-  rm -rf "$venv"
-  "$PYTHON" -m venv "$venv"
-  "$venv/bin/pip" install -q --upgrade pip
-  "$venv/bin/pip" install -q "deltalake==1.6.6" "polars==2.1.0" "duckdb==$duckdb" \
-    "duckdb-extension-delta==$duckdb" pytz pyarrow
-  touch "$marker"
+  venv_install "readers (deltalake, polars, duckdb + delta extension)" "$LAKEHOUSE_HOME/venv-readers" readers-v1 \
+    "deltalake==1.6.6" "polars==2.1.0" "duckdb==1.5.5" "duckdb-extension-delta==1.5.5" pytz pyarrow
 }
 
 case "${1:-all}" in
