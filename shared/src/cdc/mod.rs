@@ -353,9 +353,7 @@ impl Normalizer {
             }
             if reasons[i].is_none() && !skip[i] && *op == OP_TRUNCATE {
                 // A truncate is ordered by its sequence alone: it needs one the step can compare.
-                if self.table.scd_type == 2 {
-                    reasons[i] = Some("a truncate is not applied to an SCD type 2 table yet (closing every current version); set truncate = \"ignore\" to skip such events".into());
-                } else if seq_values.is_null(i) {
+                if seq_values.is_null(i) {
                     reasons[i] = Some(format!(
                         "a truncate without its sequence `{}` cannot be ordered against the table's rows",
                         self.table.sequence_by.as_deref().unwrap_or(SEQ)

@@ -8,7 +8,7 @@
 //! `ZonedTimestamp` strings; snapshot `r` records first, then `c`/`u`/`d` ordered by `source.lsn`,
 //! delivered shuffled, some objects twice, some events copied into a second object.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use base64::Engine;
 use rand::rngs::StdRng;
@@ -248,26 +248,39 @@ async fn deliver(lab: &Lab, lines: &[String], rng: &mut StdRng) {
     // A restarted connector writes a few events again into a new object.
     let copied: Vec<String> = lines.choose_multiple(rng, 10).cloned().collect();
     objects.push(copied);
+    deliver_shuffled(lab, "customers", &objects, 0.3, 3, rng).await;
+}
+
+/// Ingests `objects` (their lines) of `table` in a shuffled order, a share `again` of them twice, with a
+/// silver step after every `step_every`-th delivery and one at the end.
+async fn deliver_shuffled(
+    lab: &Lab,
+    table: &str,
+    objects: &[Vec<String>],
+    again: f64,
+    step_every: usize,
+    rng: &mut StdRng,
+) {
     let mut order: Vec<usize> = (0..objects.len()).collect();
-    order.extend((0..objects.len()).filter(|_| rng.gen_bool(0.3)));
+    order.extend((0..objects.len()).filter(|_| rng.gen_bool(again)));
     order.shuffle(rng);
     let bronze = BronzeWriter::new(lab.cfg.clone()).unwrap();
     let silver = SilverWriter::new(lab.cfg.clone());
-    let table = lab.table("customers");
+    let config = lab.table(table);
     for (n, o) in order.iter().enumerate() {
-        let path = lab.landing(&format!("customers/part-{o:03}.json"));
+        let path = lab.landing(&format!("{table}/part-{o:03}.json"));
         if !path.exists() {
             std::fs::write(&path, objects[*o].join("\n") + "\n").unwrap();
         }
         bronze
-            .ingest(table, &[testkit::object(&path)])
+            .ingest(config, &[testkit::object(&path)])
             .await
             .unwrap();
-        if n % 3 == 0 {
-            silver.apply(table).await.unwrap();
+        if n % step_every == 0 {
+            silver.apply(config).await.unwrap();
         }
     }
-    silver.apply(table).await.unwrap();
+    silver.apply(config).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,26 +503,7 @@ fn toast_oracle(history: &[Toast]) -> Vec<(i64, i64, Option<i64>, String, i64)> 
 async fn deliver_toast(lab: &Lab, history: &[Toast], rng: &mut StdRng) {
     let lines: Vec<String> = history.iter().map(toast_line).collect();
     let objects: Vec<Vec<String>> = lines.chunks(7).map(|c| c.to_vec()).collect();
-    let mut order: Vec<usize> = (0..objects.len()).collect();
-    order.extend((0..objects.len()).filter(|_| rng.gen_bool(0.2)));
-    order.shuffle(rng);
-    let bronze = BronzeWriter::new(lab.cfg.clone()).unwrap();
-    let silver = SilverWriter::new(lab.cfg.clone());
-    let table = lab.table("people");
-    for (n, o) in order.iter().enumerate() {
-        let path = lab.landing(&format!("people/part-{o:03}.json"));
-        if !path.exists() {
-            std::fs::write(&path, objects[*o].join("\n") + "\n").unwrap();
-        }
-        bronze
-            .ingest(table, &[testkit::object(&path)])
-            .await
-            .unwrap();
-        if rng.gen_bool(0.4) || n % 5 == 0 {
-            silver.apply(table).await.unwrap();
-        }
-    }
-    silver.apply(table).await.unwrap();
+    deliver_shuffled(lab, "people", &objects, 0.2, 2, rng).await;
     assert!(quarantine_reasons(&lab.cfg, "people").await.is_empty());
 }
 
@@ -758,6 +752,34 @@ fn plain_line((op, lsn, id, n): (&str, i64, i32, i64)) -> String {
     )
 }
 
+/// What a table holds after `events` (`(op, lsn, id, n)`; a `t` deletes every key at its LSN when
+/// `apply`): per key its versions `(id, valid_from, valid_to, n)`, in LSN order.
+fn truncate_oracle(
+    events: &[(&str, i64, i32, i64)],
+    apply: bool,
+) -> Vec<(i64, i64, Option<i64>, i64)> {
+    let ids: BTreeSet<i32> = events.iter().filter(|e| e.0 != "t").map(|e| e.2).collect();
+    let mut out = Vec::new();
+    for id in ids {
+        let mut mine: Vec<(&str, i64, i64)> = events
+            .iter()
+            .filter(|e| e.0 != "t" && e.2 == id)
+            .map(|e| (e.0, e.1, e.3))
+            .collect();
+        if apply {
+            mine.extend(events.iter().filter(|e| e.0 == "t").map(|e| ("d", e.1, 0)));
+        }
+        mine.sort_by_key(|e| e.1);
+        for (i, (op, lsn, n)) in mine.iter().enumerate() {
+            if *op != "d" {
+                out.push((id as i64, *lsn, mine.get(i + 1).map(|e| e.1), *n));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncate_removes_every_older_row_in_any_arrival_order() {
     let objects: [&[(&str, i64, i32, i64)]; 5] = [
@@ -769,50 +791,53 @@ async fn a_truncate_removes_every_older_row_in_any_arrival_order() {
         ],
         &[("t", 50, 0, 0)],
         &[("c", 60, 2, 60), ("u", 70, 2, 70)],
-        &[("u", 45, 3, 45)],
+        &[("u", 45, 3, 45), ("c", 47, 5, 47)],
         &[("c", 55, 4, 55)],
     ];
-    let cases = [
-        ("apply", vec![0, 1, 2, 3, 4], vec![(2, 70), (4, 55)]),
-        ("apply", vec![2, 1, 0, 4, 3, 1], vec![(2, 70), (4, 55)]),
-        (
-            "ignore",
-            vec![2, 1, 0, 4, 3],
-            vec![(1, 40), (2, 70), (3, 45), (4, 55)],
-        ),
-    ];
-    for (mode, order, expected) in cases {
-        let lab = Lab::with_table(
-            "t",
-            &format!("format = \"jsonl\"\ncdc = \"debezium\"\nkeys = [\"id\"]\nsequence_by = \"source.lsn\"\ntruncate = \"{mode}\"\nrow_columns = [\"id int not null\", \"n long\"]"),
-        );
-        let bronze = BronzeWriter::new(lab.cfg.clone()).unwrap();
-        let silver = SilverWriter::new(lab.cfg.clone());
-        for o in &order {
-            let body: String = objects[*o].iter().map(|e| plain_line(*e) + "\n").collect();
-            let path = lab.landing(&format!("t/part-{o}.json"));
-            std::fs::write(&path, body).unwrap();
-            bronze
-                .ingest(lab.table("t"), &[testkit::object(&path)])
-                .await
-                .unwrap();
-            silver.apply(lab.table("t")).await.unwrap();
+    let events: Vec<(&str, i64, i32, i64)> =
+        objects.iter().flat_map(|o| o.iter().copied()).collect();
+    for scd in [1, 2] {
+        for (mode, order) in [
+            ("apply", vec![0, 1, 2, 3, 4]),
+            ("apply", vec![2, 1, 0, 4, 3, 1]),
+            ("ignore", vec![2, 1, 0, 4, 3]),
+        ] {
+            let lab = Lab::with_table(
+                "t",
+                &format!("format = \"jsonl\"\ncdc = \"debezium\"\nkeys = [\"id\"]\nsequence_by = \"source.lsn\"\nscd_type = {scd}\ntruncate = \"{mode}\"\nrow_columns = [\"id int not null\", \"n long\"]"),
+            );
+            let bronze = BronzeWriter::new(lab.cfg.clone()).unwrap();
+            let silver = SilverWriter::new(lab.cfg.clone());
+            for o in &order {
+                let body: String = objects[*o].iter().map(|e| plain_line(*e) + "\n").collect();
+                let path = lab.landing(&format!("t/part-{o}.json"));
+                std::fs::write(&path, body).unwrap();
+                bronze
+                    .ingest(lab.table("t"), &[testkit::object(&path)])
+                    .await
+                    .unwrap();
+                silver.apply(lab.table("t")).await.unwrap();
+            }
+            let versions = truncate_oracle(&events, mode == "apply");
+            let mut got = Vec::new();
+            for b in testkit::rows(&lab.cfg.silver_location("t")).await {
+                let (id, n) = (ints(&b, "id"), ints(&b, "n"));
+                let (from, to) = match scd {
+                    2 => (ints(&b, "valid_from"), ints(&b, "valid_to")),
+                    _ => (ints(&b, SEQ), vec![None; b.num_rows()]),
+                };
+                for i in 0..b.num_rows() {
+                    got.push((id[i].unwrap(), from[i].unwrap(), to[i], n[i].unwrap()));
+                }
+            }
+            got.sort();
+            let expected: Vec<_> = match scd {
+                // SCD1: each key's current version.
+                1 => versions.into_iter().filter(|v| v.2.is_none()).collect(),
+                _ => versions,
+            };
+            assert_eq!(got, expected, "SCD{scd} {mode} in order {order:?}");
+            assert!(quarantine_reasons(&lab.cfg, "t").await.is_empty());
         }
-        let got: Vec<(i64, i64)> = {
-            let rows = testkit::rows_as_text(&lab.cfg.silver_location("t"), &["n"], "id").await;
-            let mut v: Vec<(i64, i64)> = rows
-                .iter()
-                .map(|(k, n)| {
-                    (
-                        k.parse().unwrap(),
-                        n[0].as_deref().unwrap().parse().unwrap(),
-                    )
-                })
-                .collect();
-            v.sort();
-            v
-        };
-        assert_eq!(got, expected, "{mode} in order {order:?}");
-        assert!(quarantine_reasons(&lab.cfg, "t").await.is_empty());
     }
 }

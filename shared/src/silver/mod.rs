@@ -344,9 +344,10 @@ impl SilverWriter {
             self.tables.put(&silver_loc, &silver);
             horizon = Some(t);
         }
-        let batch_changes = match horizon {
-            Some(h) => truncate::drop_older(&batch.changes, h)?,
-            None => batch.changes.clone(),
+        let batch_changes = match (horizon, table.scd_type) {
+            (Some(h), 2) => truncate::with_deletes_at(&batch.changes, h, &table.keys)?,
+            (Some(h), _) => truncate::drop_older(&batch.changes, h)?,
+            (None, _) => batch.changes.clone(),
         };
         // The snapshot opened above serves both the check and the append: a tombstone committed since
         // by a racing step carries the same watermark txn, so our append would conflict and re-run.

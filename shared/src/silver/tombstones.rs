@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    Array, ArrayRef, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
+    Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
@@ -92,9 +92,20 @@ fn tombstone_schema(n: &Normalizer) -> Schema {
     Schema::new(fields)
 }
 
-/// The delete changes of a batch.
+/// The delete changes of a batch (not a truncate's: see [`super::truncate::TRUNCATE_ROW`]).
 pub(super) fn only_deletes(changes: &RecordBatch) -> Result<RecordBatch> {
-    by_op(changes, true)
+    let deletes = by_op(changes, true)?;
+    let rows = schema::column(&deletes, SOURCE_ROW, "deletes")?;
+    let rows =
+        deltalake::arrow::compute::cast(&rows, &deltalake::arrow::datatypes::DataType::Int64)
+            .map_err(|e| Error::arrow("deletes", e))?;
+    let rows = rows.as_primitive::<deltalake::arrow::datatypes::Int64Type>();
+    let real = BooleanArray::from(
+        (0..rows.len())
+            .map(|i| rows.value(i) != super::truncate::TRUNCATE_ROW)
+            .collect::<Vec<_>>(),
+    );
+    filter_record_batch(&deletes, &real).map_err(|e| Error::arrow("deletes", e))
 }
 
 /// The upsert (non-delete) changes of a batch.

@@ -4,26 +4,36 @@
 //! changes nothing whenever it arrives, a tombstone for every key at once, so a late update cannot
 //! resurrect a truncated row.
 //!
-//! A new horizon is applied in a commit of its own before the step's MERGE: the rows older than it
-//! deleted (the change data feed shows their deletes, so gold follows). It carries the watermark at
-//! its current version, so a concurrent step conflicts and re-runs; a crash between it and the MERGE
-//! re-runs the step, which finds the horizon already set. SCD type 2 tables do not apply truncates yet
-//! (closing every current version and placing late history before the truncate): their truncate
-//! events go to quarantine with that reason.
+//! A new horizon is applied in a commit of its own before the step's MERGE: SCD1 deletes the rows
+//! older than it; SCD2 ends every version alive at the truncate there (`valid_to` = the truncate,
+//! `is_current` false). The change data feed shows it, so gold follows. The commit carries the
+//! watermark at its current version, so a concurrent step conflicts and re-runs; a crash between it
+//! and the MERGE re-runs the step, which finds the horizon already set.
+//!
+//! Events older than the horizon: SCD1 drops them (what they would change is gone); SCD2 keeps them
+//! as history. An SCD2 step recomputes each touched key's history from its events, so every step after
+//! a truncate adds, for each key of its batch, a delete at the truncate ([`with_deletes_at`]): the
+//! versions before it end there, whatever arrives later. These deletes are the truncate's, at source
+//! row [`TRUNCATE_ROW`] (real rows count from 1), and are not written as tombstones.
 
-use deltalake::arrow::array::{AsArray, BooleanArray, RecordBatch};
-use deltalake::arrow::compute::{cast, filter_record_batch};
-use deltalake::arrow::datatypes::{DataType, Int64Type, TimeUnit};
+use std::sync::Arc;
+
+use deltalake::arrow::array::{
+    ArrayRef, AsArray, BooleanArray, Int64Array, RecordBatch, StringArray,
+};
+use deltalake::arrow::compute::{cast, concat_batches, filter_record_batch};
+use deltalake::arrow::datatypes::{DataType, Int64Type, Schema, TimeUnit};
 use deltalake::datafusion::prelude::{col, lit};
 use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::DeltaTable;
 use serde_json::json;
 
-use crate::cdc::SEQ;
+use crate::cdc::{BRONZE_VERSION, OP, OP_DELETE, SEQ};
 use crate::config::{Location, TableConfig};
 use crate::error::{Error, Result};
 use crate::lake;
 use crate::schema;
+use crate::schema::{IS_CURRENT, SOURCE_ROW, VALID_FROM, VALID_TO};
 
 /// Application id of a silver table's truncate horizon.
 pub fn horizon_app_id(table: &str) -> String {
@@ -34,6 +44,56 @@ fn sequences(batch: &RecordBatch) -> Result<Vec<Option<i64>>> {
     let seq = schema::column(batch, SEQ, "truncate")?;
     let seq = cast(&seq, &DataType::Int64).map_err(|e| Error::arrow("truncate sequence", e))?;
     Ok(seq.as_primitive::<Int64Type>().iter().collect())
+}
+
+/// The source row of the deletes a truncate adds to an SCD2 batch.
+pub const TRUNCATE_ROW: i64 = 0;
+
+/// SCD2: `changes` with a delete at `horizon` for every key of the batch, so the recomputed history of
+/// each ends its versions at the truncate.
+pub(super) fn with_deletes_at(
+    changes: &RecordBatch,
+    horizon: i64,
+    keys: &[String],
+) -> Result<RecordBatch> {
+    if changes.num_rows() == 0 {
+        return Ok(changes.clone());
+    }
+    let keyed = crate::cdc::latest_per_key(changes, keys)?;
+    let n = keyed.num_rows();
+    let schema = changes.schema();
+    let seq_type = schema
+        .field_with_name(SEQ)
+        .map_err(|e| Error::arrow("truncate", e))?
+        .data_type()
+        .clone();
+    let at: ArrayRef = Arc::new(Int64Array::from(vec![horizon; n]));
+    let at = cast(&at, &seq_type).map_err(|e| Error::arrow("truncate sequence", e))?;
+    let loose = Arc::new(Schema::new(
+        schema
+            .fields()
+            .iter()
+            .map(|f| f.as_ref().clone().with_nullable(true))
+            .collect::<Vec<_>>(),
+    ));
+    let keys_only = keyed
+        .project(
+            &keys
+                .iter()
+                .map(|k| keyed.schema().index_of(k))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::arrow("truncate", e))?,
+        )
+        .map_err(|e| Error::arrow("truncate", e))?;
+    let deletes = schema::as_schema(&keys_only, &loose, |name, n| match name {
+        SEQ => Some(at.clone()),
+        OP => Some(Arc::new(StringArray::from(vec![OP_DELETE; n])) as ArrayRef),
+        BRONZE_VERSION => Some(Arc::new(Int64Array::from(vec![0; n])) as ArrayRef),
+        SOURCE_ROW => Some(Arc::new(Int64Array::from(vec![TRUNCATE_ROW; n])) as ArrayRef),
+        _ => None,
+    })?;
+    let changes = schema::as_schema(changes, &loose, |_, _| None)?;
+    concat_batches(&loose, [&changes, &deletes]).map_err(|e| Error::arrow("truncate", e))
 }
 
 /// `changes` without the events older than `horizon` (or without a sequence): the truncate removed
@@ -91,22 +151,39 @@ pub(super) async fn apply(
     let props = lake::commit_properties()
         .with_application_transactions(txns.clone())
         .with_metadata(metadata.clone());
-    let older = col(SEQ)
-        .lt(lit(literal(seq_type, horizon)?))
-        .or(col(SEQ).is_null());
+    let at = lit(literal(seq_type, horizon)?);
     let before = silver.version();
-    let (mut after, metrics) = silver
-        .delete()
-        .with_predicate(older)
-        .with_commit_properties(props)
-        .await
-        .map_err(|e| Error::delta(location.url.to_string(), "truncate", e))?;
+    let fail = |e| Error::delta(location.url.to_string(), "truncate", e);
+    let (mut after, changed) = if table.scd_type == 2 {
+        // Versions alive at the truncate end there.
+        let alive = col(VALID_FROM)
+            .lt(at.clone())
+            .and(col(VALID_TO).is_null().or(col(VALID_TO).gt(at.clone())));
+        let (after, metrics) = silver
+            .update()
+            .with_predicate(alive)
+            .with_update(VALID_TO, at)
+            .with_update(IS_CURRENT, lit(false))
+            .with_commit_properties(props)
+            .await
+            .map_err(fail)?;
+        (after, metrics.num_updated_rows)
+    } else {
+        let older = col(SEQ).lt(at).or(col(SEQ).is_null());
+        let (after, metrics) = silver
+            .delete()
+            .with_predicate(older)
+            .with_commit_properties(props)
+            .await
+            .map_err(fail)?;
+        (after, metrics.num_deleted_rows.unwrap_or(0))
+    };
     if after.version() == before {
         // Nothing was older: delta-rs commits nothing, but the horizon must still be recorded.
         lake::commit_append(&mut after, Vec::new(), txns, metadata)
             .await
             .map_err(|e| Error::delta(location.url.to_string(), "truncate", e))?;
     }
-    tracing::info!(table = %table.name, horizon, deleted = ?metrics.num_deleted_rows, version = ?after.version(), "silver truncated");
+    tracing::info!(table = %table.name, horizon, rows = changed, version = ?after.version(), "silver truncated");
     Ok(after)
 }
