@@ -92,9 +92,7 @@ impl SilverCommit {
     pub fn mostly_rejected(&self) -> bool {
         self.rejected > 0 && self.rejected * 2 >= self.read.saturating_sub(self.skipped)
     }
-}
 
-impl SilverCommit {
     /// A table without keys has no silver: a step on it (a stray message) is acknowledged, not an error.
     fn bronze_only(table: &TableConfig) -> SilverCommit {
         tracing::info!(table = %table.name, "no keys: bronze-only table, no silver step");
@@ -328,9 +326,14 @@ impl SilverWriter {
         mark("read", &mut phases);
         self.quarantine_rejects(table, &batch.rejected, latest)
             .await?;
-        // A truncate removes every older row, and every older event from now on.
+        // A truncate removes every older row, and every older event from now on (only Debezium
+        // tables have truncates: others skip the lookup).
         let mut horizon =
-            lake::txn_version(&silver, &truncate::horizon_app_id(&table.name)).await?;
+            if table.cdc == crate::config::CdcFormat::Debezium && table.apply_truncates {
+                lake::txn_version(&silver, &truncate::horizon_app_id(&table.name)).await?
+            } else {
+                None
+            };
         if let Some(t) = batch.truncate.filter(|t| horizon.is_none_or(|h| *t > h)) {
             silver = truncate::apply(
                 silver,
