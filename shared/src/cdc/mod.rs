@@ -199,14 +199,8 @@ impl Normalizer {
         if extra.is_empty() {
             return self;
         }
-        let mut fields: Vec<Field> = self
-            .row_schema
-            .fields()
-            .iter()
-            .map(|f| f.as_ref().clone())
-            .collect();
-        fields.extend(extra);
-        self.row_schema = Arc::new(Schema::new(fields));
+        let declared = self.row_schema.fields().iter().map(|f| f.as_ref().clone());
+        self.row_schema = Arc::new(Schema::new(declared.chain(extra).collect::<Vec<_>>()));
         self
     }
 

@@ -110,7 +110,8 @@ pub struct SilverWriter {
     retry: RetryPolicy,
     /// Bronze, silver and tombstone snapshots kept warm across steps.
     tables: lake::Tables,
-    /// The quarantine table's markers (rejected events already quarantined), kept warm.
+    /// Application transactions kept warm: the quarantine table's markers (rejected events already
+    /// quarantined) and silver's truncate horizon.
     markers: lake::TxnIndex,
 }
 
@@ -327,10 +328,14 @@ impl SilverWriter {
         self.quarantine_rejects(table, &batch.rejected, latest)
             .await?;
         // A truncate removes every older row, and every older event from now on (only Debezium
-        // tables have truncates: others skip the lookup).
+        // tables have truncates: others skip the lookup). Read through the warm marker index: one
+        // replay per process, then only the commits made since, not a second log replay per step.
         let mut horizon =
             if table.cdc == crate::config::CdcFormat::Debezium && table.apply_truncates {
-                lake::txn_version(&silver, &truncate::horizon_app_id(&table.name)).await?
+                self.markers
+                    .at(&silver_loc, &silver)
+                    .await?
+                    .get(&truncate::horizon_app_id(&table.name))
             } else {
                 None
             };
