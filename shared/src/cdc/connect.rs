@@ -80,6 +80,33 @@ impl Wire {
         }
     }
 
+    /// The type the source declares for this field when the wire says it exactly: plain integers and
+    /// floats, and decimals that carry their precision (`connect.decimal.precision`). What a type
+    /// change at the source (`ALTER COLUMN ... TYPE`) is judged by; `None` for everything else.
+    pub(super) fn source_type(&self) -> Option<DataType> {
+        let logical = self.name.as_deref().unwrap_or("");
+        let short = logical.rsplit('.').next().unwrap_or(logical);
+        match (self.kind.as_str(), short) {
+            ("bytes", "Decimal") => {
+                let get = |k: &str| self.parameters.get(k)?.parse::<u8>().ok();
+                let (precision, scale) = (get("connect.decimal.precision")?, get("scale")?);
+                (1..=38)
+                    .contains(&precision)
+                    .then(|| DataType::Decimal128(precision, scale.min(precision) as i8))
+            }
+            (_, "") => match self.kind.as_str() {
+                "int8" => Some(DataType::Int8),
+                "int16" => Some(DataType::Int16),
+                "int32" => Some(DataType::Int32),
+                "int64" => Some(DataType::Int64),
+                "float32" => Some(DataType::Float32),
+                "float64" => Some(DataType::Float64),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The column type a field of this wire type becomes when schema evolution adds it: what its
     /// values decode to ([`decode`]); structs, arrays, maps and bytes as text.
     pub(super) fn column_type(&self) -> DataType {

@@ -117,9 +117,41 @@ impl Normalizer {
                                 hinted.as_ref()
                             }
                         };
+                        // A type the source declares wider than silver's column (an `ALTER COLUMN
+                        // ... TYPE` at the source): evolve widens the column, the other modes keep
+                        // the values that fit and quarantine the others saying why.
+                        let source = wire
+                            .and_then(Wire::source_type)
+                            .filter(|s| s != f.data_type());
+                        let widening = source.as_ref().filter(|s| schema::widens(f.data_type(), s));
+                        if let (Some(s), UnknownFields::Evolve) =
+                            (widening, self.table.unknown_fields)
+                        {
+                            widen(discovered, f.name(), s);
+                        }
                         let decoded = match wire {
                             Some(wire) => connect::decode(v, wire, f.data_type(), f.name()),
                             None => json_cell(v, f),
+                        }
+                        .map_err(|e| match &source {
+                            Some(s) => type_change_reason(e, f, s),
+                            None => e,
+                        });
+                        // Without evolve, a value of the wider type that silver's column cannot
+                        // hold is quarantined here, saying so (the cast would only say "not valid").
+                        let decoded = match (decoded, widening) {
+                            (Ok(Some(text)), Some(s)) if !fits(&text, f.data_type()) => {
+                                Err(type_change_reason(
+                                    format!(
+                                        "column `{}`: `{text}` does not fit {}",
+                                        f.name(),
+                                        f.data_type()
+                                    ),
+                                    f,
+                                    s,
+                                ))
+                            }
+                            (d, _) => d,
                         };
                         match decoded {
                             Ok(c) => c,
@@ -184,6 +216,41 @@ impl Normalizer {
         }
         Ok(())
     }
+}
+
+/// Records that column `name` must become `to` (the widest type seen wins).
+fn widen(discovered: &mut Vec<Field>, name: &str, to: &DataType) {
+    match discovered.iter_mut().find(|f| f.name() == name) {
+        Some(f) if schema::widens(f.data_type(), to) => *f = Field::new(name, to.clone(), true),
+        Some(_) => {}
+        None => discovered.push(Field::new(name, to.clone(), true)),
+    }
+}
+
+/// Whether decoded number text fits a column of type `to` exactly (other types: the cast decides).
+fn fits(text: &str, to: &DataType) -> bool {
+    match to {
+        DataType::Int8 => text.parse::<i8>().is_ok(),
+        DataType::Int16 => text.parse::<i16>().is_ok(),
+        DataType::Int32 => text.parse::<i32>().is_ok(),
+        DataType::Int64 => text.parse::<i64>().is_ok(),
+        DataType::Decimal128(p, s) => schema::parse_decimal(text, *p, *s).is_ok(),
+        _ => true,
+    }
+}
+
+/// Why a value did not fit, when the source declares its column with another type than silver's.
+fn type_change_reason(reason: String, column: &Field, source: &DataType) -> String {
+    let what = if schema::widens(column.data_type(), source) {
+        "a wider type: set unknown_fields = \"evolve\" to widen silver's column as the source widens, or declare the wider type in row_columns"
+    } else {
+        "not a widening of it, so silver keeps its type and quarantines what does not fit"
+    };
+    format!(
+        "{reason} (the source declares `{}` as {source}, silver's column is {}: {what})",
+        column.name(),
+        column.data_type()
+    )
 }
 
 /// The type of `name` in bronze's `after` struct column (an Avro envelope), if bronze has one.

@@ -184,6 +184,20 @@ impl Normalizer {
     /// A Debezium table under `unknown_fields = "evolve"` also reads the columns schema evolution added
     /// to its silver table (`silver`: its schema), beyond `row_columns`.
     pub fn with_evolved(mut self, silver: &Schema) -> Normalizer {
+        // Declared columns silver holds with a wider type (widened as the source widened, or by a
+        // declaration since): values are decoded to silver's type, which holds them all.
+        let declared: Vec<Field> = self
+            .row_schema
+            .fields()
+            .iter()
+            .map(|f| match silver.field_with_name(f.name()) {
+                Ok(s) if schema::widens(f.data_type(), s.data_type()) => {
+                    f.as_ref().clone().with_data_type(s.data_type().clone())
+                }
+                _ => f.as_ref().clone(),
+            })
+            .collect();
+        self.row_schema = Arc::new(Schema::new(declared));
         if self.table.cdc != CdcFormat::Debezium
             || self.table.unknown_fields != UnknownFields::Evolve
         {

@@ -152,6 +152,24 @@ impl GoldWriter {
             let mark = lake::txn_version(&gold, &watermark_app_id(&view.name, &s.name)).await?;
             out.applied.push((s.name.clone(), mark, s.version));
         }
+        // A source column widened (silver follows the source's `ALTER COLUMN ... TYPE`): gold's
+        // column widens with it, before any row of the wider type is written.
+        let marks: Vec<_> = out
+            .applied
+            .iter()
+            .filter_map(|(s, mark, _)| mark.map(|m| lake::txn(watermark_app_id(&view.name, s), m)))
+            .collect();
+        lake::widen_columns(
+            &mut gold,
+            &location,
+            &schema,
+            marks,
+            HashMap::from([
+                ("lakehouse.layer".to_string(), json!("gold_schema")),
+                ("lakehouse.view".to_string(), json!(view.name)),
+            ]),
+        )
+        .await?;
         let behind = out
             .applied
             .iter()

@@ -25,6 +25,7 @@ mod merge;
 mod retry;
 mod scan;
 mod txns;
+mod widen;
 mod write;
 
 pub use cache::Tables;
@@ -45,6 +46,7 @@ pub use merge::{
 pub use retry::{is_conflict, RetryPolicy};
 pub use scan::{read_table, scan, scan_keys};
 pub use txns::{TableTxns, TxnIndex};
+pub use widen::{widen_columns, Widened};
 pub use write::{
     commit_actions, commit_append, commit_with, new_writer, txn, write_batches, write_change_file,
 };

@@ -14,8 +14,10 @@ use deltalake::arrow::row::{RowConverter, Rows, SortField};
 use crate::error::{Error, Result};
 
 mod cast;
+mod widen;
 
 pub use cast::{cast_columns, parse_decimal};
+pub use widen::widens;
 
 pub const SOURCE_KEY: &str = "_source_key";
 pub const SOURCE_ETAG: &str = "_source_etag";

@@ -61,7 +61,7 @@ fn envelope_schema(value_fields: &str) -> String {
 }
 
 /// The unscaled big-endian two's-complement bytes of `cents`, minimal length, base64.
-fn connect_decimal(cents: i64) -> String {
+pub(super) fn connect_decimal(cents: i64) -> String {
     let bytes = cents.to_be_bytes();
     let mut start = 0;
     while start < 7 {

@@ -40,6 +40,8 @@ mod tests;
 mod tombstones;
 mod truncate;
 mod unavailable;
+#[cfg(test)]
+mod widen_tests;
 
 pub use columns::{silver_schema, silver_table_schema};
 pub use tombstones::DELETED_AT;
@@ -251,14 +253,14 @@ impl SilverWriter {
             &mut silver,
             &silver_loc,
             &silver_table_schema(&normalizer, table)?,
-            HashMap::from([
-                ("lakehouse.layer".to_string(), json!("silver_schema")),
-                ("lakehouse.table".to_string(), json!(table.name)),
-            ]),
+            schema_commit(table),
         )
         .await?;
         lake::keep_watermarks(&mut silver, &silver_loc).await?;
         let silver_wm = lake::txn_version(&silver, &app).await?;
+        // Declared columns wider than silver's (a declaration changed): silver widens first.
+        let wanted = silver_table_schema(&normalizer, table)?;
+        widen(&mut silver, &silver_loc, table, &wanted, &app, silver_wm).await?;
         let mut tombs = self.tables.open(&tomb_loc).await?;
         if let Some(t) = tombs.as_mut() {
             lake::keep_watermarks(t, &tomb_loc).await?;
@@ -268,6 +270,18 @@ impl SilverWriter {
             Some(t) => lake::txn_version(t, &app).await?,
             None => None,
         };
+        if let Some(t) = tombs.as_mut() {
+            // Key columns silver widened (also when a crash came between the two rewrites).
+            widen(
+                t,
+                &tomb_loc,
+                table,
+                &current_schema(&silver, &silver_loc)?,
+                &app,
+                tomb_wm,
+            )
+            .await?;
+        }
 
         // A crash between the silver and the tombstone commit: record the missed deletes first.
         if tomb_wm < silver_wm {
@@ -293,26 +307,38 @@ impl SilverWriter {
                 .await?
         };
         if !batch.discovered.is_empty() {
-            // New fields in the events (`unknown_fields = "evolve"`): add them to silver in a commit
-            // of their own, then run the step again with them.
-            let names: Vec<String> = batch.discovered.iter().map(|f| f.name().clone()).collect();
+            // Schema changes in the events (`unknown_fields = "evolve"`): new fields become columns,
+            // wider types widen theirs, in commits of their own; then the step runs again with them.
+            let current = current_schema(&silver, &silver_loc)?;
+            let (known, new): (Vec<_>, Vec<_>) = batch
+                .discovered
+                .iter()
+                .cloned()
+                .partition(|f| current.field_with_name(f.name()).is_ok());
             let added = lake::add_missing_columns(
                 &mut silver,
                 &silver_loc,
-                &Schema::new(batch.discovered.clone()),
-                HashMap::from([
-                    ("lakehouse.layer".to_string(), json!("silver_schema")),
-                    ("lakehouse.table".to_string(), json!(table.name)),
-                ]),
+                &Schema::new(new),
+                schema_commit(table),
             )
             .await?;
-            if added.is_empty() {
+            let widened = widen(
+                &mut silver,
+                &silver_loc,
+                table,
+                &Schema::new(known),
+                &app,
+                silver_wm,
+            )
+            .await?;
+            if added.is_empty() && widened.is_empty() {
+                let names: Vec<&String> = batch.discovered.iter().map(|f| f.name()).collect();
                 return Err(Error::invariant(format!(
                     "silver/{}: columns {names:?} were discovered but silver already has them",
                     table.name
                 )));
             }
-            info!(table = %table.name, columns = ?added, "silver schema evolved: new fields in the events");
+            info!(table = %table.name, added = ?added, widened = widened.len(), "silver schema evolved: schema changes in the events");
             self.tables.put(&silver_loc, &silver);
             return Box::pin(self.attempt(table, rebuild)).await;
         }
@@ -578,6 +604,36 @@ impl SilverWriter {
             truncate,
         })
     }
+}
+
+/// The commitInfo of a silver (or tombstone) schema change.
+fn schema_commit(table: &TableConfig) -> HashMap<String, serde_json::Value> {
+    HashMap::from([
+        ("lakehouse.layer".to_string(), json!("silver_schema")),
+        ("lakehouse.table".to_string(), json!(table.name)),
+    ])
+}
+
+/// The table's current columns.
+fn current_schema(t: &DeltaTable, location: &Location) -> Result<Schema> {
+    let snapshot = t
+        .snapshot()
+        .map_err(|e| Error::delta(location.url.to_string(), "read schema", e))?;
+    Ok(snapshot.snapshot().arrow_schema().as_ref().clone())
+}
+
+/// Widens the columns of a silver or tombstone table that `wanted` types wider
+/// ([`lake::widen_columns`]), re-stamping the table's watermark so a racing step conflicts.
+async fn widen(
+    t: &mut DeltaTable,
+    location: &Location,
+    table: &TableConfig,
+    wanted: &Schema,
+    app: &str,
+    watermark: Option<i64>,
+) -> Result<Vec<lake::Widened>> {
+    let txns = watermark.map(|w| lake::txn(app, w)).into_iter().collect();
+    lake::widen_columns(t, location, wanted, txns, schema_commit(table)).await
 }
 
 fn lineage(
