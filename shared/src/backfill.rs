@@ -251,9 +251,9 @@ pub async fn run(
                         load.rows += rows;
                         load.rows_quarantined += quarantined;
                     }
-                    ObjectStatus::AlreadyIngested | ObjectStatus::Stale { .. } => {
-                        summary.already_ingested += 1
-                    }
+                    ObjectStatus::AlreadyIngested
+                    | ObjectStatus::Stale { .. }
+                    | ObjectStatus::Skipped { .. } => summary.already_ingested += 1,
                     ObjectStatus::Quarantined { .. } => {
                         summary.quarantined += 1;
                         load.objects_quarantined += 1;

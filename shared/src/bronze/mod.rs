@@ -22,7 +22,7 @@ use object_store::ObjectMeta;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::config::{Format, Location, PipelineConfig, TableConfig, UnknownFields};
+use crate::config::{CdcFormat, Format, Location, PipelineConfig, TableConfig, UnknownFields};
 use crate::error::{Error, Result};
 use crate::events::SourceObject;
 use crate::lake::{self, RetryPolicy};
@@ -35,6 +35,7 @@ use crate::storage::{self, StoreRef};
 mod hostile_tests;
 mod report;
 mod schema;
+pub mod snapshot;
 #[cfg(test)]
 mod tests;
 
@@ -74,6 +75,11 @@ struct Attempt {
     /// Markers of this attempt: two events for one key (overwritten twice, unversioned) may both
     /// resolve to the version now in storage; it is read once.
     ids: HashSet<String>,
+    /// Keys quarantined whole (now or by an earlier delivery): a snapshot with such a part is not
+    /// complete.
+    rejected_whole: HashSet<String>,
+    /// Snapshots this commit records complete.
+    completed: Vec<String>,
 }
 impl BronzeWriter {
     pub fn new(config: Arc<PipelineConfig>) -> Result<Self> {
@@ -120,16 +126,33 @@ impl BronzeWriter {
         table: &TableConfig,
         objects: &[SourceObject],
     ) -> Result<BronzeCommit> {
+        // A snapshot table: markers bring their folder's parts along and complete their snapshot.
+        let plan = match table.cdc {
+            CdcFormat::Snapshot => {
+                Some(snapshot::plan(&self.landing, &self.config, table, objects).await?)
+            }
+            _ => None,
+        };
         let mut seen = HashSet::new();
-        let objects: Vec<&SourceObject> = objects
+        let objects: Vec<&SourceObject> = plan
+            .as_ref()
+            .map_or(objects, |p| &p.objects)
             .iter()
             .filter(|o| seen.insert((&o.key, &o.etag, &o.version_id)))
             .collect();
+        let complete = plan.as_ref().map_or(&[][..], |p| &p.complete);
         let what = format!("bronze/{}", table.name);
-        let ((version, table_version, reports), attempts) = self
+        let ((version, table_version, mut reports), attempts) = self
             .retry
-            .run(&what, || self.attempt(table, &objects))
+            .run(&what, || self.attempt(table, &objects, complete))
             .await?;
+        for (o, reason) in plan.map(|p| p.skipped).unwrap_or_default() {
+            reports.push(ObjectReport {
+                key: o.key,
+                etag: o.etag,
+                status: ObjectStatus::Skipped { reason },
+            });
+        }
         Ok(BronzeCommit {
             table: table.name.clone(),
             version,
@@ -143,6 +166,7 @@ impl BronzeWriter {
         &self,
         table: &TableConfig,
         objects: &[&SourceObject],
+        complete: &[(String, Vec<String>)],
     ) -> Result<(Option<i64>, Option<i64>, Vec<ObjectReport>)> {
         let bronze_loc = self.config.bronze_location(&table.name);
         let quarantine_loc = self.config.quarantine_location(&table.name);
@@ -198,6 +222,9 @@ impl BronzeWriter {
                 .is_some_and(|m| m.get(&id).is_some());
             let quarantine_marker = quarantine_markers.as_ref().and_then(|m| m.get(&id));
             let seen_here = !work.ids.insert(id.clone());
+            if quarantine_marker == Some(TXN_WHOLE_OBJECT) {
+                work.rejected_whole.insert(obj.key.clone());
+            }
             if bronze_done || seen_here || quarantine_marker == Some(TXN_WHOLE_OBJECT) {
                 info!(table = %table.name, key = %obj.key, %etag, "already ingested; skipping");
                 work.reports
@@ -244,6 +271,7 @@ impl BronzeWriter {
                 }
                 Err(ReadError::Malformed(reason)) => {
                     warn!(table = %table.name, key = %obj.key, %reason, "quarantining whole object");
+                    work.rejected_whole.insert(obj.key.clone());
                     work.quarantine.push(QuarantinedObject {
                         key: self.config.lineage_key(&obj.key).to_string(),
                         etag: etag.clone(),
@@ -261,6 +289,36 @@ impl BronzeWriter {
             }
         }
 
+        // Snapshots complete in this commit: every part is in bronze (now or before).
+        for (id, parts) in complete {
+            let app = snapshot::complete_app_id(id);
+            if bronze_markers
+                .as_ref()
+                .is_some_and(|m| m.get(&app).is_some())
+            {
+                continue;
+            }
+            let missing = parts.iter().find(|k| {
+                work.rejected_whole.contains(*k)
+                    || !work.reports.iter().any(|r| {
+                        &r.key == *k
+                            && matches!(
+                                r.status,
+                                ObjectStatus::Ingested { .. } | ObjectStatus::AlreadyIngested
+                            )
+                    })
+            });
+            match missing {
+                Some(k) => {
+                    warn!(table = %table.name, snapshot = %id, part = %k,
+                        "snapshot not complete: a part could not be ingested (see the quarantine table); silver keeps the previous snapshot")
+                }
+                None => {
+                    work.txns.push(lake::txn(&app, TXN_INGESTED));
+                    work.completed.push(id.clone());
+                }
+            }
+        }
         // Quarantine first: if bronze then loses a race, the re-run finds the quarantine markers.
         if !work.quarantine.is_empty() {
             self.commit_quarantine(table, &quarantine_loc, quarantine, &work, ingested_at_us)
@@ -312,7 +370,14 @@ impl BronzeWriter {
                 }
             })
             .sum();
-        self.lineage_metadata("bronze", table, &keys, rows)
+        let mut metadata = self.lineage_metadata("bronze", table, &keys, rows);
+        if !work.completed.is_empty() {
+            metadata.insert(
+                "lakehouse.snapshotsComplete".to_string(),
+                json!(work.completed),
+            );
+        }
+        metadata
     }
 
     /// commitInfo lineage: which layer and table, which source objects, how many rows, which code.

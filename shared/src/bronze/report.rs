@@ -15,6 +15,8 @@ pub enum ObjectStatus {
     /// redelivered old event must not replay old rows over newer ones). Not retried; `backfill`
     /// ingests such objects on purpose.
     Stale { reason: String },
+    /// Not data (a snapshot's `_SUCCESS` marker, a hidden `_*` or `.*` object): nothing appended.
+    Skipped { reason: String },
     /// Storage could not serve it: the event must be retried.
     Failed { reason: String },
 }

@@ -273,7 +273,9 @@ impl Normalizer {
         };
         match self.table.cdc {
             CdcFormat::Debezium => self.debezium(bronze, &mut events)?,
-            CdcFormat::Dms | CdcFormat::Upsert => self.tabular(bronze, &mut events)?,
+            CdcFormat::Dms | CdcFormat::Upsert | CdcFormat::Snapshot => {
+                self.tabular(bronze, &mut events)?
+            }
         }
         let Events {
             mut cells,
@@ -528,18 +530,22 @@ impl Normalizer {
             .iter()
             .map(|f| column(bronze, f.name()).map(strings).transpose())
             .collect::<Result<_>>()?;
-        let seq_col = self
-            .table
-            .sequence_by
-            .as_deref()
-            .and_then(|s| column(bronze, s))
-            .map(strings)
-            .transpose()?;
+        // A snapshot's differences carry their order in `_seq` and deletes in the action column
+        // (see `silver::snapshot`).
+        let snapshot = self.table.cdc == CdcFormat::Snapshot;
+        let seq_col = match snapshot {
+            true => Some(SEQ),
+            false => self.table.sequence_by.as_deref(),
+        }
+        .and_then(|s| column(bronze, s))
+        .map(strings)
+        .transpose()?;
         let (op_name, is_dms) = match self.table.cdc {
             CdcFormat::Dms => (
                 Some(self.table.op_column.as_deref().unwrap_or(DMS_OP_COLUMN)),
                 true,
             ),
+            CdcFormat::Snapshot => (Some(schema::ACTION), false),
             _ => (self.table.delete_column.as_deref(), false),
         };
         let op_col = op_name
@@ -596,7 +602,10 @@ fn raw_event(bronze: &RecordBatch, i: usize, cdc: CdcFormat) -> Option<String> {
     let mut out = serde_json::Map::new();
     for f in bronze.schema().fields() {
         let name = f.name();
-        if schema::is_lineage(name) || (cdc == CdcFormat::Debezium && name == "schema") {
+        if schema::is_lineage(name)
+            || (cdc == CdcFormat::Debezium && name == "schema")
+            || (cdc == CdcFormat::Snapshot && schema::is_reserved(name))
+        {
             continue;
         }
         let value = match text(name) {

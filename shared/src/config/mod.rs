@@ -22,6 +22,7 @@ mod trigger;
 
 pub use crate::storage::Location;
 pub use columns::{Column, ColumnType};
+pub(crate) use layout::relative_key;
 pub use layout::unaddressable;
 pub use limits::Limits;
 pub use trigger::TriggerWindow;
@@ -66,7 +67,13 @@ pub enum CdcFormat {
     Upsert,
     Debezium,
     Dms,
+    /// Each delivery is the table's full state (a periodic full extract): silver becomes the newest
+    /// complete snapshot (see `silver::snapshot`).
+    Snapshot,
 }
+
+/// The object that marks a snapshot folder complete (Hadoop's and Spark's convention).
+pub const SNAPSHOT_MARKER: &str = "_SUCCESS";
 
 /// What to do with source fields that the table schema does not have.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -319,11 +319,12 @@ impl RawTable {
             None | Some("upsert") => CdcFormat::Upsert,
             Some("debezium") => CdcFormat::Debezium,
             Some("dms") => CdcFormat::Dms,
+            Some("snapshot") => CdcFormat::Snapshot,
             Some(other) => {
                 return Err(Error::config(
                     &t,
                     "cdc",
-                    format!("`{other}` is not one of upsert, debezium, dms"),
+                    format!("`{other}` is not one of upsert, debezium, dms, snapshot"),
                 ))
             }
         };
@@ -362,6 +363,29 @@ impl RawTable {
         for p in &self.partition_by {
             declared("partition_by", p)?;
         }
+        if cdc == CdcFormat::Snapshot {
+            // A snapshot is the whole table at one instant: its order is its folder's name.
+            let refused = [
+                ("sequence_by", self.sequence_by.is_some()),
+                ("delete_column", self.delete_column.is_some()),
+                ("op_column", self.op_column.is_some()),
+                ("row_columns", row_columns.is_some()),
+            ];
+            if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
+                return Err(Error::config(
+                    &t,
+                    field,
+                    "a snapshot table takes its order from its snapshots' folder names and its deletes from the keys a snapshot lacks",
+                ));
+            }
+            if self.keys.is_empty() {
+                return Err(Error::config(
+                    &t,
+                    "keys",
+                    "a snapshot table needs key columns (what tells a changed row from a new one)",
+                ));
+            }
+        }
         if cdc != CdcFormat::Upsert && self.keys.is_empty() {
             return Err(Error::config(&t, "keys", "a CDC table needs key columns"));
         }
@@ -373,7 +397,7 @@ impl RawTable {
                 format!("`{scd_type}` must be 1 or 2"),
             ));
         }
-        if scd_type == 2 && self.sequence_by.is_none() {
+        if scd_type == 2 && self.sequence_by.is_none() && cdc != CdcFormat::Snapshot {
             return Err(Error::config(
                 &t,
                 "sequence_by",

@@ -56,6 +56,14 @@ impl TableTxns {
         (!expired).then_some(m.version)
     }
 
+    /// The unexpired markers whose app id starts with `prefix`, with the rest of their id.
+    pub fn with_prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, i64)> + 'a {
+        self.markers.keys().filter_map(move |id| {
+            let rest = id.strip_prefix(prefix)?;
+            Some((rest, self.get(id)?))
+        })
+    }
+
     /// The table version these markers are read at.
     pub fn version(&self) -> i64 {
         self.version

@@ -35,6 +35,9 @@ mod merge;
 mod rejects;
 mod rewrite;
 pub mod scd2;
+pub mod snapshot;
+#[cfg(test)]
+mod snapshot_tests;
 #[cfg(test)]
 mod tests;
 mod tombstones;
@@ -127,6 +130,8 @@ struct Batch {
     discovered: Vec<deltalake::arrow::datatypes::Field>,
     /// The newest truncate among the events (its sequence), if any.
     truncate: Option<i64>,
+    /// The snapshot these changes make silver equal to (`cdc = "snapshot"`).
+    snapshot: Option<String>,
 }
 
 impl SilverWriter {
@@ -299,7 +304,18 @@ impl SilverWriter {
         if silver_wm.is_some_and(|w| w >= latest) {
             return Ok(out);
         }
-        let batch = if rebuild && silver_wm.is_none() {
+        let batch = if table.cdc == crate::config::CdcFormat::Snapshot {
+            self.read_snapshot(
+                &bronze,
+                &bronze_loc,
+                &silver,
+                &silver_loc,
+                &normalizer,
+                table,
+                latest,
+            )
+            .await?
+        } else if rebuild && silver_wm.is_none() {
             self.read_all(&bronze, &bronze_loc, &normalizer, table)
                 .await?
         } else {
@@ -494,6 +510,14 @@ impl SilverWriter {
         )
         .await?;
         mark("tombstones", &mut phases);
+        if let Some(id) = &batch.snapshot {
+            // Silver now equals this snapshot: say so (a crash before this only costs a re-diff).
+            if let Some(mut t) = self.tables.open(&silver_loc).await? {
+                snapshot::record(&mut t, &silver_loc, &table.name, id).await?;
+                self.tables.put(&silver_loc, &t);
+                out.table_version = t.version().map(|v| v as i64);
+            }
+        }
         info!(table = %table.name, phases_ms = ?phases, from = ?silver_wm, to = latest, version = ?out.version, read = out.read, rejected = out.rejected, changes = out.changes,
             inserted = out.inserted, updated = out.updated, deleted = out.deleted, path = out.path,
             files_scanned = out.files_scanned, files_skipped = out.files_skipped, files_rewritten = out.files_rewritten,
@@ -540,6 +564,40 @@ impl SilverWriter {
             }
         }
         self.normalize(commits, normalizer, table)
+    }
+
+    /// The differences between the newest complete snapshot and silver, when it is newer than the one
+    /// silver holds; no change otherwise.
+    #[allow(clippy::too_many_arguments)]
+    async fn read_snapshot(
+        &self,
+        bronze: &DeltaTable,
+        bronze_loc: &Location,
+        silver: &DeltaTable,
+        silver_loc: &Location,
+        normalizer: &Normalizer,
+        table: &TableConfig,
+        latest: i64,
+    ) -> Result<Batch> {
+        let markers = self.markers.at(bronze_loc, bronze).await?;
+        let Some(id) = snapshot::pending(&markers, silver) else {
+            return self.normalize(Vec::new(), normalizer, table);
+        };
+        let rows = snapshot::differences(
+            &self.config,
+            table,
+            normalizer,
+            bronze,
+            silver,
+            silver_loc,
+            &id,
+            latest,
+        )
+        .await?;
+        info!(table = %table.name, snapshot = %id, differences = rows.iter().map(RecordBatch::num_rows).sum::<usize>(), "silver: applying a new snapshot");
+        let mut batch = self.normalize(vec![(latest, rows)], normalizer, table)?;
+        batch.snapshot = Some(id);
+        Ok(batch)
     }
 
     async fn read_changes(
@@ -602,6 +660,7 @@ impl SilverWriter {
             skipped,
             discovered,
             truncate,
+            snapshot: None,
         })
     }
 }
