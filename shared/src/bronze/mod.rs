@@ -314,7 +314,27 @@ impl BronzeWriter {
                         "snapshot not complete: a part could not be ingested (see the quarantine table); silver keeps the previous snapshot")
                 }
                 None => {
-                    work.txns.push(lake::txn(&app, TXN_INGESTED));
+                    // Parts with rows quarantined: the snapshot lacks those rows, so silver must not
+                    // take their keys as deleted.
+                    let rejected_rows = parts.iter().any(|k| {
+                        work.reports.iter().any(|r| {
+                            &r.key == k
+                                && match &r.status {
+                                    ObjectStatus::Ingested { quarantined, .. } => *quarantined > 0,
+                                    _ => r.etag.as_ref().is_some_and(|e| {
+                                        quarantine_markers
+                                            .as_ref()
+                                            .and_then(|m| m.get(&app_id(k, e)))
+                                            == Some(TXN_BAD_ROWS)
+                                    }),
+                                }
+                        })
+                    });
+                    let version = match rejected_rows {
+                        true => snapshot::WITH_REJECTED_ROWS,
+                        false => snapshot::CLEAN,
+                    };
+                    work.txns.push(lake::txn(&app, version));
                     work.completed.push(id.clone());
                 }
             }

@@ -19,6 +19,11 @@ use crate::storage::StoreRef;
 /// App id prefix of the markers that record a snapshot complete in bronze.
 pub const COMPLETE: &str = "snapshot:";
 
+/// Versions of a completion marker: every row of the snapshot is in bronze, or some went to
+/// quarantine (silver then applies its rows but deletes no key: the missing rows are not deletes).
+pub const CLEAN: i64 = 1;
+pub const WITH_REJECTED_ROWS: i64 = 2;
+
 /// The bronze marker recording snapshot `id` complete.
 pub fn complete_app_id(id: &str) -> String {
     format!("{COMPLETE}{id}")

@@ -580,7 +580,7 @@ impl SilverWriter {
         latest: i64,
     ) -> Result<Batch> {
         let markers = self.markers.at(bronze_loc, bronze).await?;
-        let Some(id) = snapshot::pending(&markers, silver) else {
+        let Some((id, clean)) = snapshot::pending(&markers, silver) else {
             return self.normalize(Vec::new(), normalizer, table);
         };
         let rows = snapshot::differences(
@@ -592,8 +592,13 @@ impl SilverWriter {
             silver_loc,
             &id,
             latest,
+            clean,
         )
         .await?;
+        if !clean {
+            warn!(table = %table.name, snapshot = %id, quarantine = %self.config.quarantine_location(&table.name).url,
+                "silver: some rows of this snapshot are in quarantine: its rows are applied but no key is deleted until a snapshot arrives whole");
+        }
         info!(table = %table.name, snapshot = %id, differences = rows.iter().map(RecordBatch::num_rows).sum::<usize>(), "silver: applying a new snapshot");
         let mut batch = self.normalize(vec![(latest, rows)], normalizer, table)?;
         batch.snapshot = Some(id);

@@ -21,7 +21,7 @@ use deltalake::kernel::{Action, MetadataExt};
 use deltalake::protocol::DeltaOperation;
 use deltalake::{DeltaTable, DeltaTableError};
 
-use crate::bronze::snapshot::COMPLETE;
+use crate::bronze::snapshot::{CLEAN, COMPLETE};
 use crate::cdc::{Normalizer, SEQ};
 use crate::config::{Location, PipelineConfig, TableConfig};
 use crate::error::{Error, Result};
@@ -47,21 +47,19 @@ pub fn applied(silver: &DeltaTable) -> Option<String> {
 
 /// The newest complete snapshot in bronze (its markers), when it is newer than silver's: snapshots
 /// are ordered by their folder's (or single object's) name.
-pub fn pending(bronze_markers: &TableTxns, silver: &DeltaTable) -> Option<String> {
-    let newest = bronze_markers
-        .with_prefix(COMPLETE)
-        .map(|(id, _)| id)
-        .max()?
-        .to_string();
+/// Also whether every row of it reached bronze (else its absent keys are not deletes).
+pub fn pending(bronze_markers: &TableTxns, silver: &DeltaTable) -> Option<(String, bool)> {
+    let (newest, marker) = bronze_markers.with_prefix(COMPLETE).max()?;
     match applied(silver) {
-        Some(a) if a.as_str() >= newest.as_str() => None,
-        _ => Some(newest),
+        Some(a) if a.as_str() >= newest => None,
+        _ => Some((newest.to_string(), marker == CLEAN)),
     }
 }
 
 /// The differences between snapshot `id` (bronze rows) and silver's current rows, as bronze-shaped
-/// rows the normaliser reads: upserts with their bronze columns, deletes with the key columns, each
-/// with `_seq` = `seq` and the action column true for deletes.
+/// rows the normaliser reads: upserts with their bronze columns, deletes with the key columns (only
+/// when `deletes`: a snapshot with rows in quarantine deletes nothing), each with `_seq` = `seq` and
+/// the action column true for deletes.
 #[allow(clippy::too_many_arguments)]
 pub async fn differences(
     config: &PipelineConfig,
@@ -72,6 +70,7 @@ pub async fn differences(
     silver_loc: &Location,
     id: &str,
     seq: i64,
+    deletes: bool,
 ) -> Result<Vec<RecordBatch>> {
     let what = format!("silver/{} (snapshot {id})", table.name);
     let query = |e| Error::query(&what, "snapshot differences", e);
@@ -144,7 +143,7 @@ pub async fn differences(
         seq_col = quote(SEQ),
         action = quote(ACTION),
     );
-    let deletes = format!(
+    let delete_sql = format!(
         "WITH snap AS ({snap}), cur AS ({cur}) \
          SELECT {keys}, {p} AS {sk}, CAST(0 AS BIGINT) AS {row}, CAST({seq} AS BIGINT) AS {seq_col}, true AS {action} \
          FROM cur c WHERE NOT EXISTS (SELECT 1 FROM snap s WHERE {on})",
@@ -156,7 +155,11 @@ pub async fn differences(
         action = quote(ACTION),
     );
     let mut out = Vec::new();
-    for sql in [upserts, deletes] {
+    let queries = match deletes {
+        true => vec![upserts, delete_sql],
+        false => vec![upserts],
+    };
+    for sql in queries {
         let df = ctx.sql(&sql).await.map_err(query)?;
         out.extend(df.collect().await.map_err(query)?);
     }

@@ -220,3 +220,74 @@ async fn silver_becomes_the_newest_complete_snapshot_in_any_delivery_order() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_object_snapshots_and_a_snapshot_with_rejected_rows_deletes_nothing() {
+    let lab = Lab::with_table(
+        "erp",
+        "format = \"jsonl\"\ncdc = \"snapshot\"\nkeys = [\"id\"]\ncolumns = [\"id long not null\", \"name string\", \"qty long\"]",
+    );
+    let table = lab.table("erp");
+    let bronze = BronzeWriter::new(lab.cfg.clone()).unwrap();
+    let silver = SilverWriter::new(lab.cfg.clone());
+    let deliver = |key: &str, body: &str| {
+        let path = lab.landing(key);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, body).unwrap();
+        testkit::object(&path)
+    };
+    // Single objects directly under the prefix: each a complete snapshot, ordered by key.
+    let b = deliver(
+        "erp/2026-12-02.jsonl",
+        "{\"id\":1,\"name\":\"b\",\"qty\":2}\n{\"id\":3,\"name\":\"c\",\"qty\":3}\n",
+    );
+    bronze.ingest(table, &[b]).await.unwrap();
+    silver.apply(table).await.unwrap();
+    let a = deliver(
+        "erp/2026-12-01.jsonl",
+        "{\"id\":1,\"name\":\"a\",\"qty\":1}\n{\"id\":2,\"name\":\"x\",\"qty\":9}\n",
+    );
+    bronze.ingest(table, &[a]).await.unwrap();
+    let late = silver.apply(table).await.unwrap();
+    assert_eq!(
+        late.changes, 0,
+        "an older snapshot arriving late changes nothing"
+    );
+    let want: Rows = [(1, ("b".to_string(), 2)), (3, ("c".to_string(), 3))].into();
+    assert_eq!(silver_rows(&lab).await, want);
+
+    // A folder snapshot with a part whose line is not JSON: that row is quarantined, the others
+    // applied, and no key is deleted (the rejected row's key may be one of them).
+    deliver(
+        "erp/2026-12-03/part-0.jsonl",
+        "{\"id\":1,\"name\":\"z\",\"qty\":0}\n",
+    );
+    deliver(
+        "erp/2026-12-03/part-1.jsonl",
+        "{\"id\":3,\"name\":\"c\",\"qty\":3\n",
+    );
+    let marker = deliver("erp/2026-12-03/_SUCCESS", "");
+    let commit = bronze.ingest(table, &[marker]).await.unwrap();
+    assert!(
+        commit.objects.iter().any(|o| matches!(&o.status, crate::bronze::ObjectStatus::Skipped { reason } if reason.contains("marker"))),
+        "{commit:?}"
+    );
+    let step = silver.apply(table).await.unwrap();
+    assert_eq!(step.changes, 1, "{step:?}");
+    let want: Rows = [(1, ("z".to_string(), 0)), (3, ("c".to_string(), 3))].into();
+    assert_eq!(silver_rows(&lab).await, want, "nothing deleted");
+    assert_eq!(testkit::quarantine_reasons(&lab.cfg, "erp").await.len(), 1);
+
+    // The next whole snapshot applies its deletes again.
+    let marker = {
+        deliver(
+            "erp/2026-12-04/part-0.jsonl",
+            "{\"id\":1,\"name\":\"z\",\"qty\":0}\n",
+        );
+        deliver("erp/2026-12-04/_SUCCESS", "")
+    };
+    bronze.ingest(table, &[marker]).await.unwrap();
+    silver.apply(table).await.unwrap();
+    let want: Rows = [(1, ("z".to_string(), 0))].into();
+    assert_eq!(silver_rows(&lab).await, want);
+}
