@@ -65,6 +65,8 @@ pub struct Normalizer {
     /// The value meaning "not sent, unchanged" (`unavailable_value`), as text and as base64 (how a
     /// bytes column carries it), when the table has one.
     unavailable: Option<(String, String)>,
+    /// Row columns (indices) in which an update's null means "unchanged" (`ignore_null_updates`).
+    null_unchanged: Vec<usize>,
 }
 
 /// Per bronze row, what a change format's reader fills in: the text cells of the row columns and of
@@ -138,6 +140,21 @@ impl Normalizer {
                 )
             }
         };
+        // What reaches silver (`silver_columns` / `except_columns`).
+        let selected = |name: &str| {
+            table.keys.iter().any(|k| k == name)
+                || table.sequence_by.as_deref() == Some(name)
+                || (table.silver_columns.as_ref().is_none_or(|c| c.iter().any(|c| c == name))
+                    && !table.except_columns.iter().any(|c| c == name))
+        };
+        let row_schema = Schema::new(
+            row_schema
+                .fields()
+                .iter()
+                .filter(|f| selected(f.name()))
+                .map(|f| f.as_ref().clone())
+                .collect::<Vec<_>>(),
+        );
         for k in &table.keys {
             if row_schema.field_with_name(k).is_err() {
                 return Err(Error::config(
@@ -173,11 +190,25 @@ impl Normalizer {
                 base64::engine::general_purpose::STANDARD.encode(v.as_bytes()),
             )
         });
+        let all = table.ignore_null_updates.iter().any(|c| c == "*");
+        let null_unchanged = row_schema
+            .fields()
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| {
+                let name = f.name().as_str();
+                !table.keys.iter().any(|k| k == name)
+                    && table.sequence_by.as_deref() != Some(name)
+                    && (all || table.ignore_null_updates.iter().any(|c| c == name))
+            })
+            .map(|(i, _)| i)
+            .collect();
         Ok(Normalizer {
             table: table.clone(),
             row_schema: Arc::new(row_schema),
             seq_type,
             unavailable,
+            null_unchanged,
         })
     }
 
@@ -218,6 +249,12 @@ impl Normalizer {
         self
     }
 
+    /// Whether changes and silver rows record which values came from another event
+    /// ([`VALUE_SOURCES`]): when the source has an "unchanged" placeholder or nulls mean unchanged.
+    pub fn tracks_sources(&self) -> bool {
+        self.unavailable.is_some() || !self.null_unchanged.is_empty()
+    }
+
     pub fn row_schema(&self) -> &SchemaRef {
         &self.row_schema
     }
@@ -243,7 +280,7 @@ impl Normalizer {
         fields.push(Field::new(OP, DataType::Utf8, false));
         fields.push(Field::new(BRONZE_VERSION, DataType::Int64, false));
         fields.push(Field::new(SOURCE_ROW, DataType::Int64, false));
-        if self.unavailable.is_some() {
+        if self.tracks_sources() {
             fields.push(Field::new(VALUE_SOURCES, DataType::Utf8, true));
         }
         Arc::new(Schema::new(fields))
@@ -283,13 +320,23 @@ impl Normalizer {
             ops,
             reasons,
             skip,
-            unavailable,
+            mut unavailable,
             discovered,
         } = events;
         let sources: Vec<ArrayRef> = cells
             .iter_mut()
             .map(|b| Arc::new(b.finish()) as ArrayRef)
             .collect();
+        // `ignore_null_updates`: an update's null in those columns was not sent, like a placeholder.
+        for (i, op) in ops.iter().enumerate() {
+            if *op == OP_UPSERT {
+                for &c in &self.null_unchanged {
+                    if sources[c].is_null(i) && !unavailable[i].contains(&c) {
+                        unavailable[i].push(c);
+                    }
+                }
+            }
+        }
         // Deletes only need their keys: other columns may be absent or null whatever their nullability.
         let relaxed = Schema::new(
             self.row_schema
@@ -328,7 +375,7 @@ impl Normalizer {
             Some(r) => r.clone(),
             None => Arc::new(Int64Array::from_iter_values(1..=n as i64)),
         });
-        if self.unavailable.is_some() {
+        if self.tracks_sources() {
             // Columns not sent: no value known yet from this event (see `unavailable`).
             let sources: Vec<Option<String>> = unavailable
                 .iter()

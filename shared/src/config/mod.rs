@@ -34,7 +34,10 @@ pub const CONFIG_ENV: &str = "LAKEHOUSE_CONFIG";
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Format {
+    /// JSON lines: one object per line.
     Jsonl,
+    /// One JSON document per object: an array of records, one object, or the records at `json_path`.
+    Json,
     Csv,
     Parquet,
     /// Avro object container files.
@@ -141,6 +144,15 @@ pub struct TableConfig {
     pub apply_truncates: bool,
     pub csv_delimiter: u8,
     pub csv_header: bool,
+    /// Row columns in which a null (or absent) value of an update means "unchanged, keep the value"
+    /// (`ignore_null_updates`: `true` for every non-key column, or a list).
+    pub ignore_null_updates: Vec<String>,
+    /// What reaches silver: only these row columns (`silver_columns`), or all but these
+    /// (`except_columns`); bronze keeps everything.
+    pub silver_columns: Option<Vec<String>>,
+    pub except_columns: Vec<String>,
+    /// `format = "json"`: the keys leading from the document's top to its records (empty: the top).
+    pub json_path: Vec<String>,
     /// How the local runner batches this table's messages (Lambda: the event source mapping's settings).
     pub trigger: TriggerWindow,
     /// Target size in bytes of this table's silver data files (the table's `target_file_size_mb`).

@@ -156,8 +156,21 @@ struct RawTable {
     binary_decimals: Option<bool>,
     csv_delimiter: Option<String>,
     csv_header: Option<bool>,
+    json_path: Option<String>,
+    ignore_null_updates: Option<ColumnsOrAll>,
+    silver_columns: Option<Vec<String>>,
+    #[serde(default)]
+    except_columns: Vec<String>,
     batch_size: Option<usize>,
     batch_window_seconds: Option<f64>,
+}
+
+/// `true` (every column) or a list of columns.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ColumnsOrAll {
+    All(bool),
+    Columns(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -285,7 +298,8 @@ impl RawTable {
             return Err(Error::config(&t, "prefix", "must not be empty"));
         }
         let format = match self.format.as_deref() {
-            Some("jsonl") | Some("json") | Some("ndjson") => Format::Jsonl,
+            Some("jsonl") | Some("ndjson") => Format::Jsonl,
+            Some("json") => Format::Json,
             Some("csv") => Format::Csv,
             Some("parquet") => Format::Parquet,
             Some("avro") => Format::Avro,
@@ -293,7 +307,7 @@ impl RawTable {
                 return Err(Error::config(
                     &t,
                     "format",
-                    format!("`{other}` is not one of jsonl, csv, parquet, avro"),
+                    format!("`{other}` is not one of jsonl, json, csv, parquet, avro"),
                 ))
             }
             None => {
@@ -487,6 +501,77 @@ impl RawTable {
             },
             binary_decimals: self.binary_decimals.unwrap_or(false),
         };
+        // What reaches silver. Keys and the sequence always do; a selection names row columns.
+        if self.silver_columns.is_some() && !self.except_columns.is_empty() {
+            return Err(Error::config(
+                &t,
+                "except_columns",
+                "give silver_columns (what reaches silver) or except_columns (what does not), not both",
+            ));
+        }
+        let essential: Vec<&String> = self.keys.iter().chain(self.sequence_by.iter()).collect();
+        for (field, list) in [
+            ("silver_columns", self.silver_columns.as_deref().unwrap_or(&[])),
+            ("except_columns", &self.except_columns[..]),
+        ] {
+            for c in list {
+                declared(field, c)?;
+            }
+        }
+        if let Some(c) = self.except_columns.iter().find(|c| essential.contains(c)) {
+            return Err(Error::config(
+                &t,
+                "except_columns",
+                format!("`{c}` is a key or the sequence: silver needs it"),
+            ));
+        }
+        if let Some(cols) = &self.silver_columns {
+            if let Some(c) = essential.iter().find(|c| !cols.contains(c)) {
+                return Err(Error::config(
+                    &t,
+                    "silver_columns",
+                    format!("must include the keys and the sequence (`{c}` is missing)"),
+                ));
+            }
+        }
+        let ignore_null_updates = match self.ignore_null_updates {
+            None | Some(ColumnsOrAll::All(false)) => Vec::new(),
+            // Every row column but the keys and the sequence (resolved by the normaliser).
+            Some(ColumnsOrAll::All(true)) => vec!["*".to_string()],
+            Some(ColumnsOrAll::Columns(cols)) => {
+                for c in &cols {
+                    declared("ignore_null_updates", c)?;
+                    if essential.contains(&c) {
+                        return Err(Error::config(
+                            &t,
+                            "ignore_null_updates",
+                            format!("`{c}` is a key or the sequence: a null there is never \"unchanged\""),
+                        ));
+                    }
+                }
+                cols
+            }
+        };
+        let json_path: Vec<String> = match (&self.json_path, format) {
+            (None, _) => Vec::new(),
+            (Some(p), Format::Json) if !p.split('.').any(str::is_empty) => {
+                p.split('.').map(str::to_string).collect()
+            }
+            (Some(p), Format::Json) => {
+                return Err(Error::config(
+                    &t,
+                    "json_path",
+                    format!("`{p}` must be keys separated by `.` (e.g. `data.items`)"),
+                ))
+            }
+            (Some(_), _) => {
+                return Err(Error::config(
+                    &t,
+                    "json_path",
+                    "only a `format = \"json\"` table (one document per object) has a path to its records",
+                ))
+            }
+        };
         Ok(TableConfig {
             name: t,
             prefix,
@@ -514,6 +599,10 @@ impl RawTable {
             apply_truncates,
             csv_delimiter,
             csv_header: self.csv_header.unwrap_or(true),
+            json_path,
+            ignore_null_updates,
+            silver_columns: self.silver_columns,
+            except_columns: self.except_columns,
             trigger,
             target_file_size,
             column_types,

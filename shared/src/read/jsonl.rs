@@ -15,7 +15,7 @@ use crate::config::{CdcFormat, TableConfig, UnknownFields};
 /// trip through `f64`), so a decimal is stored exactly or rejected, never rounded.
 pub(crate) type RawObject<'a> = IndexMap<String, &'a RawValue>;
 
-pub(super) enum JsonLine<'a> {
+pub(crate) enum JsonLine<'a> {
     Object(RawObject<'a>),
     /// A bare `null`: a Debezium tombstone (the Kafka compaction marker after a delete).
     Null,
@@ -33,7 +33,7 @@ pub(crate) fn raw_object(text: &str) -> Result<Option<RawObject<'_>>, String> {
     }
 }
 
-pub(super) fn parse_json_line(text: &str) -> JsonLine<'_> {
+pub(crate) fn parse_json_line(text: &str) -> JsonLine<'_> {
     match raw_object(text) {
         Ok(Some(map)) => JsonLine::Object(map),
         Ok(None) => JsonLine::Null,
@@ -75,7 +75,7 @@ pub(crate) fn json_cell(v: &RawValue, field: &Field) -> Result<Option<String>, S
     })
 }
 
-fn json_cells(
+pub(super) fn json_cells(
     map: &RawObject,
     target: &Schema,
     unknown: UnknownFields,

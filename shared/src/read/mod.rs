@@ -18,6 +18,7 @@ mod avro;
 mod chunk;
 mod csv;
 mod infer;
+mod json;
 pub(crate) mod jsonl;
 pub mod object;
 mod parquet;
@@ -172,6 +173,7 @@ pub fn parse_text(
 ) -> Result<ReadOutcome, ReadError> {
     match table.format {
         Format::Jsonl => jsonl::parse_jsonl(reader, table, dest),
+        Format::Json => json::parse_json(reader, table, dest),
         Format::Csv => csv::parse_csv(reader, table, dest),
         Format::Parquet | Format::Avro => Err(ReadError::Malformed(
             "parquet and avro are not text formats".into(),

@@ -210,3 +210,58 @@ fn parquet_rows_are_conformed() {
     .unwrap_err();
     assert!(matches!(err, ReadError::Malformed(_)));
 }
+
+/// The ids and the rejected (row, reason) of a `format = "json"` document.
+fn json_doc(path: &str, doc: &str) -> (Vec<i64>, Vec<(Option<u64>, String)>) {
+    let extra = match path {
+        "" => String::new(),
+        p => format!("json_path = \"{p}\""),
+    };
+    let (batches, out) = run("json", &extra, doc.as_bytes());
+    let ids = batches
+        .iter()
+        .flat_map(|b| b.column(0).as_primitive::<Int64Type>().values().to_vec())
+        .collect();
+    let bad = out.bad.iter().map(|b| (b.row, b.reason.clone())).collect();
+    (ids, bad)
+}
+
+#[test]
+fn json_documents_arrays_objects_paths_empty_and_broken() {
+    // A pretty-printed array; a bad record is rejected with its number, the rest kept.
+    let (ids, bad) = json_doc(
+        "",
+        "[\n  {\"id\": 1, \"name\": \"a\"},\n  {\"id\": \"x\"},\n  {\"id\": 3, \"amount\": 2.5}\n]\n",
+    );
+    assert_eq!(ids, [1, 3]);
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].0, Some(2));
+    assert!(bad[0].1.contains("not a valid long"), "{bad:?}");
+    // One object: one record.
+    assert_eq!(json_doc("", "{\"id\": 7, \"name\": \"one\"}").0, [7]);
+    // The records at a nested path; the rest of the document ignored.
+    let doc = r#"{"meta": {"page": 1}, "data": {"items": [{"id": 1}, {"id": 2}]}, "next": "x"}"#;
+    assert_eq!(json_doc("data.items", doc), (vec![1, 2], vec![]));
+    // An empty array: no record, nothing rejected.
+    assert_eq!(json_doc("", "[]"), (vec![], vec![]));
+    // Broken part-way: the records before the break are kept, the break is quarantined.
+    let (ids, bad) = json_doc("", "[{\"id\": 1}, {\"id\": 2}, {\"id\": ");
+    assert_eq!(ids, [1, 2]);
+    assert_eq!(bad.len(), 1);
+    assert_eq!(bad[0].0, None);
+    assert!(bad[0].1.contains("not valid JSON") && bad[0].1.contains("after record 2"), "{bad:?}");
+    // A path the document does not have.
+    let (ids, bad) = json_doc("records", r#"{"data": []}"#);
+    assert!(ids.is_empty());
+    assert!(bad[0].1.contains("no `records`"), "{bad:?}");
+}
+
+#[test]
+fn json_documents_infer_their_schema_from_the_records() {
+    let t = table("json", "json_path = \"data\"");
+    let doc = br#"{"data": [{"id": 1, "name": "a", "amount": 1.5}, {"id": 2, "name": null}]}"#;
+    let schema = infer::infer_text(&doc[..], &t).unwrap().unwrap();
+    let names: Vec<&str> = schema.fields().iter().map(|f| f.name().as_str()).collect();
+    assert_eq!(names, ["id", "name", "amount"]);
+    assert_eq!(schema.field(0).data_type(), &DataType::Int64);
+}

@@ -37,6 +37,8 @@ mod rewrite;
 pub mod scd2;
 pub mod snapshot;
 #[cfg(test)]
+mod options_tests;
+#[cfg(test)]
 mod snapshot_tests;
 #[cfg(test)]
 mod tests;

@@ -42,6 +42,23 @@ pub fn infer_text(reader: impl BufRead, table: &TableConfig) -> Result<Option<Sc
                 }
             }
         }
+        Format::Json => {
+            let mut samples = 0;
+            let width = table.limits.max_columns;
+            // A broken document still has the records before the break to infer from.
+            let _ = super::json::records(
+                reader,
+                &table.json_path,
+                table.limits.max_line_bytes,
+                &mut |_, text| {
+                    if let JsonLine::Object(map) = parse_json_line(text) {
+                        sampler.json(&map);
+                        samples += 1;
+                    }
+                    samples < schema::INFER_SAMPLE_ROWS && sampler.width() <= width
+                },
+            );
+        }
         Format::Csv => {
             let mut records = Records::new(reader, table);
             let headers = if table.csv_header {
