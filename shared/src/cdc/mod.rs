@@ -144,7 +144,10 @@ impl Normalizer {
         let selected = |name: &str| {
             table.keys.iter().any(|k| k == name)
                 || table.sequence_by.as_deref() == Some(name)
-                || (table.silver_columns.as_ref().is_none_or(|c| c.iter().any(|c| c == name))
+                || (table
+                    .silver_columns
+                    .as_ref()
+                    .is_none_or(|c| c.iter().any(|c| c == name))
                     && !table.except_columns.iter().any(|c| c == name))
         };
         let row_schema = Schema::new(

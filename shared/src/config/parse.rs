@@ -511,7 +511,10 @@ impl RawTable {
         }
         let essential: Vec<&String> = self.keys.iter().chain(self.sequence_by.iter()).collect();
         for (field, list) in [
-            ("silver_columns", self.silver_columns.as_deref().unwrap_or(&[])),
+            (
+                "silver_columns",
+                self.silver_columns.as_deref().unwrap_or(&[]),
+            ),
             ("except_columns", &self.except_columns[..]),
         ] {
             for c in list {

@@ -245,3 +245,34 @@ fn hostile_settings_are_refused_at_load() {
     assert_eq!(cfg.tables[0].limits.max_columns, 50);
     assert_eq!(cfg.tables[0].column_types[0].name, "customer_id");
 }
+
+#[test]
+fn snapshot_json_and_column_options_are_checked() {
+    let base = "[landing]\nuri = \"s3://l\"\n[lake]\nuri = \"s3://k\"\n[[table]]\nname = \"t\"\nformat = \"csv\"\ncolumns = [\"id long not null\", \"seq long\", \"a string\"]\nkeys = [\"id\"]\n";
+    let cases = [
+        ("cdc = \"snapshot\"\nsequence_by = \"seq\"\n", "`sequence_by`"),
+        ("silver_columns = [\"id\"]\nexcept_columns = [\"a\"]\n", "not both"),
+        ("except_columns = [\"id\"]\n", "a key or the sequence"),
+        ("sequence_by = \"seq\"\nsilver_columns = [\"id\", \"a\"]\n", "`seq` is missing"),
+        ("except_columns = [\"zz\"]\n", "`zz`"),
+        ("ignore_null_updates = [\"id\"]\n", "never \"unchanged\""),
+        ("json_path = \"data\"\n", "only a `format = \"json\"`"),
+    ];
+    for (extra, want) in cases {
+        let e = err_of(&format!("{base}{extra}"));
+        assert!(e.contains(want), "{extra}: {e}");
+    }
+    let ok = PipelineConfig::from_toml(
+        &format!("{base}cdc = \"snapshot\"\nscd_type = 2\nignore_null_updates = true\n"),
+        "test",
+    )
+    .unwrap();
+    assert_eq!(ok.tables[0].cdc, CdcFormat::Snapshot);
+    let json = PipelineConfig::from_toml(
+        "[landing]\nuri = \"s3://l\"\n[lake]\nuri = \"s3://k\"\n[[table]]\nname = \"t\"\nformat = \"json\"\njson_path = \"data.items\"\n",
+        "test",
+    )
+    .unwrap();
+    assert_eq!(json.tables[0].format, Format::Json);
+    assert_eq!(json.tables[0].json_path, ["data", "items"]);
+}

@@ -275,7 +275,8 @@ mod tests {
         assert_eq!(r, Ok(2));
         let (got, _) = walk("{\n  \"a\": 1,\n  \"b\": [1, 2]\n}", "", 1 << 20);
         assert_eq!(got, ["{\"a\":1,\"b\":[1, 2]}"]);
-        let doc = r#"{"meta":{"page":1,"big":[1,2,3]},"data":{"items":[{"id":1},{"id":2}],"next":null}}"#;
+        let doc =
+            r#"{"meta":{"page":1,"big":[1,2,3]},"data":{"items":[{"id":1},{"id":2}],"next":null}}"#;
         let (got, r) = walk(doc, "data.items", 1 << 20);
         assert_eq!(got, ["{\"id\":1}", "{\"id\":2}"]);
         assert_eq!(r, Ok(2));
@@ -290,7 +291,10 @@ mod tests {
         let (got, r) = walk("[{\"a\":1},{\"a\":2},{\"a\":", "", 1 << 20);
         assert_eq!(got.len(), 2);
         let reason = r.unwrap_err();
-        assert!(reason.contains("not valid JSON") && reason.contains("after record 2"), "{reason}");
+        assert!(
+            reason.contains("not valid JSON") && reason.contains("after record 2"),
+            "{reason}"
+        );
         let (_, r) = walk(r#"{"data":[]}"#, "records", 1 << 20);
         assert!(r.unwrap_err().contains("no `records`"));
         let (_, r) = walk(r#"[{"a":1}] trailing"#, "", 1 << 20);

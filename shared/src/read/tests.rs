@@ -249,7 +249,10 @@ fn json_documents_arrays_objects_paths_empty_and_broken() {
     assert_eq!(ids, [1, 2]);
     assert_eq!(bad.len(), 1);
     assert_eq!(bad[0].0, None);
-    assert!(bad[0].1.contains("not valid JSON") && bad[0].1.contains("after record 2"), "{bad:?}");
+    assert!(
+        bad[0].1.contains("not valid JSON") && bad[0].1.contains("after record 2"),
+        "{bad:?}"
+    );
     // A path the document does not have.
     let (ids, bad) = json_doc("records", r#"{"data": []}"#);
     assert!(ids.is_empty());

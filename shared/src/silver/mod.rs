@@ -32,12 +32,12 @@ mod columns;
 #[cfg(test)]
 mod connector_tests;
 mod merge;
+#[cfg(test)]
+mod options_tests;
 mod rejects;
 mod rewrite;
 pub mod scd2;
 pub mod snapshot;
-#[cfg(test)]
-mod options_tests;
 #[cfg(test)]
 mod snapshot_tests;
 #[cfg(test)]
