@@ -31,6 +31,7 @@ use crate::read::{self, ReadError, ReadOutcome};
 use crate::schema::{BadRow, Lineage};
 use crate::storage::{self, StoreRef};
 
+mod binary;
 #[cfg(test)]
 mod hostile_tests;
 mod report;
@@ -461,6 +462,23 @@ impl BronzeWriter {
                 "no valid row to infer the table schema from".into(),
             ));
         };
+        if table.format == Format::Binary {
+            let Some(t) = bronze.as_ref() else {
+                return Err(ReadError::Malformed("bronze table missing".into()));
+            };
+            let row = binary::object_row(
+                &self.landing,
+                &key,
+                meta,
+                lineage,
+                table.limits.max_binary_bytes,
+            )
+            .await?;
+            let adds = lake::write_batches(t, location, [row], None).await?;
+            let mut out = ReadOutcome::new(table.limits);
+            out.rows_ok = 1;
+            return Ok((adds, out));
+        }
         let target = match table.unknown_fields {
             UnknownFields::Evolve => {
                 self.evolve(table, location, bronze, meta, lineage, target)
@@ -478,7 +496,7 @@ impl BronzeWriter {
         let parse_lineage = lineage.clone();
         let max = table.limits.max_object_bytes;
         let what = format!("reader of {key}");
-        let parser = if table.format.is_binary() {
+        let parser = if table.format.is_typed_file() {
             let bytes = read::read_all(get, gzip, max).await?;
             tokio::spawn(read::contained(what, move || {
                 let dest = destination(&target, &parse_lineage, tx);

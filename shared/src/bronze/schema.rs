@@ -65,7 +65,7 @@ impl BronzeWriter {
         let max = table.limits.max_object_bytes;
         let what = format!("schema inference of {key}");
         let table = table.clone();
-        if table.format.is_binary() {
+        if table.format.is_typed_file() {
             let bytes = read::read_all(get, gzip, max).await?;
             return read::contained(what, move || match table.format {
                 Format::Avro => read::infer_avro(bytes, &table),

@@ -21,6 +21,9 @@ pub struct Limits {
     pub max_rejected_rows: usize,
     /// Raw text kept per quarantined row (bytes); longer text is cut, and the entry says so.
     pub max_raw_bytes: usize,
+    /// `format = "binary"`: most content bytes kept per object; a larger object's row has no content
+    /// and says why (its key, size and etag are still catalogued).
+    pub max_binary_bytes: u64,
 }
 
 impl Default for Limits {
@@ -31,6 +34,7 @@ impl Default for Limits {
             max_columns: 2_000,
             max_rejected_rows: 10_000,
             max_raw_bytes: 8 << 10,
+            max_binary_bytes: 16 << 20,
         }
     }
 }
@@ -43,6 +47,7 @@ pub(super) struct RawLimits {
     max_columns: Option<usize>,
     max_rejected_rows: Option<usize>,
     max_raw_kb: Option<f64>,
+    max_binary_mb: Option<f64>,
 }
 
 /// `value` (in units of `unit` bytes) within `lo..=hi` units, as bytes.
@@ -117,6 +122,13 @@ impl RawLimits {
                 (0.01, 16.0 * KB),
                 "max_raw_kb",
             )? as usize,
+            max_binary_bytes: bytes(
+                self.max_binary_mb,
+                d.max_binary_bytes,
+                MB,
+                (0.0, 1024.0),
+                "max_binary_mb",
+            )?,
         })
     }
 }

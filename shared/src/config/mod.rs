@@ -38,6 +38,9 @@ pub enum Format {
     Jsonl,
     /// One JSON document per object: an array of records, one object, or the records at `json_path`.
     Json,
+    /// Any file, not parsed: one row per object (key, size, content type, modified, etag, version and
+    /// its bytes up to `limits.max_binary_mb`), as Auto Loader's `binaryFile`.
+    Binary,
     Csv,
     Parquet,
     /// Avro object container files.
@@ -47,7 +50,7 @@ pub enum Format {
 impl Format {
     /// Typed, self-describing formats read whole (their footer or header needs random access or
     /// decides every row's decoding): Parquet, Avro. The others are streamed text.
-    pub fn is_binary(self) -> bool {
+    pub fn is_typed_file(self) -> bool {
         matches!(self, Format::Parquet | Format::Avro)
     }
 }
@@ -185,6 +188,9 @@ impl TableConfig {
 
     /// The declared data schema (without lineage columns), if any.
     pub fn declared_schema(&self) -> Option<SchemaRef> {
+        if self.format == Format::Binary {
+            return Some(crate::schema::binary_schema());
+        }
         self.columns.as_ref().map(|cols| {
             Arc::new(Schema::new(
                 cols.iter().map(Column::arrow_field).collect::<Vec<_>>(),

@@ -278,8 +278,48 @@ fn file_size_bytes(table: &str, mb: f64) -> Result<u64> {
 }
 
 impl RawTable {
-    fn validate(self) -> Result<TableConfig> {
+    /// `format = "binary"`: the schema is the product's (one row per object), the key is the object's
+    /// `path`, its versions are ordered by `modified`, and silver catalogues the objects without their
+    /// bytes (they stay in bronze) unless `silver_columns` says otherwise.
+    fn binary_defaults(&mut self) -> Result<()> {
         let t = self.name.clone();
+        let refused = [
+            ("columns", self.columns.is_some()),
+            ("column_types", self.column_types.is_some()),
+            ("row_columns", self.row_columns.is_some()),
+            ("json_path", self.json_path.is_some()),
+            ("csv_delimiter", self.csv_delimiter.is_some()),
+            ("cdc", self.cdc.as_deref().is_some_and(|c| c != "upsert")),
+        ];
+        if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
+            return Err(Error::config(
+                &t,
+                field,
+                "a binary table's rows are the objects themselves (path, size, content_type, modified, etag, version, content)",
+            ));
+        }
+        if !self.keys.is_empty() && self.keys != ["path"] {
+            return Err(Error::config(
+                &t,
+                "keys",
+                "a binary table is keyed by `path` (silver: the latest version of each object) or has no keys (bronze only)",
+            ));
+        }
+        if !self.keys.is_empty() {
+            self.sequence_by
+                .get_or_insert_with(|| "modified".to_string());
+            if self.silver_columns.is_none() && self.except_columns.is_empty() {
+                self.except_columns = vec!["content".to_string()];
+            }
+        }
+        Ok(())
+    }
+
+    fn validate(mut self) -> Result<TableConfig> {
+        let t = self.name.clone();
+        if self.format.as_deref() == Some("binary") {
+            self.binary_defaults()?;
+        }
         let target_file_size = file_size_bytes(
             &t,
             self.target_file_size_mb
@@ -300,6 +340,7 @@ impl RawTable {
         let format = match self.format.as_deref() {
             Some("jsonl") | Some("ndjson") => Format::Jsonl,
             Some("json") => Format::Json,
+            Some("binary") => Format::Binary,
             Some("csv") => Format::Csv,
             Some("parquet") => Format::Parquet,
             Some("avro") => Format::Avro,
@@ -307,7 +348,7 @@ impl RawTable {
                 return Err(Error::config(
                     &t,
                     "format",
-                    format!("`{other}` is not one of jsonl, json, csv, parquet, avro"),
+                    format!("`{other}` is not one of jsonl, json, csv, parquet, avro, binary"),
                 ))
             }
             None => {
@@ -321,7 +362,7 @@ impl RawTable {
         let columns = parse_columns(self.columns.as_deref(), &t, "columns")?;
         let column_types =
             parse_columns(self.column_types.as_deref(), &t, "column_types")?.unwrap_or_default();
-        if !column_types.is_empty() && (columns.is_some() || format.is_binary()) {
+        if !column_types.is_empty() && (columns.is_some() || format.is_typed_file()) {
             return Err(Error::config(
                 &t,
                 "column_types",

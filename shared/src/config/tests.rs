@@ -250,10 +250,19 @@ fn hostile_settings_are_refused_at_load() {
 fn snapshot_json_and_column_options_are_checked() {
     let base = "[landing]\nuri = \"s3://l\"\n[lake]\nuri = \"s3://k\"\n[[table]]\nname = \"t\"\nformat = \"csv\"\ncolumns = [\"id long not null\", \"seq long\", \"a string\"]\nkeys = [\"id\"]\n";
     let cases = [
-        ("cdc = \"snapshot\"\nsequence_by = \"seq\"\n", "`sequence_by`"),
-        ("silver_columns = [\"id\"]\nexcept_columns = [\"a\"]\n", "not both"),
+        (
+            "cdc = \"snapshot\"\nsequence_by = \"seq\"\n",
+            "`sequence_by`",
+        ),
+        (
+            "silver_columns = [\"id\"]\nexcept_columns = [\"a\"]\n",
+            "not both",
+        ),
         ("except_columns = [\"id\"]\n", "a key or the sequence"),
-        ("sequence_by = \"seq\"\nsilver_columns = [\"id\", \"a\"]\n", "`seq` is missing"),
+        (
+            "sequence_by = \"seq\"\nsilver_columns = [\"id\", \"a\"]\n",
+            "`seq` is missing",
+        ),
         ("except_columns = [\"zz\"]\n", "`zz`"),
         ("ignore_null_updates = [\"id\"]\n", "never \"unchanged\""),
         ("json_path = \"data\"\n", "only a `format = \"json\"`"),

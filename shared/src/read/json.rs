@@ -1,7 +1,7 @@
 //! JSON documents (`format = "json"`): one document per object, as APIs and exports write them: a
 //! top-level array of records, one object (one record), or an object holding the array at a path
 //! (`json_path = "data.items"`); pretty-printed or not. Records are streamed out of the document one by
-//! one (never the whole document in memory: each record is bounded by `limits.max_line_kb`) and then
+//! one (never the whole document in memory: each record is bounded by `limits.max_line_mb`) and then
 //! read like JSON lines: the same cells, schema inference and quarantine rules. A document broken
 //! part-way keeps the records before the break; the break itself is quarantined with its position.
 
@@ -49,10 +49,10 @@ pub(super) fn records(
     match result {
         Ok(()) => Ok(walk.row),
         Err(e) if e.to_string().starts_with(STOP) => Ok(walk.row),
-        Err(e) if e.is_io() && e.to_string().contains("limits.max_line_kb") => Err(format!(
-            "record {} is larger than limits.max_line_kb ({} KiB): the records after it are not read",
+        Err(e) if e.is_io() && e.to_string().contains("limits.max_line_mb") => Err(format!(
+            "record {} is larger than limits.max_line_mb ({} MiB): the records after it are not read",
             walk.row + 1,
-            max_record / 1024
+            max_record / (1024 * 1024)
         )),
         Err(e) => Err(format!(
             "the document is not valid JSON ({e}): the records after record {} are not read",
@@ -73,7 +73,7 @@ impl<R: Read> Read for Counted<R> {
         let n = self.inner.read(buf)?;
         self.since.set(self.since.get() + n);
         if self.since.get() > self.max {
-            return Err(std::io::Error::other("a record passes limits.max_line_kb"));
+            return Err(std::io::Error::other("a record passes limits.max_line_mb"));
         }
         Ok(n)
     }
@@ -304,6 +304,6 @@ mod tests {
         let big = format!("[{{\"a\":\"{}\"}}]", "x".repeat(5000));
         let (got, r) = walk(&big, "", 1000);
         assert!(got.is_empty());
-        assert!(r.unwrap_err().contains("larger than limits.max_line_kb"));
+        assert!(r.unwrap_err().contains("larger than limits.max_line_mb"));
     }
 }

@@ -175,8 +175,8 @@ pub fn parse_text(
         Format::Jsonl => jsonl::parse_jsonl(reader, table, dest),
         Format::Json => json::parse_json(reader, table, dest),
         Format::Csv => csv::parse_csv(reader, table, dest),
-        Format::Parquet | Format::Avro => Err(ReadError::Malformed(
-            "parquet and avro are not text formats".into(),
+        Format::Parquet | Format::Avro | Format::Binary => Err(ReadError::Malformed(
+            "parquet, avro and binary objects are not text formats".into(),
         )),
     }
     .map(ReadOutcome::finish)

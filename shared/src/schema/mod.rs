@@ -65,6 +65,21 @@ pub fn timestamp_type() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
 
+/// The columns of a `format = "binary"` table: one row per object (its bytes in `content`, or null and
+/// `content_omitted` saying why).
+pub fn binary_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("path", DataType::Utf8, false),
+        Field::new("size", DataType::Int64, true),
+        Field::new("content_type", DataType::Utf8, true),
+        Field::new("modified", timestamp_type(), true),
+        Field::new("etag", DataType::Utf8, true),
+        Field::new("version", DataType::Utf8, true),
+        Field::new("content", DataType::Binary, true),
+        Field::new("content_omitted", DataType::Utf8, true),
+    ]))
+}
+
 /// Lineage columns appended to every bronze row: which object, which version of it, which row, and when.
 pub fn lineage_fields() -> Vec<Field> {
     vec![

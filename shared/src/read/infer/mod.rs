@@ -92,9 +92,9 @@ pub fn infer_text(reader: impl BufRead, table: &TableConfig) -> Result<Option<Sc
                 sampler.columns(h);
             }
         }
-        Format::Parquet | Format::Avro => {
+        Format::Parquet | Format::Avro | Format::Binary => {
             return Err(ReadError::Malformed(
-                "parquet and avro are not text formats".into(),
+                "parquet, avro and binary objects are not text formats".into(),
             ))
         }
     }
