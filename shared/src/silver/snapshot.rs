@@ -129,11 +129,14 @@ pub async fn differences(
         .iter()
         .map(|k| format!("c.{}", quote(k)))
         .collect::<Vec<_>>();
+    // A key range rather than `starts_with`: bronze files' statistics prune it, so the step reads this
+    // snapshot's files only, however many snapshots bronze keeps ('0' follows '/').
     let snap = format!(
-        "SELECT * FROM bronze WHERE {sk} = {p} OR starts_with({sk}, {pp})",
+        "SELECT * FROM bronze WHERE {sk} = {p} OR ({sk} >= {lo} AND {sk} < {hi})",
         sk = quote(SOURCE_KEY),
         p = lit(&prefix),
-        pp = lit(&format!("{prefix}/")),
+        lo = lit(&format!("{prefix}/")),
+        hi = lit(&format!("{prefix}0")),
     );
     let cur = format!("SELECT {cur_columns}, 1 AS __present FROM silver {current}");
     let upserts = format!(
