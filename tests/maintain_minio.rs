@@ -97,6 +97,7 @@ impl Pipeline {
             key: path.to_string_lossy().trim_start_matches('/').to_string(),
             etag: None,
             version_id: None,
+            removed_at: None,
         }
     }
 

@@ -139,8 +139,9 @@ def check_landing(r):
     check(len(tls) == 1, "bucket policy denies requests without TLS")
     notif = s3.get_bucket_notification_configuration(Bucket=bucket).get("QueueConfigurations", [])
     bronze_arn = queue_arn(sqs, r["BronzeQueue"])
-    check([(n["QueueArn"], n["Events"]) for n in notif] == [(bronze_arn, ["s3:ObjectCreated:*"])],
-          "object-created notifications go to the bronze queue, and only there")
+    check(sorted((n["QueueArn"], n["Events"]) for n in notif) ==
+          [(bronze_arn, ["s3:ObjectCreated:*"]), (bronze_arn, ["s3:ObjectRemoved:*"])],
+          "object-created and -removed notifications go to the bronze queue, and only there")
     try:
         rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
         where = ""

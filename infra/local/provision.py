@@ -33,7 +33,7 @@ def provision_localstack():
                        "Resource": q_arn, "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{landing}"}}}],
     })})
     s3.put_bucket_notification_configuration(Bucket=landing, NotificationConfiguration={
-        "QueueConfigurations": [{"Id": "bronze", "QueueArn": q_arn, "Events": ["s3:ObjectCreated:*"]}]})
+        "QueueConfigurations": [{"Id": "bronze", "QueueArn": q_arn, "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]})
     print(f"[provision] landing s3://{landing} -> {q_url} (DLQ {dlq})")
     # The layers' own queues: bronze announces to silver, silver to gold (each with a DLQ).
     for name in (os.environ["SILVER_QUEUE"], os.environ["GOLD_QUEUE"]):

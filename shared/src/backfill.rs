@@ -193,6 +193,7 @@ pub async fn landing_objects(
             etag: m.e_tag.as_deref().map(events::clean_etag),
             // A listing names current versions; bronze reads the version id from its HEAD.
             version_id: None,
+            removed_at: None,
         })
         .try_collect()
         .await

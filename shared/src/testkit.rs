@@ -96,6 +96,7 @@ pub fn object(path: &std::path::Path) -> SourceObject {
         key: path.to_str().unwrap().trim_start_matches('/').to_string(),
         etag: None,
         version_id: None,
+        removed_at: None,
     }
 }
 

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use deltalake::arrow::array::{
-    ArrayRef, BinaryArray, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+    ArrayRef, BinaryArray, BooleanArray, Int64Array, RecordBatch, StringArray,
+    TimestampMicrosecondArray,
 };
 use object_store::{Attribute, ObjectMeta};
 
@@ -41,25 +42,66 @@ pub(super) async fn object_row(
     let content_type = content_type
         .filter(|t| !t.is_empty() && t != "binary/octet-stream")
         .or_else(|| by_extension(key).map(str::to_string));
-    let data = schema::binary_schema();
-    let target = Arc::new(schema::bronze_schema(&data));
+    row(Row {
+        lineage,
+        size: Some(meta.size as i64),
+        content_type,
+        modified_us: meta.last_modified.timestamp_micros(),
+        version: meta.version.clone().filter(|v| v != "null"),
+        content: content.as_deref(),
+        omitted,
+        deleted: false,
+    })
+}
+
+/// The row recording that the object was removed at `at` (no size, no content).
+pub(super) fn removal_row(
+    lineage: &Lineage,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Result<RecordBatch, ReadError> {
+    row(Row {
+        lineage,
+        size: None,
+        content_type: None,
+        modified_us: at.timestamp_micros(),
+        version: None,
+        content: None,
+        omitted: Some("the object was removed".to_string()),
+        deleted: true,
+    })
+}
+
+/// One object's cells.
+struct Row<'a> {
+    lineage: &'a Lineage,
+    size: Option<i64>,
+    content_type: Option<String>,
+    modified_us: i64,
+    version: Option<String>,
+    content: Option<&'a [u8]>,
+    omitted: Option<String>,
+    deleted: bool,
+}
+
+/// The row as bronze stores it: the binary columns, then lineage.
+fn row(r: Row) -> Result<RecordBatch, ReadError> {
+    let target = Arc::new(schema::bronze_schema(&schema::binary_schema()));
     let utc = |v: i64| TimestampMicrosecondArray::from(vec![v]).with_timezone("UTC");
+    let l = r.lineage;
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(vec![lineage.key.as_str()])),
-        Arc::new(Int64Array::from(vec![meta.size as i64])),
-        Arc::new(StringArray::from(vec![content_type])),
-        Arc::new(utc(meta.last_modified.timestamp_micros())),
-        Arc::new(StringArray::from(vec![lineage.etag.as_str()])),
-        Arc::new(StringArray::from(vec![meta
-            .version
-            .clone()
-            .filter(|v| v != "null")])),
-        Arc::new(BinaryArray::from(vec![content.as_deref()])),
-        Arc::new(StringArray::from(vec![omitted])),
-        Arc::new(StringArray::from(vec![lineage.key.as_str()])),
-        Arc::new(StringArray::from(vec![lineage.etag.as_str()])),
+        Arc::new(StringArray::from(vec![l.key.as_str()])),
+        Arc::new(Int64Array::from(vec![r.size])),
+        Arc::new(StringArray::from(vec![r.content_type])),
+        Arc::new(utc(r.modified_us)),
+        Arc::new(StringArray::from(vec![l.etag.as_str()])),
+        Arc::new(StringArray::from(vec![r.version])),
+        Arc::new(BinaryArray::from(vec![r.content])),
+        Arc::new(StringArray::from(vec![r.omitted])),
+        Arc::new(BooleanArray::from(vec![r.deleted])),
+        Arc::new(StringArray::from(vec![l.key.as_str()])),
+        Arc::new(StringArray::from(vec![l.etag.as_str()])),
         Arc::new(Int64Array::from(vec![1])),
-        Arc::new(utc(lineage.ingested_at_us)),
+        Arc::new(utc(l.ingested_at_us)),
     ];
     RecordBatch::try_new(target, columns)
         .map_err(|e| ReadError::Sink(Error::arrow("building a binary object's row", e)))
@@ -179,5 +221,65 @@ mod tests {
                 "the bytes stay in bronze"
             );
         }
+
+        // Removals (`s3:ObjectRemoved:*`): the TIFF removed now leaves silver; a removal of the PDF
+        // older than its newest version (delivered late) does not; a redelivered removal is one row.
+        let removal = |rel: &str, age_s: i64| crate::events::SourceObject {
+            key: lab
+                .landing(rel)
+                .to_str()
+                .unwrap()
+                .trim_start_matches('/')
+                .to_string(),
+            removed_at: Some(chrono::Utc::now() - chrono::Duration::seconds(age_s)),
+            ..Default::default()
+        };
+        let (tiff, old_pdf) = (
+            removal("docs/scan.tiff", 0),
+            removal("docs/a/report.pdf", 30),
+        );
+        bronze
+            .ingest(table, &[tiff.clone(), old_pdf])
+            .await
+            .unwrap();
+        let again = bronze.ingest(table, &[tiff]).await.unwrap();
+        assert!(
+            matches!(again.objects[0].status, ObjectStatus::AlreadyIngested),
+            "{again:?}"
+        );
+        SilverWriter::new(lab.cfg.clone())
+            .apply(table)
+            .await
+            .unwrap();
+        let silver =
+            testkit::rows_as_text(&lab.cfg.silver_location("docs"), &["size"], "path").await;
+        assert_eq!(silver.keys().collect::<Vec<_>>(), ["docs/a/report.pdf"]);
+        let bronze_rows = testkit::rows(&lab.cfg.bronze_location("docs")).await;
+        assert_eq!(bronze_rows.iter().map(|b| b.num_rows()).sum::<usize>(), 5);
+    }
+
+    #[tokio::test]
+    async fn other_tables_acknowledge_removals_without_a_row() {
+        let lab = Lab::with_table("orders", "format = \"jsonl\"\ncolumns = [\"id long\"]");
+        let removal = crate::events::SourceObject {
+            key: lab
+                .landing("orders/a.jsonl")
+                .to_str()
+                .unwrap()
+                .trim_start_matches('/')
+                .to_string(),
+            removed_at: Some(chrono::Utc::now()),
+            ..Default::default()
+        };
+        let out = BronzeWriter::new(lab.cfg.clone())
+            .unwrap()
+            .ingest(lab.table("orders"), &[removal])
+            .await
+            .unwrap();
+        assert!(
+            matches!(&out.objects[0].status, ObjectStatus::Skipped { reason } if reason.contains("removal")),
+            "{out:?}"
+        );
+        assert_eq!(out.version, None);
     }
 }

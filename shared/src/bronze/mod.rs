@@ -127,6 +127,12 @@ impl BronzeWriter {
         table: &TableConfig,
         objects: &[SourceObject],
     ) -> Result<BronzeCommit> {
+        // Removals are recorded by binary tables only; the others acknowledge them.
+        let (removals, objects): (Vec<SourceObject>, Vec<SourceObject>) = objects
+            .iter()
+            .cloned()
+            .partition(|o| o.removed_at.is_some() && table.format != Format::Binary);
+        let objects = &objects[..];
         // A snapshot table: markers bring their folder's parts along and complete their snapshot.
         let plan = match table.cdc {
             CdcFormat::Snapshot => {
@@ -147,7 +153,15 @@ impl BronzeWriter {
             .retry
             .run(&what, || self.attempt(table, &objects, complete))
             .await?;
-        for (o, reason) in plan.map(|p| p.skipped).unwrap_or_default() {
+        let removed = removals
+            .into_iter()
+            .map(|o| (o, "a removal: only binary tables record those".to_string()));
+        for (o, reason) in plan
+            .map(|p| p.skipped)
+            .unwrap_or_default()
+            .into_iter()
+            .chain(removed)
+        {
             reports.push(ObjectReport {
                 key: o.key,
                 etag: o.etag,
@@ -190,6 +204,59 @@ impl BronzeWriter {
                 etag: etag.map(str::to_string),
                 status,
             };
+            // A removal (binary tables only get here): a row flagged deleted, once per removal.
+            if let Some(at) = obj.removed_at {
+                let tag = format!("removed@{}", at.timestamp_micros());
+                let id = app_id(&obj.key, &tag);
+                if bronze_markers
+                    .as_ref()
+                    .is_some_and(|m| m.get(&id).is_some())
+                    || !work.ids.insert(id.clone())
+                {
+                    work.reports
+                        .push(report(Some(&tag), ObjectStatus::AlreadyIngested));
+                    continue;
+                }
+                let lineage = Lineage {
+                    key: self.config.lineage_key(&obj.key).to_string(),
+                    etag: tag.clone(),
+                    ingested_at_us,
+                };
+                let meta = ObjectMeta {
+                    location: object_store::path::Path::from(obj.key.as_str()),
+                    last_modified: at,
+                    size: 0,
+                    e_tag: None,
+                    version: None,
+                };
+                let key = obj.key.clone();
+                self.ensure_table(table, &bronze_loc, &mut bronze, &key, &meta)
+                    .await
+                    .map_err(|e| match e {
+                        ReadError::Sink(e) => e,
+                        other => {
+                            Error::invariant(format!("binary table {}: {other:?}", table.name))
+                        }
+                    })?;
+                let t = bronze
+                    .as_ref()
+                    .ok_or_else(|| Error::invariant("bronze table missing"))?;
+                let row = binary::removal_row(&lineage, at).map_err(|e| match e {
+                    ReadError::Sink(e) => e,
+                    other => Error::invariant(format!("{other:?}")),
+                })?;
+                work.adds
+                    .extend(lake::write_batches(t, &bronze_loc, [row], None).await?);
+                work.txns.push(lake::txn(&id, TXN_INGESTED));
+                work.reports.push(report(
+                    Some(&tag),
+                    ObjectStatus::Ingested {
+                        rows: 1,
+                        quarantined: 0,
+                    },
+                ));
+                continue;
+            }
             let meta = match read::head(&self.landing, &obj.key, obj.version_id.as_deref()).await {
                 Ok(m) => m,
                 Err(e) => {

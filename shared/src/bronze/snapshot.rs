@@ -124,6 +124,7 @@ pub async fn plan(
                                 key,
                                 etag: m.e_tag.as_deref().map(events::clean_etag),
                                 version_id: None,
+                                removed_at: None,
                             },
                         );
                     }

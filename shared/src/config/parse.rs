@@ -308,6 +308,8 @@ impl RawTable {
         if !self.keys.is_empty() {
             self.sequence_by
                 .get_or_insert_with(|| "modified".to_string());
+            self.delete_column
+                .get_or_insert_with(|| "deleted".to_string());
             if self.silver_columns.is_none() && self.except_columns.is_empty() {
                 self.except_columns = vec!["content".to_string()];
             }

@@ -18,7 +18,7 @@ pub use committed::{Committed, COMMITTED};
 pub use s3::{clean_etag, decode_s3_key, objects_in};
 
 /// One object to ingest, as named by an event.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
 pub struct SourceObject {
     pub bucket: String,
     pub key: String,
@@ -27,6 +27,9 @@ pub struct SourceObject {
     /// The object version the event is about (versioned buckets): exactly that version is read, so a
     /// key overwritten twice has each version ingested once, whatever order the events arrive in.
     pub version_id: Option<String>,
+    /// A removal (`s3:ObjectRemoved:*`) at this time: only binary tables record it (as a deleted row);
+    /// the others acknowledge it.
+    pub removed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// What can trigger a downstream layer (silver, gold).
@@ -184,6 +187,7 @@ mod tests {
                 key: "orders/dir a/file+1 ü.jsonl".into(),
                 etag: Some("d41d8cd98f00b204e9800998ecf8427e".into()),
                 version_id: None,
+                removed_at: None,
             }]
         );
     }
@@ -226,8 +230,12 @@ mod tests {
             panic!("not direct")
         };
         assert_eq!(env.content.unwrap().len(), 1);
+        // A removal is passed on with its time (binary tables record it); a restore is not.
         let removed = S3_PUT.replace("ObjectCreated:Put", "ObjectRemoved:Delete");
-        assert!(objects(&removed).is_empty());
+        assert!(objects(&removed)[0].removed_at.is_some());
+        let restored = S3_PUT.replace("ObjectCreated:Put", "ObjectRestore:Completed");
+        assert!(objects(&restored).is_empty());
+        assert!(objects(S3_PUT)[0].removed_at.is_none());
         assert!(parse_invocation::<Vec<SourceObject>>(&serde_json::json!({"hello": 1})).is_err());
     }
 

@@ -35,6 +35,8 @@ struct S3Entity {
 struct S3Record {
     #[serde(default, rename = "eventName")]
     event_name: Option<String>,
+    #[serde(default, rename = "eventTime")]
+    event_time: Option<String>,
     s3: S3Entity,
 }
 
@@ -64,11 +66,20 @@ fn from_s3_records(records: &Value) -> Result<Vec<SourceObject>> {
     let mut out = Vec::new();
     for r in records {
         let name = r.event_name.unwrap_or_default();
-        // Only creations carry data; removals and restores are logged and acknowledged.
-        if !name.is_empty() && !name.contains("ObjectCreated") {
+        // Creations carry data; removals are passed on (binary tables record them); restores and
+        // the rest are logged and acknowledged.
+        let removed = name.contains("ObjectRemoved");
+        if !name.is_empty() && !name.contains("ObjectCreated") && !removed {
             tracing::info!(event = %name, key = %r.s3.object.key, "ignoring non-create S3 event");
             continue;
         }
+        let removed_at = removed.then(|| {
+            r.event_time
+                .as_deref()
+                .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&chrono::Utc))
+                .unwrap_or_else(chrono::Utc::now)
+        });
         out.push(SourceObject {
             bucket: r.s3.bucket.name,
             key: decode_s3_key(&r.s3.object.key)?,
@@ -78,6 +89,7 @@ fn from_s3_records(records: &Value) -> Result<Vec<SourceObject>> {
                 .object
                 .version_id
                 .filter(|v| !v.is_empty() && v != "null"),
+            removed_at,
         });
     }
     Ok(out)
@@ -114,6 +126,7 @@ fn from_eventbridge(v: &Value) -> Result<Vec<SourceObject>> {
                 .and_then(Value::as_str)
                 .filter(|v| !v.is_empty() && *v != "null")
                 .map(str::to_string),
+            removed_at: None,
         }]),
         _ => Err(Error::event(
             "EventBridge Object Created event without bucket.name or object.key",

@@ -190,6 +190,7 @@ mod tests {
                     key: key.into(),
                     etag: None,
                     version_id: None,
+                    removed_at: None,
                 }]),
             })
         };

@@ -77,6 +77,8 @@ pub fn binary_schema() -> SchemaRef {
         Field::new("version", DataType::Utf8, true),
         Field::new("content", DataType::Binary, true),
         Field::new("content_omitted", DataType::Utf8, true),
+        // A removal (`s3:ObjectRemoved:*`) recorded as a row: silver's delete flag.
+        Field::new("deleted", DataType::Boolean, true),
     ]))
 }
 
