@@ -154,6 +154,10 @@ pub struct TableConfig {
     /// (`except_columns`); bronze keeps everything.
     pub silver_columns: Option<Vec<String>>,
     pub except_columns: Vec<String>,
+    /// SCD2: only changes of these columns make a new version (`track_history_columns`), or of every
+    /// column but these (`except_history_columns`); other changes update the version in place.
+    pub track_history_columns: Vec<String>,
+    pub except_history_columns: Vec<String>,
     /// `format = "json"`: the keys leading from the document's top to its records (empty: the top).
     pub json_path: Vec<String>,
     /// How the local runner batches this table's messages (Lambda: the event source mapping's settings).
@@ -187,6 +191,12 @@ impl TableConfig {
     }
 
     /// The declared data schema (without lineage columns), if any.
+    /// SCD2 with history on selected columns only.
+    pub fn folds_history(&self) -> bool {
+        self.scd_type == 2
+            && !(self.track_history_columns.is_empty() && self.except_history_columns.is_empty())
+    }
+
     pub fn declared_schema(&self) -> Option<SchemaRef> {
         if self.format == Format::Binary {
             return Some(crate::schema::binary_schema());

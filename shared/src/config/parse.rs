@@ -161,6 +161,10 @@ struct RawTable {
     silver_columns: Option<Vec<String>>,
     #[serde(default)]
     except_columns: Vec<String>,
+    #[serde(default)]
+    track_history_columns: Vec<String>,
+    #[serde(default)]
+    except_history_columns: Vec<String>,
     batch_size: Option<usize>,
     batch_window_seconds: Option<f64>,
 }
@@ -580,6 +584,40 @@ impl RawTable {
                 ));
             }
         }
+        if !self.track_history_columns.is_empty() || !self.except_history_columns.is_empty() {
+            let field = match self.track_history_columns.is_empty() {
+                true => "except_history_columns",
+                false => "track_history_columns",
+            };
+            if scd_type != 2 {
+                return Err(Error::config(
+                    &t,
+                    field,
+                    "only an SCD type 2 table keeps history",
+                ));
+            }
+            if !self.track_history_columns.is_empty() && !self.except_history_columns.is_empty() {
+                return Err(Error::config(
+                    &t,
+                    "except_history_columns",
+                    "give track_history_columns or except_history_columns, not both",
+                ));
+            }
+            for c in self
+                .track_history_columns
+                .iter()
+                .chain(&self.except_history_columns)
+            {
+                declared(field, c)?;
+                if essential.contains(&c) {
+                    return Err(Error::config(
+                        &t,
+                        field,
+                        format!("`{c}` is a key or the sequence, not a tracked value"),
+                    ));
+                }
+            }
+        }
         let ignore_null_updates = match self.ignore_null_updates {
             None | Some(ColumnsOrAll::All(false)) => Vec::new(),
             // Every row column but the keys and the sequence (resolved by the normaliser).
@@ -649,6 +687,8 @@ impl RawTable {
             ignore_null_updates,
             silver_columns: self.silver_columns,
             except_columns: self.except_columns,
+            track_history_columns: self.track_history_columns,
+            except_history_columns: self.except_history_columns,
             trigger,
             target_file_size,
             column_types,

@@ -56,7 +56,10 @@ pub const RESERVED: [&str; 13] = [
 pub const VALID_FROM: &str = "valid_from";
 pub const VALID_TO: &str = "valid_to";
 pub const IS_CURRENT: &str = "is_current";
-pub const SCD2_RESERVED: [&str; 3] = [VALID_FROM, VALID_TO, IS_CURRENT];
+pub const SCD2_RESERVED: [&str; 4] = [VALID_FROM, VALID_TO, IS_CURRENT, FOLDED];
+/// SCD2 with history on selected columns: the events folded into a version (changes of untracked
+/// columns), kept so a late event can still be placed exactly.
+pub const FOLDED: &str = "_folded";
 
 /// How many rows schema inference looks at.
 pub const INFER_SAMPLE_ROWS: usize = 1000;

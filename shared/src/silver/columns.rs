@@ -30,7 +30,7 @@ pub fn silver_schema(n: &Normalizer) -> Schema {
 /// rejects changes that lack a required column.
 pub fn silver_table_schema(n: &Normalizer, table: &TableConfig) -> Result<Schema> {
     let schema = match table.scd_type {
-        2 => scd2::history_schema(&silver_schema(n))?,
+        2 => scd2::history_schema(&silver_schema(n), table.folds_history())?,
         _ => silver_schema(n),
     };
     Ok(Schema::new(

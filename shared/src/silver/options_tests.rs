@@ -146,3 +146,118 @@ async fn null_updates_keep_the_newest_earlier_value_and_excepted_columns_stay_in
         assert_eq!(c.iter().flatten().count(), lines, "seed {seed}");
     }
 }
+
+/// `(seq, id, tier, seen, deleted)`: `tier` is tracked, `seen` is not.
+type Visit = (i64, i64, &'static str, i64, bool);
+
+/// Per key, its versions `(valid_from, valid_to, tier, seen)`.
+type Tiers = BTreeMap<i64, Vec<(i64, Option<i64>, String, i64)>>;
+
+/// Per key, its versions `(valid_from, valid_to, tier, seen)`: consecutive events (no delete between)
+/// with the same tier are one version starting at the first and holding the last one's `seen`.
+fn history_oracle(events: &[Visit]) -> Tiers {
+    let mut sorted = events.to_vec();
+    sorted.sort_by_key(|e| e.0);
+    let mut out = Tiers::new();
+    let mut open: BTreeMap<i64, bool> = BTreeMap::new();
+    for &(seq, id, tier, seen, deleted) in &sorted {
+        let versions = out.entry(id).or_default();
+        let is_open = open.get(&id).copied().unwrap_or(false);
+        if deleted {
+            if is_open {
+                versions.last_mut().unwrap().1 = Some(seq);
+            }
+            open.insert(id, false);
+            continue;
+        }
+        match versions.last_mut() {
+            Some(last) if is_open && last.2 == tier => last.3 = seen,
+            Some(last) if is_open => {
+                last.1 = Some(seq);
+                versions.push((seq, None, tier.to_string(), seen));
+            }
+            _ => versions.push((seq, None, tier.to_string(), seen)),
+        }
+        open.insert(id, true);
+    }
+    out.retain(|_, v| !v.is_empty());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_on_selected_columns_folds_other_changes_in_any_arrival_order() {
+    for seed in [5u64, 6, 7] {
+        let lab = Lab::with_table(
+            "visits",
+            "format = \"jsonl\"\nkeys = [\"id\"]\nsequence_by = \"seq\"\nscd_type = 2\ndelete_column = \"deleted\"\ntrack_history_columns = [\"tier\"]\ncolumns = [\"id long not null\", \"seq long not null\", \"tier string\", \"seen long\", \"deleted boolean\"]",
+        );
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut seqs: Vec<i64> = (1..=150).collect();
+        seqs.shuffle(&mut rng);
+        let events: Vec<Visit> = seqs
+            .into_iter()
+            .map(|seq| {
+                let tier = ["gold", "silver"][rng.gen_range(0..10) / 8];
+                (
+                    seq,
+                    rng.gen_range(0..6),
+                    tier,
+                    seq * 100,
+                    rng.gen_bool(0.06),
+                )
+            })
+            .collect();
+        let bronze = BronzeWriter::new(lab.cfg.clone()).unwrap();
+        let silver = SilverWriter::new(lab.cfg.clone());
+        let table = lab.table("visits");
+        for (n, chunk) in events.chunks(7).enumerate() {
+            let body: String = chunk
+                .iter()
+                .map(|(seq, id, tier, seen, deleted)| {
+                    format!("{{\"id\": {id}, \"seq\": {seq}, \"tier\": \"{tier}\", \"seen\": {seen}, \"deleted\": {deleted}}}\n")
+                })
+                .collect();
+            let path = lab.landing(&format!("visits/part-{n:03}.jsonl"));
+            std::fs::write(&path, body).unwrap();
+            bronze
+                .ingest(table, &[testkit::object(&path)])
+                .await
+                .unwrap();
+            if n % 2 == 0 {
+                silver.apply(table).await.unwrap();
+            }
+        }
+        silver.apply(table).await.unwrap();
+        let mut rows = Vec::new();
+        for b in testkit::rows(&lab.cfg.silver_location("visits")).await {
+            let (id, from, to) = (
+                testkit::ints(&b, "id"),
+                testkit::ints(&b, schema::VALID_FROM),
+                testkit::ints(&b, schema::VALID_TO),
+            );
+            let (tier, seen) = (testkit::texts(&b, "tier"), testkit::ints(&b, "seen"));
+            for i in 0..b.num_rows() {
+                rows.push((
+                    id[i].unwrap(),
+                    from[i].unwrap(),
+                    to[i],
+                    tier[i].clone().unwrap(),
+                    seen[i].unwrap(),
+                ));
+            }
+        }
+        rows.sort();
+        let mut got = Tiers::new();
+        for (id, from, to, tier, seen) in rows {
+            got.entry(id).or_default().push((from, to, tier, seen));
+        }
+        let want = history_oracle(&events);
+        assert_eq!(got, want, "seed {seed}");
+        // Folding happened: fewer versions than non-delete events.
+        let versions: usize = want.values().map(Vec::len).sum();
+        assert!(
+            versions < events.iter().filter(|e| !e.4).count(),
+            "seed {seed}"
+        );
+    }
+}

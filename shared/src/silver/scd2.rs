@@ -26,10 +26,11 @@ use crate::lake;
 use crate::schema::{self, SOURCE_ROW};
 
 pub use crate::lake::{ACTION, ACTION_DELETE, ACTION_UPSERT};
-pub use crate::schema::{IS_CURRENT, VALID_FROM, VALID_TO};
+pub use crate::schema::{FOLDED, IS_CURRENT, VALID_FROM, VALID_TO};
 
-/// The SCD2 silver schema: the SCD1 silver columns plus the validity columns (typed like the sequence).
-pub fn history_schema(silver: &Schema) -> Result<Schema> {
+/// The SCD2 silver schema: the SCD1 silver columns plus the validity columns (typed like the sequence),
+/// and [`FOLDED`] when history is kept on selected columns only (`folds`).
+pub fn history_schema(silver: &Schema, folds: bool) -> Result<Schema> {
     let seq = silver
         .field_with_name(SEQ)
         .map_err(|e| Error::arrow("SCD2 schema", e))?
@@ -39,13 +40,23 @@ pub fn history_schema(silver: &Schema) -> Result<Schema> {
     fields.push(Field::new(VALID_FROM, seq.clone(), false));
     fields.push(Field::new(VALID_TO, seq, true));
     fields.push(Field::new(IS_CURRENT, DataType::Boolean, false));
+    if folds {
+        fields.push(Field::new(FOLDED, DataType::Utf8, true));
+    }
     Ok(Schema::new(fields))
 }
 
 /// The history rows of every key in `events` (change-schema rows: upserts and deletes, possibly several
 /// per key and sequence; the last by bronze version and source row wins a tie). Rows come out as
-/// `target` (a [`history_schema`]), in key then `valid_from` order.
-pub fn history(events: &RecordBatch, keys: &[String], target: &SchemaRef) -> Result<RecordBatch> {
+/// `target` (a [`history_schema`]), in key then `valid_from` order. With `tracked` columns, consecutive
+/// events of a key that agree on them make one version: it starts at the first (`valid_from`), holds
+/// the last one's values, and keeps the earlier ones in [`FOLDED`] (so a late event can split it).
+pub fn history(
+    events: &RecordBatch,
+    keys: &[String],
+    target: &SchemaRef,
+    tracked: Option<&[String]>,
+) -> Result<RecordBatch> {
     let mut group = keys.to_vec();
     group.push(SEQ.to_string());
     // Values an event did not send come from the version before it (recomputed, so a late event
@@ -62,13 +73,39 @@ pub fn history(events: &RecordBatch, keys: &[String], target: &SchemaRef) -> Res
         .ok_or_else(|| Error::invariant("SCD2 events without _op"))?;
     let ops = ops.as_string::<i32>();
     let n = events.num_rows();
-    let mut versions = Vec::new();
-    let mut successors = Vec::new();
-    for i in (0..n).filter(|&i| ops.value(i) != OP_DELETE) {
-        versions.push(i as u32);
-        let same_key_next = i + 1 < n && key_rows.row(i) == key_rows.row(i + 1);
-        successors.push(same_key_next.then_some(i as u32 + 1));
+    let same_key = |i: usize, j: usize| j < n && key_rows.row(i) == key_rows.row(j);
+    let tracked_rows = match tracked {
+        Some(cols) => Some(schema::rows_of(&columns(&events, cols)?, "SCD2 tracked columns")?.1),
+        None => None,
+    };
+    // Runs of events that make one version (one event each unless tracking folds them).
+    let mut runs: Vec<Vec<usize>> = Vec::new();
+    let mut i = 0;
+    while i < n {
+        if ops.value(i) == OP_DELETE {
+            i += 1;
+            continue;
+        }
+        let mut run = vec![i];
+        while same_key(i, i + 1)
+            && ops.value(i + 1) != OP_DELETE
+            && tracked_rows
+                .as_ref()
+                .is_some_and(|t| t.row(i) == t.row(i + 1))
+        {
+            i += 1;
+            run.push(i);
+        }
+        runs.push(run);
+        i += 1;
     }
+    let last = |r: &Vec<usize>| r[r.len() - 1];
+    let versions: Vec<u32> = runs.iter().map(|r| last(r) as u32).collect();
+    let firsts: Vec<u32> = runs.iter().map(|r| r[0] as u32).collect();
+    let successors: Vec<Option<u32>> = runs
+        .iter()
+        .map(|r| same_key(last(r), last(r) + 1).then_some(last(r) as u32 + 1))
+        .collect();
     let rows = take_record_batch(&events, &UInt32Array::from(versions))
         .map_err(|e| Error::arrow("SCD2 versions", e))?;
     let seq = column(&events, SEQ)?;
@@ -77,7 +114,13 @@ pub fn history(events: &RecordBatch, keys: &[String], target: &SchemaRef) -> Res
     let is_current: ArrayRef = Arc::new(BooleanArray::from(
         successors.iter().map(Option::is_none).collect::<Vec<_>>(),
     ));
-    let valid_from = column(&rows, SEQ)?;
+    let valid_from = take(seq.as_ref(), &UInt32Array::from(firsts), None)
+        .map_err(|e| Error::arrow("SCD2 valid_from", e))?;
+    let folded: ArrayRef = Arc::new(StringArray::from(
+        runs.iter()
+            .map(|r| fold(&events, &r[..r.len() - 1]))
+            .collect::<Result<Vec<_>>>()?,
+    ));
     let cols = target
         .fields()
         .iter()
@@ -86,12 +129,77 @@ pub fn history(events: &RecordBatch, keys: &[String], target: &SchemaRef) -> Res
                 VALID_FROM => valid_from.clone(),
                 VALID_TO => valid_to.clone(),
                 IS_CURRENT => is_current.clone(),
+                FOLDED => folded.clone(),
                 name => column(&rows, name)?,
             };
             cast(&c, f.data_type()).map_err(|e| Error::arrow("SCD2 history", e))
         })
         .collect::<Result<Vec<_>>>()?;
     RecordBatch::try_new(target.clone(), cols).map_err(|e| Error::arrow("SCD2 history", e))
+}
+
+/// The events folded into a version (`rows` of `events`, without their op) as a JSON array of objects;
+/// `None` when there are none.
+fn fold(events: &RecordBatch, rows: &[usize]) -> Result<Option<String>> {
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let idx = UInt32Array::from(rows.iter().map(|&i| i as u32).collect::<Vec<_>>());
+    let picked =
+        take_record_batch(events, &idx).map_err(|e| Error::arrow("SCD2 folded events", e))?;
+    let keep: Vec<usize> = (0..picked.num_columns())
+        .filter(|&c| picked.schema().field(c).name() != OP)
+        .collect();
+    let picked = picked
+        .project(&keep)
+        .map_err(|e| Error::arrow("SCD2 folded events", e))?;
+    let mut writer = deltalake::arrow::json::ArrayWriter::new(Vec::new());
+    writer
+        .write(&picked)
+        .and_then(|()| writer.finish())
+        .map_err(|e| Error::arrow("SCD2 folded events", e))?;
+    String::from_utf8(writer.into_inner())
+        .map(Some)
+        .map_err(|e| Error::invariant(format!("SCD2 folded events: {e}")))
+}
+
+/// The events a version's [`FOLDED`] holds, as rows of `schema` (the events' columns; the op filled in
+/// as an upsert).
+fn unfold(existing: &RecordBatch, schema: &SchemaRef) -> Result<Vec<RecordBatch>> {
+    let Some(folded) = existing.column_by_name(FOLDED) else {
+        return Ok(Vec::new());
+    };
+    let folded = cast(folded, &DataType::Utf8).map_err(|e| Error::arrow(FOLDED, e))?;
+    let mut lines = String::new();
+    for text in folded.as_string::<i32>().iter().flatten() {
+        let events: Vec<&serde_json::value::RawValue> = serde_json::from_str(text)
+            .map_err(|e| Error::invariant(format!("{FOLDED} is not a JSON array: {e}")))?;
+        for e in events {
+            lines.push_str(e.get());
+            lines.push('\n');
+        }
+    }
+    if lines.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .filter(|f| f.name() != OP)
+        .map(|f| f.as_ref().clone().with_nullable(true))
+        .collect();
+    let reader = deltalake::arrow::json::ReaderBuilder::new(Arc::new(Schema::new(fields)))
+        .build(std::io::Cursor::new(lines.into_bytes()))
+        .map_err(|e| Error::arrow(FOLDED, e))?;
+    let upsert = |name: &str, n: usize| {
+        (name == OP).then(|| Arc::new(StringArray::from(vec![cdc::OP_UPSERT; n])) as ArrayRef)
+    };
+    reader
+        .map(|b| {
+            let b = b.map_err(|e| Error::arrow(FOLDED, e))?;
+            schema::as_schema(&b, schema, upsert)
+        })
+        .collect()
 }
 
 /// What the MERGE must do to turn `existing` (the history rows of the touched keys now in silver) into
@@ -110,6 +218,10 @@ pub fn diff(existing: &RecordBatch, wanted: &RecordBatch, keys: &[String]) -> Re
         .is_some()
     {
         state_cols.push(cdc::unavailable::VALUE_SOURCES.to_string());
+    }
+    // A folding version's values follow from its last event and what it folded.
+    if wanted.column_by_name(FOLDED).is_some() {
+        state_cols.extend([SEQ.to_string(), FOLDED.to_string()]);
     }
     let existing = crate::schema::as_schema(existing, wanted.schema_ref(), |_, _| None)?;
     let (id_conv, new_ids) = schema::rows_of(&columns(wanted, &id_cols)?, "SCD2 ids")?;
@@ -205,13 +317,33 @@ pub(super) async fn history_changes(
         schema::as_schema(changes, &events_schema, none)?,
         schema::as_schema(&existing, &events_schema, op(cdc::OP_UPSERT))?,
     ];
+    // The events folded into existing versions count as events again (a late one may split them).
+    parts.extend(unfold(&existing, &events_schema)?);
     for b in &stones {
         parts.push(schema::as_schema(b, &events_schema, op(OP_DELETE))?);
     }
     let events = concat_batches(&events_schema, &parts)
         .map_err(|e| Error::arrow("collecting SCD2 events", e))?;
-    let wanted = history(&events, keys, &target)?;
+    let tracked = table
+        .folds_history()
+        .then(|| tracked_columns(normalizer, table));
+    let wanted = history(&events, keys, &target, tracked.as_deref())?;
     diff(&existing, &wanted, keys)
+}
+
+/// The row columns whose changes make a new version.
+fn tracked_columns(normalizer: &Normalizer, table: &TableConfig) -> Vec<String> {
+    normalizer
+        .row_schema()
+        .fields()
+        .iter()
+        .map(|f| f.name().clone())
+        .filter(|c| !table.keys.contains(c) && table.sequence_by.as_ref() != Some(c))
+        .filter(|c| match table.track_history_columns.is_empty() {
+            false => table.track_history_columns.contains(c),
+            true => !table.except_history_columns.contains(c),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -257,7 +389,7 @@ mod tests {
             Field::new(BRONZE_VERSION, DataType::Int64, false),
             Field::new(SOURCE_ROW, DataType::Int64, false),
         ]);
-        Arc::new(history_schema(&silver).unwrap())
+        Arc::new(history_schema(&silver, false).unwrap())
     }
 
     fn actions_of(b: &RecordBatch) -> Vec<&str> {
@@ -280,7 +412,7 @@ mod tests {
             (1, 30, "U", 3),
             (2, 7, "U", 4),
         ]);
-        let h = history(&e, &["id".to_string()], &target()).unwrap();
+        let h = history(&e, &["id".to_string()], &target(), None).unwrap();
         assert_eq!(ints(&h, "id"), [1, 1, 1, 2].map(Some));
         assert_eq!(ints(&h, VALID_FROM), [5, 10, 30, 7].map(Some));
         assert_eq!(ints(&h, VALID_TO), vec![Some(10), Some(20), None, None]);
@@ -302,6 +434,7 @@ mod tests {
             &events(&[(1, 10, "U", 1), (1, 20, "U", 1)]),
             &keys,
             &target(),
+            None,
         )
         .unwrap();
         // A late event at 15 splits [10, 20); a tie at 20 from a later bronze version replaces it.
@@ -309,6 +442,7 @@ mod tests {
             &events(&[(1, 10, "U", 1), (1, 15, "U", 2), (1, 20, "U", 3)]),
             &keys,
             &target(),
+            None,
         )
         .unwrap();
         let d = diff(&before, &after, &keys).unwrap();
@@ -324,6 +458,7 @@ mod tests {
             &events(&[(1, 10, "U", 1), (1, 20, "D", 5)]),
             &keys,
             &target(),
+            None,
         )
         .unwrap();
         let d = diff(&before, &gone, &keys).unwrap();
