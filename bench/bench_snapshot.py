@@ -31,11 +31,21 @@ def log(msg):
     print(f"[bench-snapshot] {msg}", file=sys.stderr, flush=True)
 
 
-def timed(cmd, env=None):
-    """cmd under /usr/bin/time: (its stdout JSON lines, wall s, peak RSS MB)."""
+PEER_MEM_GB = int(ENV.get("BENCH_PEER_MEM_GB", "16"))
+
+
+def timed(cmd, env=None, may_fail=False):
+    """cmd under /usr/bin/time: (its stdout JSON lines, wall s, peak RSS MB). `may_fail` (the peer, under an
+    address-space limit of BENCH_PEER_MEM_GB so the machine survives it): a failure gives (None, wall, rss)."""
     tfile = os.path.join(WORK, "time")
+    if may_fail:
+        cmd = ["bash", "-c", f"ulimit -v {PEER_MEM_GB * 1024 * 1024}; exec \"$@\"", "peer", *cmd]
     p = subprocess.run(["/usr/bin/time", "-f", "%e %M", "-o", tfile, *cmd], capture_output=True, text=True,
                        env={**ENV, "RUST_LOG": ENV.get("BENCH_LOG", "warn"), **(env or {})})
+    if p.returncode != 0 and may_fail:
+        wall, rss = open(tfile).read().split()[-2:]
+        log(f"peer failed ({p.returncode}): {p.stderr[-500:]}")
+        return None, float(wall), int(rss) / 1024
     if p.returncode != 0:
         sys.exit(f"command failed: {' '.join(cmd)}\n{p.stderr[-3000:]}")
     wall, rss = open(tfile).read().split()[-2:]
@@ -153,14 +163,18 @@ keys = ["id"]
         log(f"peer {mode}: day 1")
         timed([PY, peer_py, "init", uri, *day1])
         log(f"peer {mode}: day 2")
-        out, res[f"peer_{mode}_s"], res[f"peer_{mode}_rss_mb"] = timed([PY, peer_py, mode, uri, *day2])
-        res[f"peer_{mode}"] = out[-1] if out else {}
+        out, res[f"peer_{mode}_s"], res[f"peer_{mode}_rss_mb"] = timed([PY, peer_py, mode, uri, *day2],
+                                                                       may_fail=True)
+        res[f"peer_{mode}"] = out[-1] if out else {"failed": True}
     import pyarrow as pa
     import pyarrow.parquet as pq
     want = pa.concat_tables([pq.read_table(p) for p in day2]).sort_by("id")
     res["equal"] = {}
     for name, uri in (("ours", f"{lake}/silver/erp"), ("peer_overwrite", f"{lake}/peer-overwrite"),
                       ("peer_merge", f"{lake}/peer-merge")):
+        if res.get(name, {}).get("failed"):
+            res["equal"][name] = None
+            continue
         got = table_rows(uri)
         res["equal"][name] = got.num_rows == want.num_rows and got.cast(want.schema).equals(want)
     log(json.dumps(res))
@@ -173,12 +187,18 @@ def report(results):
     lines = ["| rows | ours: silver step s | peak RSS MB | differences applied | peer overwrite s (÷ ours) | RSS MB | "
              "peer MERGE s (÷ ours) | RSS MB | ours: day-1 load s, RSS MB | day-2 bronze s | rows equal (ours, overwrite, MERGE) |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    def peer(r, mode):
+        if r[f"peer_{mode}"].get("failed"):
+            return f"failed after {r[f'peer_{mode}_s']:.1f} s (limit {PEER_MEM_GB} GB)"
+        return f"{r[f'peer_{mode}_s']:.1f} (**{r[f'peer_{mode}_s'] / r['step_s']:.2f}x**)"
+
     for r in results:
-        eq = ", ".join("yes" if r["equal"][k] else "**NO**" for k in ("ours", "peer_overwrite", "peer_merge"))
+        eq = ", ".join({True: "yes", False: "**NO**", None: "-"}[r["equal"][k]]
+                       for k in ("ours", "peer_overwrite", "peer_merge"))
         lines.append(
             f"| {r['rows']:,} | {r['step_s']:.1f} | {r['step_rss_mb']:.0f} | {r['step'].get('changes', '?'):,} | "
-            f"{r['peer_overwrite_s']:.1f} (**{r['peer_overwrite_s'] / r['step_s']:.2f}x**) | {r['peer_overwrite_rss_mb']:.0f} | "
-            f"{r['peer_merge_s']:.1f} (**{r['peer_merge_s'] / r['step_s']:.2f}x**) | {r['peer_merge_rss_mb']:.0f} | "
+            f"{peer(r, 'overwrite')} | {r['peer_overwrite_rss_mb']:.0f} | "
+            f"{peer(r, 'merge')} | {r['peer_merge_rss_mb']:.0f} | "
             f"{r['load_s']:.1f}, {r['load_rss_mb']:.0f} | {r['bronze_s']:.1f} | {eq} |")
     return "\n".join([
         f"# Snapshot benchmark ({time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}, {os.cpu_count()} cores, "
@@ -206,11 +226,11 @@ def chart(results, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.5))
-    xs = [r["rows"] for r in results]
     for key, label, color in (("step", "ours: silver step", "C0"), ("peer_overwrite", "peer: overwrite", "C1"),
                               ("peer_merge", "peer: MERGE", "C2")):
-        a.plot(xs, [r[f"{key}_s"] for r in results], "o-", color=color, label=label)
-        b.plot(xs, [r[f"{key}_rss_mb"] for r in results], "o-", color=color, label=label)
+        ok = [r for r in results if not r.get(key, {}).get("failed")]  # a failed peer has no point
+        a.plot([r["rows"] for r in ok], [r[f"{key}_s"] for r in ok], "o-", color=color, label=label)
+        b.plot([r["rows"] for r in ok], [r[f"{key}_rss_mb"] for r in ok], "o-", color=color, label=label)
     for ax, title, unit in ((a, "applying a day's snapshot", "wall s"), (b, "peak RSS", "MB")):
         ax.set_xscale("log")
         ax.set_xlabel("snapshot rows")

@@ -13,8 +13,10 @@
 //! between makes the next step compute the differences again, which are then none.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
+use deltalake::datafusion::execution::memory_pool::FairSpillPool;
 use deltalake::datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use deltalake::datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::kernel::{Action, MetadataExt};
@@ -74,13 +76,17 @@ pub async fn differences(
 ) -> Result<Vec<RecordBatch>> {
     let what = format!("silver/{} (snapshot {id})", table.name);
     let query = |e| Error::query(&what, "snapshot differences", e);
+    // A fair pool: each spilling sort gets its share, so one sort cannot starve the merges that follow
+    // it (a greedy pool failed at 10M rows); and room kept for each sort's merge phase.
     let runtime = RuntimeEnvBuilder::new()
-        .with_memory_limit(DIFF_MEMORY_BYTES, 1.0)
+        .with_memory_pool(Arc::new(FairSpillPool::new(DIFF_MEMORY_BYTES)))
         .build_arc()
         .map_err(query)?;
     // Sort-merge joins spill; a hash join would hold one side whole.
     let mut session = SessionConfig::new().with_target_partitions(2);
-    session.options_mut().optimizer.prefer_hash_join = false;
+    let options = session.options_mut();
+    options.optimizer.prefer_hash_join = false;
+    options.execution.sort_spill_reservation_bytes = DIFF_MEMORY_BYTES / 8;
     let ctx = SessionContext::new_with_config_rt(session, runtime);
     for (name, t) in [("bronze", bronze), ("silver", silver)] {
         let fail = |e: DeltaTableError| Error::delta(&what, "register", e);
@@ -158,9 +164,21 @@ pub async fn differences(
         action = quote(ACTION),
     );
     let mut out = Vec::new();
-    let queries = match deletes {
-        true => vec![upserts, delete_sql],
-        false => vec![upserts],
+    // An empty silver (the first snapshot, a rebuild): every row is new, no join to make.
+    let empty = silver
+        .snapshot()
+        .map_err(|e| Error::delta(silver_loc.url.to_string(), "read files", e))?
+        .log_data()
+        .num_files()
+        == 0;
+    let queries = match (empty, deletes) {
+        (true, _) => vec![format!(
+            "WITH snap AS ({snap}) SELECT s.*, CAST({seq} AS BIGINT) AS {seq_col}, false AS {action} FROM snap s",
+            seq_col = quote(SEQ),
+            action = quote(ACTION),
+        )],
+        (false, true) => vec![upserts, delete_sql],
+        (false, false) => vec![upserts],
     };
     for sql in queries {
         let df = ctx.sql(&sql).await.map_err(query)?;
