@@ -210,6 +210,9 @@ def report(results):
         "those rows); the peer, Python deltalake "
         f"{versions[0] if versions else '?'} (pyarrow {versions[1] if len(versions) > 1 else '?'}), reads the same",
         "parts and overwrites its table, or MERGEs them (update when a column differs, insert, delete by source).",
+        "The overwrite is the cheapest write but not the same result downstream: every row is rewritten, so a",
+        "change feed (gold) sees the whole table change; the MERGE is the like-for-like peer. A peer that fails",
+        "(memory) is reported with its time and peak RSS at the failure.",
         "Wall seconds and peak RSS of each process (/usr/bin/time). `÷ ours` > 1: we are faster. One shared",
         "2-core machine: read the ratios.",
         "",
