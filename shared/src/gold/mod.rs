@@ -64,6 +64,8 @@ pub struct GoldWriter {
     retry: RetryPolicy,
     /// Silver and gold snapshots kept warm across steps.
     tables: lake::Tables,
+    /// Gold's watermarks, read once per process and then commit by commit.
+    markers: lake::TxnIndex,
 }
 
 /// A silver source of a view, opened at the version the step applies.
@@ -80,6 +82,7 @@ impl GoldWriter {
             config,
             retry: RetryPolicy::default(),
             tables: lake::Tables::new(),
+            markers: lake::TxnIndex::new(),
         }
     }
 
@@ -148,8 +151,9 @@ impl GoldWriter {
             }
         };
         lake::keep_watermarks(&mut gold, &location).await?;
+        let marks = self.markers.at(&location, &gold).await?;
         for s in &sources {
-            let mark = lake::txn_version(&gold, &watermark_app_id(&view.name, &s.name)).await?;
+            let mark = marks.get(&watermark_app_id(&view.name, &s.name));
             out.applied.push((s.name.clone(), mark, s.version));
         }
         // A source column widened (silver follows the source's `ALTER COLUMN ... TYPE`): gold's

@@ -264,7 +264,9 @@ impl SilverWriter {
         )
         .await?;
         lake::keep_watermarks(&mut silver, &silver_loc).await?;
-        let silver_wm = lake::txn_version(&silver, &app).await?;
+        // Watermarks through the warm marker index: one log replay per process, then only the commits
+        // made since (a delta-rs lookup replays the log from its checkpoint on every call).
+        let silver_wm = self.markers.at(&silver_loc, &silver).await?.get(&app);
         // Declared columns wider than silver's (a declaration changed): silver widens first.
         let wanted = silver_table_schema(&normalizer, table)?;
         widen(&mut silver, &silver_loc, table, &wanted, &app, silver_wm).await?;
@@ -274,7 +276,7 @@ impl SilverWriter {
         }
         mark("open", &mut phases);
         let tomb_wm = match &tombs {
-            Some(t) => lake::txn_version(t, &app).await?,
+            Some(t) => self.markers.at(&tomb_loc, t).await?.get(&app),
             None => None,
         };
         if let Some(t) = tombs.as_mut() {

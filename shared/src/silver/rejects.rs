@@ -35,10 +35,11 @@ impl SilverWriter {
         let existing = lake::open(&location).await?;
         let markers = match &existing {
             Some(t) => {
-                if lake::txn_version(t, &app).await?.is_some_and(|v| v >= to) {
+                let markers = self.markers.at(&location, t).await?;
+                if markers.get(&app).is_some_and(|v| v >= to) {
                     return Ok(());
                 }
-                Some(self.markers.at(&location, t).await?)
+                Some(markers)
             }
             None => None,
         };
