@@ -256,19 +256,13 @@ impl SilverWriter {
                 .as_ref(),
         );
         // Schema evolution: columns bronze gained since silver was created are added to silver first.
-        lake::add_missing_columns(
-            &mut silver,
-            &silver_loc,
-            &silver_table_schema(&normalizer, table)?,
-            schema_commit(table),
-        )
-        .await?;
+        let wanted = silver_table_schema(&normalizer, table)?;
+        lake::add_missing_columns(&mut silver, &silver_loc, &wanted, schema_commit(table)).await?;
         lake::keep_watermarks(&mut silver, &silver_loc).await?;
         // Watermarks through the warm marker index: one log replay per process, then only the commits
         // made since (a delta-rs lookup replays the log from its checkpoint on every call).
         let silver_wm = self.markers.at(&silver_loc, &silver).await?.get(&app);
         // Declared columns wider than silver's (a declaration changed): silver widens first.
-        let wanted = silver_table_schema(&normalizer, table)?;
         widen(&mut silver, &silver_loc, table, &wanted, &app, silver_wm).await?;
         let mut tombs = self.tables.open(&tomb_loc).await?;
         if let Some(t) = tombs.as_mut() {
