@@ -9,7 +9,6 @@ use tracing::info;
 
 use super::BronzeWriter;
 use crate::config::{Format, Location, TableConfig};
-use crate::error::Error;
 use crate::lake;
 use crate::read::{self, ReadError};
 use crate::schema::{self, Lineage};
@@ -47,11 +46,7 @@ impl BronzeWriter {
         let Some(t) = bronze.as_ref() else {
             return Ok(None);
         };
-        let snapshot = t
-            .snapshot()
-            .map_err(|e| Error::delta(location.url.to_string(), "read schema", e))?;
-        let arrow: Schema = snapshot.snapshot().arrow_schema().as_ref().clone();
-        Ok(Some(schema::data_schema(&arrow)))
+        Ok(Some(schema::data_schema(&lake::schema_of(t, location)?)))
     }
 
     async fn infer(
@@ -115,11 +110,6 @@ impl BronzeWriter {
             return Ok(target);
         }
         info!(table = %table.name, key = %lineage.key, columns = ?added, "bronze schema evolved");
-        let snapshot = t
-            .snapshot()
-            .map_err(|e| Error::delta(location.url.to_string(), "read schema", e))?;
-        Ok(schema::data_schema(
-            snapshot.snapshot().arrow_schema().as_ref(),
-        ))
+        Ok(schema::data_schema(&lake::schema_of(t, location)?))
     }
 }

@@ -11,7 +11,6 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
-use deltalake::arrow::datatypes::Schema;
 use deltalake::DeltaTable;
 use tracing::{info, warn};
 
@@ -84,7 +83,7 @@ impl Catalog {
         let Some(glue) = &self.glue else {
             return Ok(None);
         };
-        let schema = schema_of(table, &entry.location)?;
+        let schema = lake::schema_of(table, &entry.location)?;
         let fingerprint = format!(
             "{} {:?} {:?}",
             entry.location.url, schema, entry.partition_by
@@ -127,13 +126,6 @@ impl Catalog {
     fn seen(&self, name: &str) -> Option<String> {
         self.registered.lock().ok()?.get(name).cloned()
     }
-}
-
-fn schema_of(table: &DeltaTable, location: &Location) -> Result<Schema> {
-    let snapshot = table
-        .snapshot()
-        .map_err(|e| Error::delta(location.url.to_string(), "read schema", e))?;
-    Ok(snapshot.snapshot().arrow_schema().as_ref().clone())
 }
 
 /// The catalog entry of `<layer>/<table>` (`layer`: bronze, silver, gold, quarantine).

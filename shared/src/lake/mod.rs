@@ -258,6 +258,14 @@ pub async fn add_missing_columns(
     Ok(names)
 }
 
+/// `table`'s columns at its loaded version.
+pub fn schema_of(table: &DeltaTable, location: &Location) -> Result<Schema> {
+    let snapshot = table
+        .snapshot()
+        .map_err(|e| Error::delta(table_name(location), "read schema", e))?;
+    Ok(snapshot.snapshot().arrow_schema().as_ref().clone())
+}
+
 /// Makes `table`'s watermarks permanent: a table that carries `delta.setTransactionRetentionDuration`
 /// (created by an earlier release, or set by someone) has the property removed in a metadata commit of
 /// its own, before its watermark is read, so an idle month never makes a step start over. (With the

@@ -14,7 +14,7 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::value::RawValue;
 
 use super::chunk::TextChunk;
-use super::jsonl::{json_cells, raw_object};
+use super::jsonl::{push_record, record_cells};
 use super::{Destination, ReadError, ReadOutcome};
 use crate::config::TableConfig;
 
@@ -216,17 +216,8 @@ pub(super) fn parse_json(
         &table.json_path,
         table.limits.max_line_bytes,
         &mut |row, text| {
-            let cells = match raw_object(text) {
-                Ok(Some(map)) => json_cells(&map, target, table.unknown_fields),
-                Ok(None) => Err("expected a JSON object, found null".to_string()),
-                Err(reason) => Err(reason),
-            };
-            match cells {
-                Ok(cells) => {
-                    let refs: Vec<Option<&str>> = cells.iter().map(|c| c.as_deref()).collect();
-                    chunk.push(row, text.to_string(), &refs);
-                }
-                Err(reason) => out.reject(Some(row), Some(text.to_string()), reason),
+            if let Some(cells) = record_cells(text, target, table) {
+                push_record(&mut chunk, &mut out, row, text.to_string(), cells);
             }
             if chunk.full() {
                 if let Err(e) = chunk.flush(&mut dest, &mut out) {

@@ -75,7 +75,7 @@ pub(crate) fn json_cell(v: &RawValue, field: &Field) -> Result<Option<String>, S
     })
 }
 
-pub(super) fn json_cells(
+fn json_cells(
     map: &RawObject,
     target: &Schema,
     unknown: UnknownFields,
@@ -101,6 +101,38 @@ pub(super) fn json_cells(
     Ok(cells)
 }
 
+/// The cells of one JSON record's text for `target`, or why it cannot be a row; `None` for a Debezium
+/// tombstone (`null`: the delete event before it carries everything, so there is nothing to keep).
+pub(super) fn record_cells(
+    text: &str,
+    target: &Schema,
+    table: &TableConfig,
+) -> Option<Result<Vec<Option<String>>, String>> {
+    Some(match parse_json_line(text) {
+        JsonLine::Object(map) => json_cells(&map, target, table.unknown_fields),
+        JsonLine::Null if table.cdc == CdcFormat::Debezium => return None,
+        JsonLine::Null => Err("expected a JSON object, found null".to_string()),
+        JsonLine::Bad(reason) => Err(reason),
+    })
+}
+
+/// A record's cells into `chunk`, or the record into `out`'s rejects with why.
+pub(super) fn push_record(
+    chunk: &mut TextChunk,
+    out: &mut ReadOutcome,
+    row: u64,
+    text: String,
+    cells: Result<Vec<Option<String>>, String>,
+) {
+    match cells {
+        Ok(cells) => {
+            let refs: Vec<Option<&str>> = cells.iter().map(|c| c.as_deref()).collect();
+            chunk.push(row, text, &refs);
+        }
+        Err(reason) => out.reject(Some(row), Some(text), reason),
+    }
+}
+
 pub(super) fn parse_jsonl(
     reader: impl BufRead,
     table: &TableConfig,
@@ -118,20 +150,10 @@ pub(super) fn parse_jsonl(
                 continue;
             }
         };
-        let cells = match parse_json_line(&text) {
-            JsonLine::Object(map) => json_cells(&map, target, table.unknown_fields),
-            // The delete event before it carries everything; a tombstone adds nothing to keep.
-            JsonLine::Null if table.cdc == CdcFormat::Debezium => continue,
-            JsonLine::Null => Err("expected a JSON object, found null".to_string()),
-            JsonLine::Bad(reason) => Err(reason),
+        let Some(cells) = record_cells(&text, target, table) else {
+            continue;
         };
-        match cells {
-            Ok(cells) => {
-                let refs: Vec<Option<&str>> = cells.iter().map(|c| c.as_deref()).collect();
-                chunk.push(row, text, &refs);
-            }
-            Err(reason) => out.reject(Some(row), Some(text), reason),
-        }
+        push_record(&mut chunk, &mut out, row, text, cells);
         if chunk.full() {
             chunk.flush(&mut dest, &mut out)?;
         }

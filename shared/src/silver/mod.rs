@@ -247,14 +247,7 @@ impl SilverWriter {
             }
         };
         // Columns schema evolution added to silver beyond the declared ones are read too.
-        let normalizer = normalizer.with_evolved(
-            silver
-                .snapshot()
-                .map_err(|e| Error::delta(silver_loc.url.to_string(), "read schema", e))?
-                .snapshot()
-                .arrow_schema()
-                .as_ref(),
-        );
+        let normalizer = normalizer.with_evolved(&lake::schema_of(&silver, &silver_loc)?);
         // Schema evolution: columns bronze gained since silver was created are added to silver first.
         let wanted = silver_table_schema(&normalizer, table)?;
         lake::add_missing_columns(&mut silver, &silver_loc, &wanted, schema_commit(table)).await?;
@@ -279,7 +272,7 @@ impl SilverWriter {
                 t,
                 &tomb_loc,
                 table,
-                &current_schema(&silver, &silver_loc)?,
+                &lake::schema_of(&silver, &silver_loc)?,
                 &app,
                 tomb_wm,
             )
@@ -323,7 +316,7 @@ impl SilverWriter {
         if !batch.discovered.is_empty() {
             // Schema changes in the events (`unknown_fields = "evolve"`): new fields become columns,
             // wider types widen theirs, in commits of their own; then the step runs again with them.
-            let current = current_schema(&silver, &silver_loc)?;
+            let current = lake::schema_of(&silver, &silver_loc)?;
             let (known, new): (Vec<_>, Vec<_>) = batch
                 .discovered
                 .iter()
@@ -676,14 +669,6 @@ fn schema_commit(table: &TableConfig) -> HashMap<String, serde_json::Value> {
     ])
 }
 
-/// The table's current columns.
-fn current_schema(t: &DeltaTable, location: &Location) -> Result<Schema> {
-    let snapshot = t
-        .snapshot()
-        .map_err(|e| Error::delta(location.url.to_string(), "read schema", e))?;
-    Ok(snapshot.snapshot().arrow_schema().as_ref().clone())
-}
-
 /// Widens the columns of a silver or tombstone table that `wanted` types wider
 /// ([`lake::widen_columns`]), re-stamping the table's watermark so a racing step conflicts.
 async fn widen(
@@ -721,9 +706,6 @@ fn lineage(
 }
 
 fn bronze_data_schema(bronze: &DeltaTable, location: &Location) -> Result<Schema> {
-    let snapshot = bronze
-        .snapshot()
-        .map_err(|e| Error::delta(location.url.to_string(), "read schema", e))?;
-    let arrow: Schema = snapshot.snapshot().arrow_schema().as_ref().clone();
+    let arrow = lake::schema_of(bronze, location)?;
     Ok(schema::data_schema(&arrow).as_ref().clone())
 }

@@ -94,11 +94,7 @@ pub async fn differences(
         let provider = t.table_provider().await.map_err(|e| fail(e.into()))?;
         ctx.register_table(name, provider).map_err(query)?;
     }
-    let silver_columns = silver
-        .snapshot()
-        .map_err(|e| Error::delta(silver_loc.url.to_string(), "read schema", e))?
-        .snapshot()
-        .arrow_schema();
+    let silver_columns = lake::schema_of(silver, silver_loc)?;
     let keys = &table.keys;
     let compared: Vec<&str> = normalizer
         .row_schema()
