@@ -75,7 +75,7 @@ pub fn to_batch(objects: &[QuarantinedObject], ingested_at_us: i64) -> Result<Re
 }
 
 /// Appends `batch` (see [`to_batch`]) to the quarantine table at `location` (created when absent), with
-/// `txns` as its idempotency markers, in one commit.
+/// `txns` as its idempotency markers, in one commit; returns the version committed.
 pub async fn append(
     location: &Location,
     table: &str,
@@ -83,7 +83,7 @@ pub async fn append(
     batch: RecordBatch,
     txns: Vec<Transaction>,
     metadata: HashMap<String, serde_json::Value>,
-) -> Result<()> {
+) -> Result<i64> {
     let mut q = match existing {
         Some(t) => t,
         // Absent when the caller checked its markers: another writer's markers must not be missed.
@@ -105,7 +105,7 @@ pub async fn append(
         .await
         .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;
     tracing::info!(table, version = v, rows, "quarantine commit");
-    Ok(())
+    Ok(v)
 }
 
 #[cfg(test)]

@@ -415,14 +415,12 @@ impl BronzeWriter {
         let version = match (&mut bronze, work.txns.is_empty()) {
             (Some(t), false) => {
                 let metadata = self.commit_metadata(table, &work);
-                let v = lake::commit_append(
-                    t,
-                    std::mem::take(&mut work.adds),
-                    std::mem::take(&mut work.txns),
-                    metadata,
-                )
-                .await
-                .map_err(|e| Error::delta(bronze_loc.url.to_string(), "commit", e))?;
+                let txns = std::mem::take(&mut work.txns);
+                let v =
+                    lake::commit_append(t, std::mem::take(&mut work.adds), txns.clone(), metadata)
+                        .await
+                        .map_err(|e| Error::delta(bronze_loc.url.to_string(), "commit", e))?;
+                self.markers.record(&bronze_loc, v, &txns);
                 info!(table = %table.name, version = v, rows = work.reports.iter().map(|r| if let ObjectStatus::Ingested { rows, .. } = r.status { rows } else { 0 }).sum::<u64>(), "bronze commit");
                 Some(v)
             }
@@ -499,7 +497,7 @@ impl BronzeWriter {
         let batch = quarantine::to_batch(&work.quarantine, ingested_at_us)?;
         let keys: Vec<&str> = work.quarantine.iter().map(|o| o.key.as_str()).collect();
         let metadata = self.lineage_metadata("quarantine", table, &keys, batch.num_rows() as u64);
-        quarantine::append(
+        let v = quarantine::append(
             location,
             &table.name,
             existing,
@@ -507,7 +505,9 @@ impl BronzeWriter {
             work.quarantine_txns.clone(),
             metadata,
         )
-        .await
+        .await?;
+        self.markers.record(location, v, &work.quarantine_txns);
+        Ok(())
     }
 
     /// Streams one object into new parquet files of the bronze table; returns their adds (not committed).

@@ -258,13 +258,17 @@ impl GoldWriter {
                 }
                 if gold.version() == before {
                     // No group changed (or delta-rs committed nothing): the watermarks still advance.
-                    lake::commit_append(&mut gold, Vec::new(), txns, metadata)
+                    lake::commit_append(&mut gold, Vec::new(), txns.clone(), metadata)
                         .await
                         .map_err(|e| fail("commit", e))?;
                 }
             }
         }
         out.version = gold.version().map(|v| v as i64);
+        if let Some(v) = out.version {
+            // Every commit path above carries exactly `txns`.
+            self.markers.record(&location, v, &txns);
+        }
         self.tables.put(&location, &gold);
         info!(view = %view.name, version = ?out.version, full = out.full, groups = out.groups_touched,
             upserted = out.upserted, deleted = out.deleted, applied = ?out.applied, "gold commit");

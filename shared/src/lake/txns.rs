@@ -18,7 +18,7 @@ use deltalake::arrow::array::{Array, AsArray, Int64Array, RecordBatch, StringArr
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType as ArrowType, Int64Type};
 use deltalake::kernel::engine::arrow_data::ArrowEngineData;
-use deltalake::kernel::{Action, DataType, StructField, StructType};
+use deltalake::kernel::{Action, DataType, StructField, StructType, Transaction};
 use deltalake::{DeltaTable, DeltaTableError};
 
 use super::table_name;
@@ -123,6 +123,35 @@ impl TxnIndex {
             }
         }
         Ok(txns)
+    }
+}
+
+impl TxnIndex {
+    /// Tells the index that this process committed `version` of the table at `location` with exactly
+    /// `txns`: an index at the version before takes them without reading the commit back (the next
+    /// step's lookup then costs no GET). An index elsewhere (another writer committed in between, or
+    /// none yet) is left alone and reads the log as usual.
+    pub fn record(&self, location: &Location, version: i64, txns: &[Transaction]) {
+        let Ok(mut map) = self.inner.lock() else {
+            return;
+        };
+        let Some(cached) = map.get_mut(&table_name(location)) else {
+            return;
+        };
+        if cached.version != version - 1 {
+            return;
+        }
+        let txns_of = Arc::make_mut(cached);
+        for t in txns {
+            txns_of.markers.insert(
+                t.app_id.clone(),
+                Marker {
+                    version: t.version,
+                    last_updated: t.last_updated,
+                },
+            );
+        }
+        txns_of.version = version;
     }
 }
 

@@ -64,7 +64,9 @@ pub async fn commit_with(
         .build(Some(table.snapshot()?), table.log_store(), operation)
         .await?;
     let version = finalized.version();
-    table.update_state().await?;
+    // The commit's post-commit hook already brought the snapshot to the new version: take it rather
+    // than reload (a reload costs a LIST and two GETs of the commit).
+    table.state = Some(finalized.snapshot());
     Ok(version as i64)
 }
 

@@ -120,6 +120,8 @@ pub struct SilverWriter {
     /// Application transactions kept warm: the quarantine table's markers (rejected events already
     /// quarantined) and silver's truncate horizon.
     markers: lake::TxnIndex,
+    /// Tombstones kept warm for the check of each batch.
+    stones: tombstones::StoneIndex,
 }
 
 /// Changes read from bronze, normalised, one row per key.
@@ -143,6 +145,7 @@ impl SilverWriter {
             retry: RetryPolicy::default(),
             tables: lake::Tables::new(),
             markers: lake::TxnIndex::new(),
+            stones: tombstones::StoneIndex::default(),
         }
     }
 
@@ -396,8 +399,14 @@ impl SilverWriter {
         let changes = match table.scd_type {
             2 => batch_changes,
             _ => {
-                let changes =
-                    drop_superseded(&batch_changes, table, tombs.as_ref(), &tomb_loc).await?;
+                let changes = drop_superseded(
+                    &batch_changes,
+                    table,
+                    tombs.as_ref(),
+                    &tomb_loc,
+                    &self.stones,
+                )
+                .await?;
                 // Values the source did not send, from the rows already in silver (SCD2 resolves
                 // them in its history).
                 unavailable::resolve(&silver, &silver_loc, changes, table, latest).await?
@@ -490,6 +499,11 @@ impl SilverWriter {
             out.bytes_rewritten = lake::rewritten(&before, &t).1;
         }
         out.table_version = out.version;
+        if let Some(v) = out.version {
+            // Every write path above commits exactly the watermark.
+            self.markers
+                .record(&silver_loc, v, &[lake::txn(&app, latest)]);
+        }
         mark("merge", &mut phases);
         self.append_tombstones(
             table,

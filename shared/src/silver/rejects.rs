@@ -128,17 +128,20 @@ impl SilverWriter {
             ("lakehouse.table".to_string(), json!(table.name)),
             ("lakehouse.bronzeVersion".to_string(), json!(to)),
         ]);
-        quarantine::append(
+        let txns: Vec<_> = std::iter::once(lake::txn(&app, to))
+            .chain(event_txns)
+            .collect();
+        let v = quarantine::append(
             &location,
             &table.name,
             existing,
             batch,
-            std::iter::once(lake::txn(&app, to))
-                .chain(event_txns)
-                .collect(),
+            txns.clone(),
             metadata,
         )
-        .await
+        .await?;
+        self.markers.record(&location, v, &txns);
+        Ok(())
     }
 }
 

@@ -98,7 +98,10 @@ fn jsonl(events: &[Event]) -> String {
         .collect()
 }
 
-async fn deliver_shuffled(lab: &Lab, events: &[Event], rng: &mut StdRng) {
+/// With `processes`, steps alternate between two writers (two warm processes, each with its own
+/// caches, which must notice the other's commits) and maintenance runs now and then (it rewrites the
+/// tombstone files the warm indexes hold).
+async fn deliver_shuffled(lab: &Lab, events: &[Event], rng: &mut StdRng, processes: bool) {
     let cfg = &lab.cfg;
     let mut files = Vec::new();
     let mut rest = events;
@@ -111,9 +114,19 @@ async fn deliver_shuffled(lab: &Lab, events: &[Event], rng: &mut StdRng) {
     deliveries.extend((0..files.len()).filter(|_| rng.gen_bool(0.25)));
     deliveries.shuffle(rng);
     let bronze = BronzeWriter::new(cfg.clone()).unwrap();
-    let silver = SilverWriter::new(cfg.clone());
+    let writers = [
+        SilverWriter::new(cfg.clone()),
+        SilverWriter::new(cfg.clone()),
+    ];
     let table = cfg.table("accounts").unwrap();
     for (n, f) in deliveries.iter().enumerate() {
+        let silver = &writers[usize::from(processes && n % 3 == 1)];
+        if processes && n % 13 == 12 {
+            crate::maintain::Maintainer::new(cfg.clone())
+                .run(None)
+                .await
+                .unwrap();
+        }
         let path = lab.landing(&format!("accounts/part-{f:03}.jsonl"));
         if !path.exists() {
             std::fs::write(&path, jsonl(&files[*f])).unwrap();
@@ -125,7 +138,8 @@ async fn deliver_shuffled(lab: &Lab, events: &[Event], rng: &mut StdRng) {
         match n % 7 {
             0 => {
                 // Three silver steps racing on the same bronze state.
-                let racers = futures::future::join_all((0..3).map(|_| silver.apply(table))).await;
+                let racers =
+                    futures::future::join_all((0..3).map(|i| writers[i % 2].apply(table))).await;
                 for r in racers {
                     r.unwrap();
                 }
@@ -136,8 +150,8 @@ async fn deliver_shuffled(lab: &Lab, events: &[Event], rng: &mut StdRng) {
             _ => {}
         }
     }
-    silver.apply(table).await.unwrap();
-    let again = silver.apply(table).await.unwrap();
+    writers[0].apply(table).await.unwrap();
+    let again = writers[1].apply(table).await.unwrap();
     assert!(
         again.applied.is_none(),
         "a step with nothing new does nothing: {again:?}"
@@ -150,7 +164,24 @@ async fn random_cdc_streams_match_an_independent_oracle() {
         let lab = accounts(1);
         let mut rng = StdRng::seed_from_u64(seed);
         let events = random_stream(&mut rng, 400, 30);
-        deliver_shuffled(&lab, &events, &mut rng).await;
+        deliver_shuffled(&lab, &events, &mut rng, false).await;
+        assert_eq!(
+            silver_rows(&lab.cfg).await,
+            oracle(&events),
+            "seed {seed}: silver differs from the oracle"
+        );
+    }
+}
+
+/// The same with two warm writers taking turns and maintenance compacting in between: each writer's
+/// warm tombstones must follow the other's appends and the compactions' rewrites.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_warm_writers_and_maintenance_match_the_oracle() {
+    for seed in [4u64, 5] {
+        let lab = accounts(1);
+        let mut rng = StdRng::seed_from_u64(seed);
+        let events = random_stream(&mut rng, 400, 30);
+        deliver_shuffled(&lab, &events, &mut rng, true).await;
         assert_eq!(
             silver_rows(&lab.cfg).await,
             oracle(&events),
@@ -209,7 +240,7 @@ async fn scd2_history_matches_an_independent_oracle() {
         let lab = accounts(2);
         let mut rng = StdRng::seed_from_u64(seed);
         let events = random_stream(&mut rng, 300, 20);
-        deliver_shuffled(&lab, &events, &mut rng).await;
+        deliver_shuffled(&lab, &events, &mut rng, false).await;
         let rows = history_rows(&lab.cfg).await;
         let unique: BTreeSet<_> = rows.iter().cloned().collect();
         assert_eq!(

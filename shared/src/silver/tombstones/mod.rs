@@ -2,6 +2,9 @@
 //! delete, so a late update cannot resurrect the key. Only ever appended (a blind append is far cheaper
 //! than a MERGE and cannot conflict on data); readers take the newest tombstone per key. SCD1 drops
 //! the changes a newer tombstone supersedes; tombstones past `tombstone_retention_days` stop nothing.
+//! [`index`] keeps them warm for the check.
+
+mod index;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -10,12 +13,12 @@ use deltalake::arrow::array::{
     Array, ArrayRef, AsArray, BooleanArray, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use deltalake::arrow::compute::filter_record_batch;
-use deltalake::arrow::datatypes::{Field, Schema, SchemaRef};
+use deltalake::arrow::datatypes::{Field, Schema};
 use deltalake::DeltaTable;
 use serde_json::json;
 
 use super::{watermark_app_id, SilverWriter};
-use crate::cdc::{Normalizer, BRONZE_VERSION, OP, OP_DELETE, SEQ};
+use crate::cdc::{Normalizer, OP, OP_DELETE};
 use crate::config::{Location, TableConfig};
 use crate::error::{Error, Result};
 use crate::lake;
@@ -23,6 +26,8 @@ use crate::schema::{self, SOURCE_ROW};
 
 /// Tombstone column: when the delete was applied.
 pub use crate::schema::DELETED_AT;
+pub use index::StoneIndex;
+use index::{StoneColumns, Stones};
 
 impl SilverWriter {
     pub(super) async fn append_tombstones(
@@ -56,21 +61,25 @@ impl SilverWriter {
         ]);
         // Tombstones are only ever appended (a blind append is far cheaper than a MERGE and cannot
         // conflict on data); readers take the newest tombstone per key, and compaction may fold them.
-        let adds = if deletes.num_rows() == 0 {
+        let now = chrono::Utc::now().timestamp_micros();
+        let rows = schema::as_schema(&deletes, &Arc::new(tomb_schema), |name, n| {
+            (name == DELETED_AT).then(|| {
+                Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC"))
+                    as ArrayRef
+            })
+        })?;
+        let adds = if rows.num_rows() == 0 {
             Vec::new()
         } else {
-            let now = chrono::Utc::now().timestamp_micros();
-            let rows = schema::as_schema(&deletes, &Arc::new(tomb_schema), |name, n| {
-                (name == DELETED_AT).then(|| {
-                    Arc::new(TimestampMicrosecondArray::from(vec![now; n]).with_timezone("UTC"))
-                        as ArrayRef
-                })
-            })?;
-            lake::write_batches(&t, location, std::iter::once(rows), None).await?
+            lake::write_batches(&t, location, std::iter::once(rows.clone()), None).await?
         };
-        lake::commit_append(&mut t, adds, vec![lake::txn(&app, to)], metadata)
+        let paths: Vec<String> = adds.iter().map(|a| a.path.clone()).collect();
+        let txns = [lake::txn(&app, to)];
+        let v = lake::commit_append(&mut t, adds, txns.to_vec(), metadata)
             .await
             .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;
+        self.markers.record(location, v, &txns);
+        self.stones.appended(location, &paths, &rows, &table.keys)?;
         self.tables().put(location, &t);
         Ok(())
     }
@@ -130,14 +139,16 @@ fn by_op(changes: &RecordBatch, deletes: bool) -> Result<RecordBatch> {
 }
 
 /// Drops changes not newer than the tombstone of their key (a late update of a deleted row, or a
-/// replayed delete). Tombstones older than the table's retention no longer count.
+/// replayed delete). Tombstones older than the table's retention no longer count. A warm process
+/// answers from its [`StoneIndex`]; otherwise only the tombstone files whose key range can hold the
+/// batch's keys are read.
 pub(super) async fn drop_superseded(
     changes: &RecordBatch,
     table: &TableConfig,
     tombs: Option<&DeltaTable>,
     location: &Location,
+    index: &StoneIndex,
 ) -> Result<RecordBatch> {
-    let keys = &table.keys;
     let cutoff = table
         .tombstone_retention_days
         .map(|d| (chrono::Utc::now() - chrono::Duration::days(i64::from(d))).timestamp_micros());
@@ -151,70 +162,30 @@ pub(super) async fn drop_superseded(
     {
         return Ok(changes.clone());
     }
-    // Only the tombstones of the batch's keys (pruned by file statistics), not the whole table.
-    let stones = lake::scan_keys(tombs, location, changes, keys).await?;
-    if stones.iter().all(|b| b.num_rows() == 0) || changes.num_rows() == 0 {
-        return Ok(changes.clone());
-    }
-    let order_cols = [SEQ, BRONZE_VERSION, SOURCE_ROW];
-    let pick = |b: &RecordBatch, names: &[&str]| schema::columns(b, names, "tombstone check");
-    let key_names: Vec<&str> = keys.iter().map(String::as_str).collect();
-    let (key_conv, k) = schema::rows_of(&pick(changes, &key_names)?, "change keys")?;
-    let (ord_conv, o) = schema::rows_of(&pick(changes, &order_cols)?, "change order")?;
-    let mut latest: HashMap<Vec<u8>, Vec<u8>> = HashMap::new();
-    for b in &stones {
-        let b = cast_like(b, changes.schema_ref())?;
-        let k = key_conv
-            .convert_columns(&pick(&b, &key_names)?)
-            .map_err(|e| Error::arrow("tombstone keys", e))?;
-        let o = ord_conv
-            .convert_columns(&pick(&b, &order_cols)?)
-            .map_err(|e| Error::arrow("tombstone order", e))?;
-        let deleted_at = b
-            .column_by_name(DELETED_AT)
-            .and_then(|c| c.as_any().downcast_ref::<TimestampMicrosecondArray>());
-        for i in 0..b.num_rows() {
-            if let (Some(cutoff), Some(at)) = (cutoff, deleted_at) {
-                if at.is_valid(i) && at.value(i) < cutoff {
-                    continue; // expired: a late event for this key is no longer recognised
-                }
+    let columns = StoneColumns::of(changes, &table.keys)?;
+    let (warm, stones) = match index.current(tombs, location, &columns).await? {
+        Some(stones) => (true, stones),
+        None => {
+            // Only the tombstones of the batch's keys (pruned by file statistics).
+            let mut stones = Stones::new(&columns);
+            for b in lake::scan_keys(tombs, location, changes, &table.keys).await? {
+                stones.absorb(&columns, &b)?;
             }
-            let entry = latest.entry(k.row(i).as_ref().to_vec()).or_default();
-            if o.row(i).as_ref() > entry.as_slice() {
-                *entry = o.row(i).as_ref().to_vec();
-            }
+            (false, stones)
         }
-    }
+    };
+    let (k, o) = columns.rows(changes)?;
     let keep = BooleanArray::from(
         (0..changes.num_rows())
             .map(|i| {
-                latest
-                    .get(k.row(i).as_ref())
-                    .is_none_or(|stone| o.row(i).as_ref() > stone.as_slice())
+                stones
+                    .newest(k.row(i).as_ref(), cutoff)
+                    .is_none_or(|stone| o.row(i).as_ref() > stone)
             })
             .collect::<Vec<_>>(),
     );
+    if warm {
+        index.put(location, stones);
+    }
     filter_record_batch(changes, &keep).map_err(|e| Error::arrow("dropping superseded changes", e))
-}
-
-/// Casts columns of `batch` that also exist in `like` to `like`'s types (scans may return views).
-fn cast_like(batch: &RecordBatch, like: &SchemaRef) -> Result<RecordBatch> {
-    let fields: Vec<Field> = batch
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| match like.field_with_name(f.name()) {
-            Ok(l) => f.as_ref().clone().with_data_type(l.data_type().clone()),
-            Err(_) => f.as_ref().clone(),
-        })
-        .collect();
-    let cols = batch
-        .columns()
-        .iter()
-        .zip(&fields)
-        .map(|(c, f)| deltalake::arrow::compute::cast(c, f.data_type()))
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| Error::arrow("aligning tombstone types", e))?;
-    RecordBatch::try_new(Arc::new(Schema::new(fields)), cols)
-        .map_err(|e| Error::arrow("aligning tombstone types", e))
 }
