@@ -16,6 +16,10 @@ pub struct Committed {
     pub layer: String,
     pub table: String,
     pub version: i64,
+    /// When the oldest message behind this commit entered the pipeline (epoch ms): the next layer's
+    /// trigger window counts from it, so a change waits one window end to end, not one per layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since_ms: Option<i64>,
 }
 
 impl Committed {
@@ -25,6 +29,13 @@ impl Committed {
             layer: layer.into(),
             table: table.into(),
             version,
+            since_ms: None,
         }
+    }
+
+    /// The same, its window counting from `since_ms`.
+    pub fn since(mut self, since_ms: Option<i64>) -> Self {
+        self.since_ms = since_ms;
+        self
     }
 }

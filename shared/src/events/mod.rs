@@ -48,6 +48,55 @@ pub struct Envelope<T> {
     /// SQS `messageId`; `None` for a direct invocation.
     pub message_id: Option<String>,
     pub content: std::result::Result<T, String>,
+    /// SQS `SentTimestamp` (epoch ms), when the message carries it.
+    pub sent_ms: Option<i64>,
+}
+
+impl<T> Envelope<T> {
+    /// A message's envelope; see [`Envelope::sent`] for its send time.
+    pub fn new(message_id: Option<String>, content: std::result::Result<T, String>) -> Self {
+        Envelope {
+            message_id,
+            content,
+            sent_ms: None,
+        }
+    }
+
+    pub fn sent(mut self, sent_ms: Option<i64>) -> Self {
+        self.sent_ms = sent_ms;
+        self
+    }
+}
+
+impl ObjectEnvelope {
+    /// When this message entered the pipeline (epoch ms): when it was sent.
+    pub fn origin_ms(&self) -> Option<i64> {
+        self.sent_ms
+    }
+}
+
+impl TriggerEnvelope {
+    /// When the oldest change behind this message entered the pipeline (epoch ms): what its committed
+    /// messages say, else when it was sent.
+    pub fn origin_ms(&self) -> Option<i64> {
+        let carried = self.content.as_ref().ok().and_then(|ts| {
+            ts.iter()
+                .filter_map(|t| match t {
+                    LayerTrigger::Committed(c) => c.since_ms,
+                    LayerTrigger::Object(_) => None,
+                })
+                .min()
+        });
+        carried.or(self.sent_ms)
+    }
+}
+
+/// The earlier of two optional instants (epoch ms); an unknown one does not count.
+pub fn earliest(a: Option<i64>, b: Option<i64>) -> Option<i64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
 }
 
 /// A message naming landing objects (bronze's input).
@@ -108,10 +157,7 @@ pub(crate) fn parse_json(text: &str) -> Result<Value> {
 impl<T: Content> Envelope<T> {
     /// An SQS message: its id and body.
     pub fn from_message(message_id: Option<String>, body: &str) -> Self {
-        Envelope {
-            message_id,
-            content: T::parse_text(body).map_err(|e| error_text(&e)),
-        }
+        Envelope::new(message_id, T::parse_text(body).map_err(|e| error_text(&e)))
     }
 }
 
@@ -143,22 +189,24 @@ pub fn parse_invocation<T: Content>(payload: &Value) -> Result<Invocation<T>> {
                         .get("messageId")
                         .and_then(Value::as_str)
                         .map(str::to_string);
+                    let sent = r
+                        .pointer("/attributes/SentTimestamp")
+                        .and_then(Value::as_str)
+                        .and_then(|s| s.parse().ok());
                     match r.get("body").and_then(Value::as_str) {
                         Some(body) => Envelope::from_message(id, body),
-                        None => Envelope {
-                            message_id: id,
-                            content: Err("SQS record without body".to_string()),
-                        },
+                        None => Envelope::new(id, Err("SQS record without body".to_string())),
                     }
+                    .sent(sent)
                 })
                 .collect();
             return Ok(Invocation::Sqs(envelopes));
         }
     }
-    Ok(Invocation::Direct(Envelope {
-        message_id: None,
-        content: Ok(T::parse(payload)?),
-    }))
+    Ok(Invocation::Direct(Envelope::new(
+        None,
+        Ok(T::parse(payload)?),
+    )))
 }
 
 #[cfg(test)]
@@ -212,8 +260,31 @@ mod tests {
         assert_eq!(envs.len(), 3);
         assert_eq!(envs[0].message_id.as_deref(), Some("m1"));
         assert_eq!(envs[0].content.as_ref().unwrap().len(), 1);
+        assert_eq!(envs[0].sent_ms, Some(1545082649183), "SQS SentTimestamp");
+        assert_eq!(envs[1].sent_ms, None);
         assert!(envs[1].content.as_ref().unwrap_err().contains("not JSON"));
         assert_eq!(envs[2].content, Ok(vec![]), "the test event names nothing");
+    }
+
+    /// A committed message carries when its oldest change entered the pipeline; older producers'
+    /// messages (without it) count from when they were sent.
+    #[test]
+    fn a_trigger_counts_from_the_oldest_change_it_carries_else_from_its_send_time() {
+        let c = Committed::new("bronze", "orders", 4).since(Some(1_000));
+        let text = serde_json::to_string(&c).unwrap();
+        let env = TriggerEnvelope::from_message(None, &text).sent(Some(5_000));
+        assert_eq!(env.origin_ms(), Some(1_000));
+        let old = r#"{"type": "lakehouse.committed", "layer": "bronze", "table": "orders", "version": 4}"#;
+        let env = TriggerEnvelope::from_message(None, old).sent(Some(5_000));
+        assert_eq!(env.origin_ms(), Some(5_000));
+        assert!(
+            !serde_json::to_string(&Committed::new("bronze", "orders", 4))
+                .unwrap()
+                .contains("since"),
+            "no field when unknown"
+        );
+        assert_eq!(earliest(Some(3), None), Some(3));
+        assert_eq!(earliest(Some(3), Some(2)), Some(2));
     }
 
     #[test]

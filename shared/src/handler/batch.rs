@@ -73,10 +73,7 @@ mod tests {
         id: Option<&str>,
         content: Result<Vec<&'static str>, &str>,
     ) -> Envelope<Vec<&'static str>> {
-        Envelope {
-            message_id: id.map(str::to_string),
-            content: content.map_err(str::to_string),
-        }
+        Envelope::new(id.map(str::to_string), content.map_err(str::to_string))
     }
 
     #[test]

@@ -64,17 +64,21 @@ impl BronzeHandler {
     /// read, or when its table's commit (or the announcement of it) failed.
     pub async fn ingest(&self, envelopes: &[ObjectEnvelope]) -> BatchOutcome {
         let mut outcome = BatchOutcome::default();
-        let mut by_table: BTreeMap<String, Vec<SourceObject>> = BTreeMap::new();
+        // Each table's objects, and when the oldest of their messages was sent.
+        let mut by_table: BTreeMap<String, (Vec<SourceObject>, Option<i64>)> = BTreeMap::new();
         for env in envelopes {
             match &env.content {
                 Err(reason) => error!(message_id = ?env.message_id, %reason, "unusable message"),
                 Ok(objects) => {
                     for obj in objects {
                         match self.config().route(&obj.bucket, &obj.key) {
-                            Some(t) => by_table
-                                .entry(t.name.clone())
-                                .or_default()
-                                .push(obj.clone()),
+                            Some(t) => {
+                                let (objects, since) = by_table
+                                    .entry(t.name.clone())
+                                    .or_insert((Vec::new(), env.origin_ms()));
+                                objects.push(obj.clone());
+                                *since = events::earliest(*since, env.origin_ms());
+                            }
                             None => {
                                 let why = crate::config::unaddressable(&obj.key).unwrap_or(
                                     "not under the landing location or any table prefix",
@@ -88,8 +92,8 @@ impl BronzeHandler {
             }
         }
         let results: Vec<(String, Result<BronzeCommit>)> = futures::stream::iter(by_table)
-            .map(|(name, objects)| async move {
-                let result = self.ingest_table(&name, &objects).await;
+            .map(|(name, (objects, since))| async move {
+                let result = self.ingest_table(&name, &objects, since).await;
                 (name, result)
             })
             .buffer_unordered(TABLE_CONCURRENCY)
@@ -126,7 +130,12 @@ impl BronzeHandler {
 
     /// One table's objects in one commit, then its version announced. The version is announced even
     /// when this batch was a redelivery: the announcement of the first delivery may be what failed.
-    async fn ingest_table(&self, name: &str, objects: &[SourceObject]) -> Result<BronzeCommit> {
+    async fn ingest_table(
+        &self,
+        name: &str,
+        objects: &[SourceObject],
+        since: Option<i64>,
+    ) -> Result<BronzeCommit> {
         let table = self.config().table(name).ok_or_else(|| {
             Error::invariant(format!("routed to table {name}, not in the config"))
         })?;
@@ -136,7 +145,8 @@ impl BronzeHandler {
             .await;
         if let (Some(n), Some(v), true) = (&self.notifier, commit.table_version, table.has_silver())
         {
-            n.send(&Committed::new("bronze", name, v)).await?;
+            n.send(&Committed::new("bronze", name, v).since(since))
+                .await?;
         }
         Ok(commit)
     }

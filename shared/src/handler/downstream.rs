@@ -3,7 +3,7 @@
 //! target (the silver table itself, or the gold views reading it) is brought up to date once per batch,
 //! however many messages name it.
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -95,20 +95,22 @@ impl Downstream {
     ) -> Vec<Envelope<Vec<String>>> {
         envelopes
             .iter()
-            .map(|e| Envelope {
-                message_id: e.message_id.clone(),
-                content: e
-                    .content
-                    .as_ref()
-                    .map_err(Clone::clone)
-                    .and_then(|ts| self.targets(config, ts)),
+            .map(|e| {
+                Envelope::new(
+                    e.message_id.clone(),
+                    e.content
+                        .as_ref()
+                        .map_err(Clone::clone)
+                        .and_then(|ts| self.targets(config, ts)),
+                )
             })
             .collect()
     }
 }
 
-/// Runs `step` once for every target the messages name, several at once; a message fails when it has
-/// no usable content or one of its targets failed.
+/// Runs `step` once for every target the messages name, several at once, with when the oldest change
+/// behind it entered the pipeline; a message fails when it has no usable content or one of its
+/// targets failed.
 async fn apply<C, F, Fut>(
     layer: Downstream,
     config: &PipelineConfig,
@@ -116,21 +118,26 @@ async fn apply<C, F, Fut>(
     step: F,
 ) -> Outcome<C>
 where
-    F: Fn(String) -> Fut,
+    F: Fn(String, Option<i64>) -> Fut,
     Fut: std::future::Future<Output = Result<C>>,
 {
     let mut outcome = Outcome::default();
     let per_message = layer.target_envelopes(config, envelopes);
-    let mut targets = BTreeSet::new();
-    for m in &per_message {
+    let mut targets: BTreeMap<String, Option<i64>> = BTreeMap::new();
+    for (m, e) in per_message.iter().zip(envelopes) {
         match &m.content {
-            Ok(ts) => targets.extend(ts.iter().cloned()),
+            Ok(ts) => {
+                for t in ts {
+                    let since = targets.entry(t.clone()).or_insert(e.origin_ms());
+                    *since = events::earliest(*since, e.origin_ms());
+                }
+            }
             Err(reason) => error!(message_id = ?m.message_id, %reason, ?layer, "unusable message"),
         }
     }
     let results: Vec<(String, Result<C>)> = futures::stream::iter(targets)
-        .map(|name| {
-            let run = step(name.clone());
+        .map(|(name, since)| {
+            let run = step(name.clone(), since);
             async move { (name, run.await) }
         })
         .buffer_unordered(TABLE_CONCURRENCY)
@@ -227,21 +234,27 @@ impl SilverHandler {
     /// (a failed announcement fails the table's messages, so it is retried).
     pub async fn apply(&self, envelopes: &[TriggerEnvelope]) -> SilverOutcome {
         let config = self.writer.config();
-        let mut outcome = apply(Downstream::Silver, config, envelopes, |name| async move {
-            let table = config.table(&name).ok_or_else(|| {
-                Error::invariant(format!("target table {name} not in the config"))
-            })?;
-            let commit = self.writer.apply(table).await?;
-            if table.has_silver() {
-                self.catalog
-                    .register_after_step(config, "silver", &name, self.writer.tables())
-                    .await;
-            }
-            if let (Some(n), Some(v)) = (&self.notifier, commit.table_version) {
-                n.send(&Committed::new("silver", &name, v)).await?;
-            }
-            Ok(commit)
-        })
+        let mut outcome = apply(
+            Downstream::Silver,
+            config,
+            envelopes,
+            |name, since| async move {
+                let table = config.table(&name).ok_or_else(|| {
+                    Error::invariant(format!("target table {name} not in the config"))
+                })?;
+                let commit = self.writer.apply(table).await?;
+                if table.has_silver() {
+                    self.catalog
+                        .register_after_step(config, "silver", &name, self.writer.tables())
+                        .await;
+                }
+                if let (Some(n), Some(v)) = (&self.notifier, commit.table_version) {
+                    n.send(&Committed::new("silver", &name, v).since(since))
+                        .await?;
+                }
+                Ok(commit)
+            },
+        )
         .await;
         outcome.commits.sort_by(|a, b| a.table.cmp(&b.table));
         outcome
@@ -299,7 +312,7 @@ impl GoldHandler {
     /// Brings every gold view that reads a table named in `envelopes` up to date, once per view.
     pub async fn apply(&self, envelopes: &[TriggerEnvelope]) -> GoldOutcome {
         let config = self.writer.config();
-        let mut outcome = apply(Downstream::Gold, config, envelopes, |name| async move {
+        let mut outcome = apply(Downstream::Gold, config, envelopes, |name, _| async move {
             let view = config
                 .view(&name)
                 .ok_or_else(|| Error::invariant(format!("target view {name} not in the config")))?;

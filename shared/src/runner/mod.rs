@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::Message;
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use futures::StreamExt;
 use tokio::sync::watch;
 use tracing::{info, warn};
@@ -53,13 +53,19 @@ impl Layer {
         }
     }
 
-    /// A message body parsed for this layer's handler.
+    /// A message body parsed for this layer's handler, with when it was sent.
     fn parse(self, message: &Message) -> Parsed {
         let id = message.message_id().map(str::to_string);
         let body = message.body().unwrap_or_default();
+        let sent = message
+            .attributes()
+            .and_then(|a| a.get(&MessageSystemAttributeName::SentTimestamp))
+            .and_then(|s| s.parse().ok());
         match self {
-            Layer::Bronze => Parsed::Objects(Envelope::from_message(id, body)),
-            Layer::Silver | Layer::Gold => Parsed::Triggers(Envelope::from_message(id, body)),
+            Layer::Bronze => Parsed::Objects(Envelope::from_message(id, body).sent(sent)),
+            Layer::Silver | Layer::Gold => {
+                Parsed::Triggers(Envelope::from_message(id, body).sent(sent))
+            }
         }
     }
 }
@@ -150,6 +156,7 @@ async fn layer_loop(
             .receive_message()
             .queue_url(&queue.queue_url)
             .max_number_of_messages(10)
+            .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
             .wait_time_seconds(wait.as_secs() as i32)
             .send();
         let received = tokio::select! {
@@ -171,7 +178,10 @@ async fn layer_loop(
         for m in messages {
             let parsed = layer.parse(&m);
             let (group, window) = group_of(layer, &handlers.config, &parsed);
-            batcher.push(group, window, Instant::now(), (m, parsed));
+            // One window end to end: a message born of an upstream batch that already waited counts
+            // its window from that batch's oldest message, not from its own arrival.
+            let since = window::since(Instant::now(), chrono::Utc::now(), parsed.origin_ms());
+            batcher.push(group, window, since, (m, parsed));
         }
         let due = batcher.take_due(Instant::now());
         futures::stream::iter(due)

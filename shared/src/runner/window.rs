@@ -18,6 +18,24 @@ pub enum Parsed {
     Triggers(TriggerEnvelope),
 }
 
+impl Parsed {
+    /// When the oldest change behind the message entered the pipeline (epoch ms).
+    pub fn origin_ms(&self) -> Option<i64> {
+        match self {
+            Parsed::Objects(e) => e.origin_ms(),
+            Parsed::Triggers(e) => e.origin_ms(),
+        }
+    }
+}
+
+/// The instant a message's window starts: its origin (`origin_ms`, epoch ms, read at `now` /
+/// `wall`), never later than now. A clock skew into the future counts as now.
+pub fn since(now: Instant, wall: chrono::DateTime<chrono::Utc>, origin_ms: Option<i64>) -> Instant {
+    let waited = origin_ms.map_or(0, |o| (wall.timestamp_millis() - o).max(0));
+    now.checked_sub(Duration::from_millis(waited as u64))
+        .unwrap_or(now)
+}
+
 /// The window of a message that names nothing known: handled at once (the handler decides its fate).
 pub const IMMEDIATE: TriggerWindow = TriggerWindow {
     max_batch: 1,
@@ -79,17 +97,16 @@ impl<M> Default for Batcher<M> {
 }
 
 impl<M> Batcher<M> {
-    /// Adds a message to its group; a new group's window starts at `now`.
-    pub fn push(&mut self, group: String, window: TriggerWindow, now: Instant, message: M) {
-        self.pending
-            .entry(group)
-            .or_insert_with(|| Pending {
-                since: now,
-                window,
-                messages: Vec::new(),
-            })
-            .messages
-            .push(message);
+    /// Adds a message to its group, whose window starts at its oldest message's `since` (its arrival,
+    /// or earlier for a message whose upstream batch already waited: see [`since`]).
+    pub fn push(&mut self, group: String, window: TriggerWindow, since: Instant, message: M) {
+        let pending = self.pending.entry(group).or_insert_with(|| Pending {
+            since,
+            window,
+            messages: Vec::new(),
+        });
+        pending.since = pending.since.min(since);
+        pending.messages.push(message);
     }
 
     /// The groups whose window is over at `now`, removed from waiting.
@@ -157,6 +174,41 @@ mod tests {
         assert_eq!(b.drain(), vec![4]);
     }
 
+    /// A message announcing an upstream commit whose batch already waited its window is due at once;
+    /// one whose batch waited part of it waits the rest; a new group takes its oldest message's start.
+    #[test]
+    fn a_window_counts_from_the_oldest_change_behind_a_message() {
+        let t0 = Instant::now() + Duration::from_secs(3600); // room to go back
+        let wall = chrono::Utc::now();
+        let ago = |s: i64| Some(wall.timestamp_millis() - s * 1000);
+        let mut b = Batcher::default();
+        b.push(
+            "orders".into(),
+            window(100, 60),
+            since(t0, wall, ago(60)),
+            1,
+        );
+        assert_eq!(b.take_due(t0), vec![("orders".to_string(), vec![1])]);
+        b.push(
+            "orders".into(),
+            window(100, 60),
+            since(t0, wall, ago(20)),
+            2,
+        );
+        assert_eq!(b.next_due(t0), Some(Duration::from_secs(40)));
+        // A later message with an older origin pulls the group's window earlier.
+        b.push(
+            "orders".into(),
+            window(100, 60),
+            since(t0, wall, ago(50)),
+            3,
+        );
+        assert_eq!(b.next_due(t0), Some(Duration::from_secs(10)));
+        // No origin, or one in the future (clock skew): the window starts now.
+        assert_eq!(since(t0, wall, None), t0);
+        assert_eq!(since(t0, wall, ago(-5)), t0);
+    }
+
     #[test]
     fn messages_group_under_the_window_of_the_first_table_or_view_they_name() {
         let cfg = PipelineConfig::from_toml(
@@ -183,24 +235,24 @@ mod tests {
         )
         .unwrap();
         let objects = |key: &str| {
-            Parsed::Objects(Envelope {
-                message_id: None,
-                content: Ok(vec![SourceObject {
+            Parsed::Objects(Envelope::new(
+                None,
+                Ok(vec![SourceObject {
                     bucket: "landing".into(),
                     key: key.into(),
                     etag: None,
                     version_id: None,
                     removed_at: None,
                 }]),
-            })
+            ))
         };
         let committed = |layer: &str| {
-            Parsed::Triggers(Envelope {
-                message_id: None,
-                content: Ok(vec![LayerTrigger::Committed(Committed::new(
+            Parsed::Triggers(Envelope::new(
+                None,
+                Ok(vec![LayerTrigger::Committed(Committed::new(
                     layer, "orders", 3,
                 ))]),
-            })
+            ))
         };
         assert_eq!(
             group_of(Layer::Bronze, &cfg, &objects("orders/a.jsonl")),
@@ -218,10 +270,7 @@ mod tests {
             group_of(Layer::Gold, &cfg, &committed("silver")),
             ("revenue".to_string(), window(9, 600))
         );
-        let unparsable = Parsed::Triggers(Envelope {
-            message_id: None,
-            content: Err("not JSON".into()),
-        });
+        let unparsable = Parsed::Triggers(Envelope::new(None, Err("not JSON".into())));
         assert_eq!(
             group_of(Layer::Gold, &cfg, &unparsable),
             (String::new(), IMMEDIATE)
