@@ -6,7 +6,8 @@ E2E_PERIOD_S seconds (default 60: an event every minute, the tables staggered) f
 
 Per-table trigger windows: table i gets window E2E_WINDOWS[i % len] seconds (default 1,5,30,60,300,900: from
 1 s to 15 min, about a sixth of the tables each) with batch_size 10000, so the window's time decides; the
-runner applies a table's window to its bronze and its silver batches. Each view waits E2E_GOLD_WINDOW seconds
+runner applies a table's window once, end to end (a silver or gold message counts its window from the oldest
+upload behind it, so it is not held for a second one). Each view waits E2E_GOLD_WINDOW seconds
 (default 1; `table` = its table's window).
 
 Per uploaded file (one S3 event) it records the time from the upload finishing to the bronze, silver and gold
@@ -462,8 +463,8 @@ One `lakehouse run` serves {TABLES} tables (JSONL upserts with 10% deletes) and 
 (group-by over silver). Every table receives one file of {ROWS} rows every {PERIOD:g} s, the tables staggered
 ({TABLES * 60 / PERIOD:.0f} files per minute in all), for {upload_s / 60:.1f} min: {n_files} files. Trigger windows
 per table (time-driven, batch_size 10000): {", ".join(f"{w:g} s" for w in WINDOWS)}, assigned round robin
-(table i gets window i mod {len(WINDOWS)}); the runner applies a table's window to its bronze batch and again to
-its silver batch; every view waits {gw}. Latency: upload finished → the commit that made the file's rows
+(table i gets window i mod {len(WINDOWS)}); the runner applies a table's window once, end to end (silver and
+gold messages count their window from the oldest upload behind them); every view waits {gw}. Latency: upload finished → the commit that made the file's rows
 visible (commitInfo timestamps, same clock). Figures are from a shared, noisy machine.
 
 {overall}

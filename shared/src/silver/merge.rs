@@ -16,15 +16,14 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::kernel::transaction::CommitProperties;
-use deltalake::kernel::Transaction;
 use deltalake::operations::merge::MergeMetrics;
 use deltalake::DeltaTable;
 
 use super::columns::{silver_schema, silver_table_schema};
 use super::scd2;
 use super::tombstones::only_upserts;
-use crate::cdc::{Normalizer, BRONZE_VERSION, OP, OP_DELETE, SEQ};
-use crate::config::{Location, TableConfig};
+use super::Step;
+use crate::cdc::{BRONZE_VERSION, OP, OP_DELETE, SEQ};
 use crate::error::{Error, Result};
 use crate::lake::{self, quote, Touched};
 use crate::schema::{self, SOURCE_ROW};
@@ -41,13 +40,12 @@ fn newer() -> String {
 
 /// SCD1: one MERGE of the latest event per key; update or delete only when the event is newer.
 pub(super) async fn merge_into(
-    silver: DeltaTable,
-    location: &Location,
+    step: &Step<'_>,
     changes: &RecordBatch,
-    normalizer: &Normalizer,
     join: String,
     props: CommitProperties,
 ) -> Result<(DeltaTable, MergeMetrics)> {
+    let (silver, location, normalizer) = (step.silver.clone(), &step.silver_loc, &step.normalizer);
     let is_delete = format!("s.{} = '{OP_DELETE}'", quote(OP));
     let is_upsert = format!("s.{} <> '{OP_DELETE}'", quote(OP));
     let clauses = lake::MergeClauses {
@@ -64,14 +62,13 @@ pub(super) async fn merge_into(
 
 /// SCD2: applies [`scd2::history_changes`] by key and `valid_from`.
 pub(super) async fn merge_history(
-    silver: DeltaTable,
-    location: &Location,
+    step: &Step<'_>,
     source: RecordBatch,
-    normalizer: &Normalizer,
-    table: &TableConfig,
     join: String,
     props: CommitProperties,
 ) -> Result<(DeltaTable, MergeMetrics)> {
+    let (silver, location) = (step.silver.clone(), &step.silver_loc);
+    let (normalizer, table) = (&step.normalizer, step.table);
     if source.num_rows() == 0 {
         return Ok((silver, MergeMetrics::default()));
     }
@@ -96,14 +93,12 @@ fn slice_rows(batch: &RecordBatch, target_file_size: u64) -> usize {
 /// SCD1 changes that no file can hold (every key new): their upserts, sorted by key, appended as new
 /// files with the watermark in the same commit. Deletes of keys silver never had change nothing.
 pub(super) async fn append_new(
-    mut silver: DeltaTable,
-    location: &Location,
+    step: &Step<'_>,
     changes: &RecordBatch,
-    normalizer: &Normalizer,
-    table: &TableConfig,
-    txn: Transaction,
     metadata: HashMap<String, serde_json::Value>,
 ) -> Result<(DeltaTable, MergeMetrics)> {
+    let (mut silver, location) = (step.silver.clone(), &step.silver_loc);
+    let (normalizer, table, txn) = (&step.normalizer, step.table, step.txn());
     let rows = lake::sorted_by_keys(&only_upserts(changes)?, &table.keys)?;
     let target = Arc::new(silver_table_schema(normalizer, table)?);
     let rows = schema::as_schema(&rows, &target, |_, _| None)?;

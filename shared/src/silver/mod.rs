@@ -18,7 +18,7 @@ use deltalake::arrow::array::RecordBatch;
 use deltalake::arrow::array::TimestampMicrosecondArray;
 use deltalake::arrow::compute::{concat_batches, sort_to_indices, take_record_batch};
 use deltalake::arrow::datatypes::Schema;
-use deltalake::{DeltaTable, TableProperty};
+use deltalake::DeltaTable;
 use serde_json::json;
 use tracing::{info, warn};
 
@@ -40,6 +40,7 @@ pub mod scd2;
 pub mod snapshot;
 #[cfg(test)]
 mod snapshot_tests;
+mod step;
 #[cfg(test)]
 mod tests;
 mod tombstones;
@@ -51,8 +52,7 @@ mod widen_tests;
 pub use columns::{silver_schema, silver_table_schema};
 pub use tombstones::DELETED_AT;
 
-use merge::{append_new, merge_history, merge_into};
-use scd2::history_changes;
+use step::{Step, Write};
 use tombstones::{drop_superseded, only_deletes};
 
 /// Application id of a silver table's watermark (in the silver and the tombstone table).
@@ -215,144 +215,36 @@ impl SilverWriter {
         let mark = |name: &'static str, phases: &mut Vec<(&str, u128)>| {
             phases.push((name, clock.elapsed().as_millis()));
         };
-        let bronze_loc = self.config.bronze_location(&table.name);
-        let Some(bronze) = self.tables.open(&bronze_loc).await? else {
+        let Some(mut step) = self.open_step(table).await? else {
             return Ok(out);
         };
-        let latest = bronze.version().map(|v| v as i64).unwrap_or(0);
-        let app = watermark_app_id(&table.name);
-        let silver_loc = self.config.silver_location(&table.name);
-        let tomb_loc = self.config.tombstone_location(&table.name);
-        let arrow = bronze_data_schema(&bronze, &bronze_loc)?;
-        let normalizer = Normalizer::new(table, &arrow)?;
-        // The watermark is read from the very snapshot the MERGE will run against, so a step that
-        // starts after another one committed sees its watermark and does nothing.
-        // Change data feed on: gold finds the groups a silver commit touched from its row changes.
-        // The MERGE writes files of the table's target size (`delta.targetFileSize`).
-        let mut silver = match self.tables.open(&silver_loc).await? {
-            Some(t) => t,
-            None => {
-                lake::open_or_create_with(
-                    &silver_loc,
-                    &format!("silver_{}", table.name),
-                    &silver_table_schema(&normalizer, table)?,
-                    &table.partition_by,
-                    lake::Markers::Keep,
-                    &[
-                        (TableProperty::EnableChangeDataFeed, "true"),
-                        (
-                            TableProperty::TargetFileSize,
-                            &table.target_file_size.to_string(),
-                        ),
-                    ],
-                )
-                .await?
-            }
-        };
-        // Columns schema evolution added to silver beyond the declared ones are read too.
-        let normalizer = normalizer.with_evolved(&lake::schema_of(&silver, &silver_loc)?);
-        // Schema evolution: columns bronze gained since silver was created are added to silver first.
-        let wanted = silver_table_schema(&normalizer, table)?;
-        lake::add_missing_columns(&mut silver, &silver_loc, &wanted, schema_commit(table)).await?;
-        lake::keep_watermarks(&mut silver, &silver_loc).await?;
-        // Watermarks through the warm marker index: one log replay per process, then only the commits
-        // made since (a delta-rs lookup replays the log from its checkpoint on every call).
-        let silver_wm = self.markers.at(&silver_loc, &silver).await?.get(&app);
-        // Declared columns wider than silver's (a declaration changed): silver widens first.
-        widen(&mut silver, &silver_loc, table, &wanted, &app, silver_wm).await?;
-        let mut tombs = self.tables.open(&tomb_loc).await?;
-        if let Some(t) = tombs.as_mut() {
-            lake::keep_watermarks(t, &tomb_loc).await?;
-        }
         mark("open", &mut phases);
-        let tomb_wm = match &tombs {
-            Some(t) => self.markers.at(&tomb_loc, t).await?.get(&app),
-            None => None,
-        };
-        if let Some(t) = tombs.as_mut() {
-            // Key columns silver widened (also when a crash came between the two rewrites).
-            widen(
-                t,
-                &tomb_loc,
-                table,
-                &lake::schema_of(&silver, &silver_loc)?,
-                &app,
-                tomb_wm,
-            )
-            .await?;
-        }
-
         // A crash between the silver and the tombstone commit: record the missed deletes first.
-        if tomb_wm < silver_wm {
-            if let Some(to) = silver_wm {
-                let batch = self
-                    .read_changes(&bronze, &bronze_loc, &normalizer, table, tomb_wm, to)
-                    .await?;
-                let deletes = only_deletes(&batch.changes)?;
-                self.append_tombstones(table, &tomb_loc, tombs.take(), &normalizer, deletes, to)
-                    .await?;
-                tombs = self.tables.open(&tomb_loc).await?;
-            }
+        if let Some(to) = step.silver_wm.filter(|w| step.tomb_wm < Some(*w)) {
+            let batch = self.read_changes(&step, step.tomb_wm, to).await?;
+            self.append_tombstones(&mut step, only_deletes(&batch.changes)?, to)
+                .await?;
+            step.tombs = self.tables.open(&step.tomb_loc).await?;
         }
-        out.table_version = silver.version().map(|v| v as i64);
-        if silver_wm.is_some_and(|w| w >= latest) {
+        out.table_version = step.silver.version().map(|v| v as i64);
+        if step.up_to_date() {
             return Ok(out);
         }
         let batch = if table.cdc == crate::config::CdcFormat::Snapshot {
-            self.read_snapshot(
-                &bronze,
-                &bronze_loc,
-                &silver,
-                &silver_loc,
-                &normalizer,
-                table,
-                latest,
-            )
-            .await?
-        } else if rebuild && silver_wm.is_none() {
-            self.read_all(&bronze, &bronze_loc, &normalizer, table)
-                .await?
+            self.read_snapshot(&step).await?
+        } else if rebuild && step.silver_wm.is_none() {
+            self.read_all(&step).await?
         } else {
-            self.read_changes(&bronze, &bronze_loc, &normalizer, table, silver_wm, latest)
+            self.read_changes(&step, step.silver_wm, step.latest)
                 .await?
         };
         if !batch.discovered.is_empty() {
             // Schema changes in the events (`unknown_fields = "evolve"`): new fields become columns,
             // wider types widen theirs, in commits of their own; then the step runs again with them.
-            let current = lake::schema_of(&silver, &silver_loc)?;
-            let (known, new): (Vec<_>, Vec<_>) = batch
-                .discovered
-                .iter()
-                .cloned()
-                .partition(|f| current.field_with_name(f.name()).is_ok());
-            let added = lake::add_missing_columns(
-                &mut silver,
-                &silver_loc,
-                &Schema::new(new),
-                schema_commit(table),
-            )
-            .await?;
-            let widened = widen(
-                &mut silver,
-                &silver_loc,
-                table,
-                &Schema::new(known),
-                &app,
-                silver_wm,
-            )
-            .await?;
-            if added.is_empty() && widened.is_empty() {
-                let names: Vec<&String> = batch.discovered.iter().map(|f| f.name()).collect();
-                return Err(Error::invariant(format!(
-                    "silver/{}: columns {names:?} were discovered but silver already has them",
-                    table.name
-                )));
-            }
-            info!(table = %table.name, added = ?added, widened = widened.len(), "silver schema evolved: schema changes in the events");
-            self.tables.put(&silver_loc, &silver);
+            self.evolve(&mut step, &batch.discovered).await?;
             return Box::pin(self.attempt(table, rebuild)).await;
         }
-        out.applied = Some((silver_wm, latest));
+        out.applied = Some((step.silver_wm, step.latest));
         out.rejected = batch.rejected.len();
         out.read = batch.read;
         out.skipped = batch.skipped;
@@ -361,186 +253,117 @@ impl SilverWriter {
                 "silver: most rows of this batch were rejected (see the quarantine table's reasons): check the table's columns and CDC format");
         }
         mark("read", &mut phases);
-        self.quarantine_rejects(table, &batch.rejected, latest)
+        self.quarantine_rejects(table, &batch.rejected, step.latest)
             .await?;
-        // A truncate removes every older row, and every older event from now on (only Debezium
-        // tables have truncates: others skip the lookup). Read through the warm marker index: one
-        // replay per process, then only the commits made since, not a second log replay per step.
-        let mut horizon =
-            if table.cdc == crate::config::CdcFormat::Debezium && table.apply_truncates {
-                self.markers
-                    .at(&silver_loc, &silver)
-                    .await?
-                    .get(&truncate::horizon_app_id(&table.name))
-            } else {
-                None
-            };
-        if let Some(t) = batch.truncate.filter(|t| horizon.is_none_or(|h| *t > h)) {
-            silver = truncate::apply(
-                silver,
-                &silver_loc,
-                table,
-                normalizer.seq_type(),
-                t,
-                silver_wm,
-            )
-            .await?;
-            self.tables.put(&silver_loc, &silver);
-            horizon = Some(t);
-        }
-        let batch_changes = match (horizon, table.scd_type) {
-            (Some(h), 2) => truncate::with_deletes_at(&batch.changes, h, &table.keys)?,
-            (Some(h), _) => truncate::drop_older(&batch.changes, h)?,
-            (None, _) => batch.changes.clone(),
-        };
-        // The snapshot opened above serves both the check and the append: a tombstone committed since
-        // by a racing step carries the same watermark txn, so our append would conflict and re-run.
-        // SCD2 keeps late events (they are history); SCD1 drops what a newer delete superseded.
-        let changes = match table.scd_type {
-            2 => batch_changes,
-            _ => {
-                let changes = drop_superseded(
-                    &batch_changes,
-                    table,
-                    tombs.as_ref(),
-                    &tomb_loc,
-                    &self.stones,
-                )
-                .await?;
-                // Values the source did not send, from the rows already in silver (SCD2 resolves
-                // them in its history).
-                unavailable::resolve(&silver, &silver_loc, changes, table, latest).await?
-            }
-        };
+        let changes = self.applicable(&mut step, &batch).await?;
         out.changes = changes.num_rows();
-
         mark("tombstone_check", &mut phases);
-        let (join, plan) = lake::keyed_join(&silver, &silver_loc, &table.keys, &changes)?;
+
+        let (join, plan) = lake::keyed_join(&step.silver, &step.silver_loc, &table.keys, &changes)?;
         // SCD1 changes whose keys no file can hold are all new rows: append them, no MERGE.
         let append = table.scd_type != 2 && plan.as_ref().is_none_or(lake::Touched::none);
         out.path = if append { "append" } else { "merge" };
-        let mut metadata = lineage(table, silver_wm, latest, &out);
+        let mut metadata = lineage(table, step.silver_wm, step.latest, &out);
         metadata.insert(
             "lakehouse.plan".to_string(),
             merge::plan_json(plan.as_ref(), out.path),
         );
-        let props = lake::commit_properties()
-            .with_application_transaction(lake::txn(&app, latest))
-            .with_metadata(metadata.clone());
-        if changes.num_rows() == 0 {
-            // Nothing survives (all superseded): still advance the watermark, atomically.
-            let v = lake::commit_append(
-                &mut silver,
-                Vec::new(),
-                vec![lake::txn(&app, latest)],
-                metadata,
-            )
-            .await
-            .map_err(|e| Error::delta(silver_loc.url.to_string(), "commit", e))?;
-            out.version = Some(v);
-            self.tables.put(&silver_loc, &silver);
-        } else {
-            let before = silver.clone();
-            let (mut t, metrics) = if append {
-                append_new(
-                    silver,
-                    &silver_loc,
-                    &changes,
-                    &normalizer,
-                    table,
-                    lake::txn(&app, latest),
-                    metadata.clone(),
-                )
-                .await?
-            } else if table.scd_type == 2 {
-                let source = history_changes(
-                    &silver,
-                    &silver_loc,
-                    &changes,
-                    tombs.as_ref(),
-                    &tomb_loc,
-                    &normalizer,
-                    table,
-                )
-                .await?;
-                merge_history(silver, &silver_loc, source, &normalizer, table, join, props).await?
-            } else if let Some(touched) = plan.as_ref().filter(|_| table.partition_by.is_empty()) {
-                rewrite::rewrite(
-                    silver,
-                    &silver_loc,
-                    &changes,
-                    table,
-                    touched,
-                    lake::txn(&app, latest),
-                    metadata.clone(),
-                )
-                .await?
-            } else {
-                // Partitioned tables: delta-rs's MERGE (their files lack the partition columns, and it
-                // prunes by partition itself).
-                merge_into(silver, &silver_loc, &changes, &normalizer, join, props).await?
-            };
-            if t.version() == before.version() {
-                // delta-rs does not commit a MERGE that changes no row (every change was older than
-                // its row); the watermark must still advance.
-                lake::commit_append(&mut t, Vec::new(), vec![lake::txn(&app, latest)], metadata)
-                    .await
-                    .map_err(|e| Error::delta(silver_loc.url.to_string(), "commit", e))?;
-            }
-            self.tables.put(&silver_loc, &t);
-            out.version = t.version().map(|v| v as i64);
-            out.inserted = metrics.num_target_rows_inserted;
-            out.updated = metrics.num_target_rows_updated;
-            out.deleted = metrics.num_target_rows_deleted;
-            out.files_rewritten = metrics.num_target_files_removed;
-            out.files_scanned = metrics.num_target_files_scanned;
-            out.files_skipped = metrics.num_target_files_skipped_during_scan;
-            out.files_added = metrics.num_target_files_added;
-            out.bytes_rewritten = lake::rewritten(&before, &t).1;
-        }
+        let how = Write::choose(table, &changes, join, plan.as_ref());
+        self.write(&mut step, how, &changes, metadata, &mut out)
+            .await?;
         out.table_version = out.version;
-        if let Some(v) = out.version {
-            // Every write path above commits exactly the watermark.
-            self.markers
-                .record(&silver_loc, v, &[lake::txn(&app, latest)]);
-        }
         mark("merge", &mut phases);
-        self.append_tombstones(
-            table,
-            &tomb_loc,
-            tombs,
-            &normalizer,
-            only_deletes(&changes)?,
-            latest,
-        )
-        .await?;
+        let latest = step.latest;
+        self.append_tombstones(&mut step, only_deletes(&changes)?, latest)
+            .await?;
         mark("tombstones", &mut phases);
         if let Some(id) = &batch.snapshot {
             // Silver now equals this snapshot: say so (a crash before this only costs a re-diff).
-            if let Some(mut t) = self.tables.open(&silver_loc).await? {
-                snapshot::record(&mut t, &silver_loc, &table.name, id).await?;
-                self.tables.put(&silver_loc, &t);
+            if let Some(mut t) = self.tables.open(&step.silver_loc).await? {
+                snapshot::record(&mut t, &step.silver_loc, &table.name, id).await?;
+                self.tables.put(&step.silver_loc, &t);
                 out.table_version = t.version().map(|v| v as i64);
             }
         }
-        info!(table = %table.name, phases_ms = ?phases, from = ?silver_wm, to = latest, version = ?out.version, read = out.read, rejected = out.rejected, changes = out.changes,
+        info!(table = %table.name, phases_ms = ?phases, from = ?step.silver_wm, to = step.latest, version = ?out.version, read = out.read, rejected = out.rejected, changes = out.changes,
             inserted = out.inserted, updated = out.updated, deleted = out.deleted, path = out.path,
             files_scanned = out.files_scanned, files_skipped = out.files_skipped, files_rewritten = out.files_rewritten,
             files_added = out.files_added, bytes_rewritten = out.bytes_rewritten, "silver commit");
         Ok(out)
     }
 
-    /// Normalised, deduplicated changes of bronze versions (after, to].
+    /// Fields the events carry that silver lacks become columns, wider types widen silver's, each in
+    /// a commit of its own.
+    async fn evolve(
+        &self,
+        step: &mut Step<'_>,
+        discovered: &[deltalake::arrow::datatypes::Field],
+    ) -> Result<()> {
+        let current = lake::schema_of(&step.silver, &step.silver_loc)?;
+        let (known, new): (Vec<_>, Vec<_>) = discovered
+            .iter()
+            .cloned()
+            .partition(|f| current.field_with_name(f.name()).is_ok());
+        let added = lake::add_missing_columns(
+            &mut step.silver,
+            &step.silver_loc,
+            &Schema::new(new),
+            schema_commit(step.table),
+        )
+        .await?;
+        let widened = step.widen_silver(&Schema::new(known)).await?;
+        if added.is_empty() && widened.is_empty() {
+            let names: Vec<&String> = discovered.iter().map(|f| f.name()).collect();
+            return Err(Error::invariant(format!(
+                "silver/{}: columns {names:?} were discovered but silver already has them",
+                step.table.name
+            )));
+        }
+        info!(table = %step.table.name, added = ?added, widened = widened.len(), "silver schema evolved: schema changes in the events");
+        self.tables.put(&step.silver_loc, &step.silver);
+        Ok(())
+    }
+
+    /// The batch's changes that still apply: a truncate's horizon first (only Debezium tables have
+    /// truncates), then for SCD1 the changes a newer delete superseded dropped and the values the
+    /// source did not send taken from silver (SCD2 keeps late events: they are history, and resolves
+    /// missing values in it).
+    async fn applicable(&self, step: &mut Step<'_>, batch: &Batch) -> Result<RecordBatch> {
+        let table = step.table;
+        // Read through the warm marker index: one replay per process, then only the commits since.
+        let mut horizon =
+            if table.cdc == crate::config::CdcFormat::Debezium && table.apply_truncates {
+                self.markers
+                    .at(&step.silver_loc, &step.silver)
+                    .await?
+                    .get(&truncate::horizon_app_id(&table.name))
+            } else {
+                None
+            };
+        if let Some(t) = batch.truncate.filter(|t| horizon.is_none_or(|h| *t > h)) {
+            truncate::apply(step, t).await?;
+            self.tables.put(&step.silver_loc, &step.silver);
+            horizon = Some(t);
+        }
+        let changes = match (horizon, table.scd_type) {
+            (Some(h), 2) => truncate::with_deletes_at(&batch.changes, h, &table.keys)?,
+            (Some(h), _) => truncate::drop_older(&batch.changes, h)?,
+            (None, _) => batch.changes.clone(),
+        };
+        if table.scd_type == 2 {
+            return Ok(changes);
+        }
+        // The tombstone snapshot opened with the step serves both the check and the append: a
+        // tombstone committed since by a racing step carries the same watermark txn, so our append
+        // would conflict and re-run.
+        let changes = drop_superseded(step, &changes, &self.stones).await?;
+        unavailable::resolve(step, changes).await
+    }
+
     /// Every row of bronze's current snapshot as changes, each `_ingested_at` taken as one commit (in
     /// time order, numbered from 0): what [`SilverWriter::rebuild`] applies.
-    async fn read_all(
-        &self,
-        bronze: &DeltaTable,
-        location: &Location,
-        normalizer: &Normalizer,
-        table: &TableConfig,
-    ) -> Result<Batch> {
-        let rows = lake::scan(bronze, location).await?;
+    async fn read_all(&self, step: &Step<'_>) -> Result<Batch> {
+        let rows = lake::scan(&step.bronze, &step.bronze_loc).await?;
         let at = |b: &RecordBatch| -> Result<TimestampMicrosecondArray> {
             let c = schema::column(b, schema::INGESTED_AT, "rebuild")?;
             c.as_any()
@@ -568,59 +391,38 @@ impl SilverWriter {
                 }
             }
         }
-        self.normalize(commits, normalizer, table)
+        self.normalize(commits, &step.normalizer, step.table)
     }
 
     /// The differences between the newest complete snapshot and silver, when it is newer than the one
     /// silver holds; no change otherwise.
-    #[allow(clippy::too_many_arguments)]
-    async fn read_snapshot(
-        &self,
-        bronze: &DeltaTable,
-        bronze_loc: &Location,
-        silver: &DeltaTable,
-        silver_loc: &Location,
-        normalizer: &Normalizer,
-        table: &TableConfig,
-        latest: i64,
-    ) -> Result<Batch> {
-        let markers = self.markers.at(bronze_loc, bronze).await?;
-        let Some((id, clean)) = snapshot::pending(&markers, silver) else {
-            return self.normalize(Vec::new(), normalizer, table);
+    async fn read_snapshot(&self, step: &Step<'_>) -> Result<Batch> {
+        let table = step.table;
+        let markers = self.markers.at(&step.bronze_loc, &step.bronze).await?;
+        let Some((id, clean)) = snapshot::pending(&markers, &step.silver) else {
+            return self.normalize(Vec::new(), &step.normalizer, table);
         };
-        let rows = snapshot::differences(
-            &self.config,
-            table,
-            normalizer,
-            bronze,
-            silver,
-            silver_loc,
-            &id,
-            latest,
-            clean,
-        )
-        .await?;
+        let rows = snapshot::differences(&self.config, step, &id, clean).await?;
         if !clean {
             warn!(table = %table.name, snapshot = %id, quarantine = %self.config.quarantine_location(&table.name).url,
                 "silver: some rows of this snapshot are in quarantine: its rows are applied but no key is deleted until a snapshot arrives whole");
         }
         info!(table = %table.name, snapshot = %id, differences = rows.iter().map(RecordBatch::num_rows).sum::<usize>(), "silver: applying a new snapshot");
-        let mut batch = self.normalize(vec![(latest, rows)], normalizer, table)?;
+        let mut batch = self.normalize(vec![(step.latest, rows)], &step.normalizer, table)?;
         batch.snapshot = Some(id);
         Ok(batch)
     }
 
-    async fn read_changes(
-        &self,
-        bronze: &DeltaTable,
-        location: &Location,
-        normalizer: &Normalizer,
-        table: &TableConfig,
-        after: Option<i64>,
-        to: i64,
-    ) -> Result<Batch> {
-        let commits = lake::commit_files(bronze, location, after.map_or(0, |a| a + 1), to).await?;
-        self.normalize(commits, normalizer, table)
+    /// Normalised, deduplicated changes of bronze versions (after, to].
+    async fn read_changes(&self, step: &Step<'_>, after: Option<i64>, to: i64) -> Result<Batch> {
+        let commits = lake::commit_files(
+            &step.bronze,
+            &step.bronze_loc,
+            after.map_or(0, |a| a + 1),
+            to,
+        )
+        .await?;
+        self.normalize(commits, &step.normalizer, step.table)
     }
 
     /// Bronze rows per commit version → one change per key (SCD1) or per key and sequence (SCD2).
@@ -681,20 +483,6 @@ fn schema_commit(table: &TableConfig) -> HashMap<String, serde_json::Value> {
         ("lakehouse.layer".to_string(), json!("silver_schema")),
         ("lakehouse.table".to_string(), json!(table.name)),
     ])
-}
-
-/// Widens the columns of a silver or tombstone table that `wanted` types wider
-/// ([`lake::widen_columns`]), re-stamping the table's watermark so a racing step conflicts.
-async fn widen(
-    t: &mut DeltaTable,
-    location: &Location,
-    table: &TableConfig,
-    wanted: &Schema,
-    app: &str,
-    watermark: Option<i64>,
-) -> Result<Vec<lake::Widened>> {
-    let txns = watermark.map(|w| lake::txn(app, w)).into_iter().collect();
-    lake::widen_columns(t, location, wanted, txns, schema_commit(table)).await
 }
 
 fn lineage(

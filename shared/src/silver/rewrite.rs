@@ -20,13 +20,13 @@ use deltalake::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt32A
 use deltalake::arrow::compute::{concat_batches, take, take_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::row::{RowConverter, Rows, SortField};
-use deltalake::kernel::{Action, Transaction};
+use deltalake::kernel::Action;
 use deltalake::operations::merge::MergeMetrics;
 use deltalake::protocol::{DeltaOperation, MergePredicate};
 use deltalake::DeltaTable;
 
+use super::Step;
 use crate::cdc::{BRONZE_VERSION, OP, OP_DELETE, SEQ};
-use crate::config::{Location, TableConfig};
 use crate::error::{Error, Result};
 use crate::lake::{self, Touched};
 use crate::schema::{self, SOURCE_ROW};
@@ -144,14 +144,13 @@ fn change_rows(old: &RecordBatch, src: &RecordBatch, p: &Plan) -> Result<RecordB
 /// Applies `changes` (the latest event per key) to the files of `silver` that `touched` names, in one
 /// commit with `txn` and `metadata`. Unpartitioned SCD1 tables only.
 pub(super) async fn rewrite(
-    mut silver: DeltaTable,
-    location: &Location,
+    step: &Step<'_>,
     changes: &RecordBatch,
-    table: &TableConfig,
     touched: &Touched,
-    txn: Transaction,
     mut metadata: HashMap<String, serde_json::Value>,
 ) -> Result<(DeltaTable, MergeMetrics)> {
+    let (mut silver, location) = (step.silver.clone(), &step.silver_loc);
+    let (table, txn) = (step.table, step.txn());
     let fail = |what: &'static str| {
         let table = location.url.to_string();
         move |e| Error::delta(table, what, e)

@@ -16,11 +16,10 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::row::{RowConverter, Rows};
 
 use deltalake::arrow::array::StringArray;
-use deltalake::DeltaTable;
 
 use super::columns::{conform_all, silver_table_schema};
 use crate::cdc::{self, Normalizer, BRONZE_VERSION, OP, OP_DELETE, SEQ};
-use crate::config::{Location, TableConfig};
+use crate::config::TableConfig;
 use crate::error::{Error, Result};
 use crate::lake;
 use crate::schema::{self, SOURCE_ROW};
@@ -276,14 +275,16 @@ fn key_rows(b: &RecordBatch, keys: &[String]) -> Result<Rows> {
 /// SCD2: the rows that turn the touched keys' history in silver into their recomputed history
 /// ([`scd2::history`] over the versions in silver, the tombstones and the batch), tagged upsert/delete.
 pub(super) async fn history_changes(
-    silver: &DeltaTable,
-    silver_loc: &Location,
+    step: &super::Step<'_>,
     changes: &RecordBatch,
-    tombs: Option<&DeltaTable>,
-    tomb_loc: &Location,
-    normalizer: &Normalizer,
-    table: &TableConfig,
 ) -> Result<RecordBatch> {
+    let (silver, silver_loc, tombs, tomb_loc) = (
+        &step.silver,
+        &step.silver_loc,
+        step.tombs.as_ref(),
+        &step.tomb_loc,
+    );
+    let (normalizer, table) = (&step.normalizer, step.table);
     let keys = &table.keys;
     let target = Arc::new(silver_table_schema(normalizer, table)?);
     let loose = |schema: &Schema| {

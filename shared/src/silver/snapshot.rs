@@ -24,7 +24,7 @@ use deltalake::protocol::DeltaOperation;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use crate::bronze::snapshot::{CLEAN, COMPLETE};
-use crate::cdc::{Normalizer, SEQ};
+use crate::cdc::SEQ;
 use crate::config::{Location, PipelineConfig, TableConfig};
 use crate::error::{Error, Result};
 use crate::lake::{self, quote, TableTxns};
@@ -60,20 +60,16 @@ pub fn pending(bronze_markers: &TableTxns, silver: &DeltaTable) -> Option<(Strin
 
 /// The differences between snapshot `id` (bronze rows) and silver's current rows, as bronze-shaped
 /// rows the normaliser reads: upserts with their bronze columns, deletes with the key columns (only
-/// when `deletes`: a snapshot with rows in quarantine deletes nothing), each with `_seq` = `seq` and
-/// the action column true for deletes.
-#[allow(clippy::too_many_arguments)]
-pub async fn differences(
+/// when `deletes`: a snapshot with rows in quarantine deletes nothing), each with `_seq` = the step's
+/// bronze version and the action column true for deletes.
+pub(super) async fn differences(
     config: &PipelineConfig,
-    table: &TableConfig,
-    normalizer: &Normalizer,
-    bronze: &DeltaTable,
-    silver: &DeltaTable,
-    silver_loc: &Location,
+    step: &super::Step<'_>,
     id: &str,
-    seq: i64,
     deletes: bool,
 ) -> Result<Vec<RecordBatch>> {
+    let (table, normalizer, seq) = (step.table, &step.normalizer, step.latest);
+    let (bronze, silver, silver_loc) = (&step.bronze, &step.silver, &step.silver_loc);
     let what = format!("silver/{} (snapshot {id})", table.name);
     let query = |e| Error::query(&what, "snapshot differences", e);
     // A fair pool: each spilling sort gets its share, so one sort cannot starve the merges that follow

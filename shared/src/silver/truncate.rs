@@ -25,11 +25,10 @@ use deltalake::arrow::compute::{cast, concat_batches, filter_record_batch};
 use deltalake::arrow::datatypes::{DataType, Int64Type, Schema, TimeUnit};
 use deltalake::datafusion::prelude::{col, lit};
 use deltalake::datafusion::scalar::ScalarValue;
-use deltalake::DeltaTable;
 use serde_json::json;
 
+use super::Step;
 use crate::cdc::{BRONZE_VERSION, OP, OP_DELETE, SEQ};
-use crate::config::{Location, TableConfig};
 use crate::error::{Error, Result};
 use crate::lake;
 use crate::schema;
@@ -130,15 +129,10 @@ fn literal(seq_type: &DataType, horizon: i64) -> Result<ScalarValue> {
 }
 
 /// Deletes silver's rows older than `horizon` and records the horizon, in one commit fenced by the
-/// watermark `mark` (at its current version). Returns the table after it.
-pub(super) async fn apply(
-    silver: DeltaTable,
-    location: &Location,
-    table: &TableConfig,
-    seq_type: &DataType,
-    horizon: i64,
-    mark: Option<i64>,
-) -> Result<DeltaTable> {
+/// step's watermark (at its current version); the step's silver is then the table after it.
+pub(super) async fn apply(step: &mut Step<'_>, horizon: i64) -> Result<()> {
+    let (silver, location, table) = (step.silver.clone(), &step.silver_loc, step.table);
+    let (seq_type, mark) = (step.normalizer.seq_type(), step.silver_wm);
     let mut txns = vec![lake::txn(horizon_app_id(&table.name), horizon)];
     if let Some(m) = mark {
         txns.push(lake::txn(super::watermark_app_id(&table.name), m));
@@ -185,5 +179,6 @@ pub(super) async fn apply(
             .map_err(|e| Error::delta(location.url.to_string(), "truncate", e))?;
     }
     tracing::info!(table = %table.name, horizon, rows = changed, version = ?after.version(), "silver truncated");
-    Ok(after)
+    step.silver = after;
+    Ok(())
 }

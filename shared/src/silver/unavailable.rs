@@ -16,11 +16,10 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::compute::{concat_batches, filter_record_batch, take_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
-use deltalake::DeltaTable;
 
+use super::Step;
 use crate::cdc::unavailable::{self, VALUE_SOURCES};
 use crate::cdc::{self, BRONZE_VERSION, OP, OP_UPSERT};
-use crate::config::{Location, TableConfig};
 use crate::error::{Error, Result};
 use crate::lake;
 use crate::schema;
@@ -31,15 +30,11 @@ const FROM_SILVER: &str = "_lakehouse_from_silver";
 const POSITION: &str = "_lakehouse_position";
 
 /// `changes` (one per key, SCD1) with the values they lack taken from silver where silver's are
-/// newer, plus the silver rows that a late change completes. `step_version` is the bronze version this
-/// step applies up to.
-pub(super) async fn resolve(
-    silver: &DeltaTable,
-    location: &Location,
-    changes: RecordBatch,
-    table: &TableConfig,
-    step_version: i64,
-) -> Result<RecordBatch> {
+/// newer, plus the silver rows that a late change completes.
+pub(super) async fn resolve(step: &Step<'_>, changes: RecordBatch) -> Result<RecordBatch> {
+    let (silver, location, table) = (&step.silver, &step.silver_loc, step.table);
+    // The bronze version this step applies up to.
+    let step_version = step.latest;
     let Some(sources) = changes.column_by_name(VALUE_SOURCES).cloned() else {
         return Ok(changes);
     };

@@ -14,12 +14,10 @@ use deltalake::arrow::array::{
 };
 use deltalake::arrow::compute::filter_record_batch;
 use deltalake::arrow::datatypes::{Field, Schema};
-use deltalake::DeltaTable;
 use serde_json::json;
 
-use super::{watermark_app_id, SilverWriter};
+use super::{SilverWriter, Step};
 use crate::cdc::{Normalizer, OP, OP_DELETE};
-use crate::config::{Location, TableConfig};
 use crate::error::{Error, Result};
 use crate::lake;
 use crate::schema::{self, SOURCE_ROW};
@@ -30,18 +28,18 @@ pub use index::StoneIndex;
 use index::{StoneColumns, Stones};
 
 impl SilverWriter {
+    /// Appends the step's `deletes` to its tombstone table (created when absent) with the watermark
+    /// `to`, in one commit (also when there are none: the watermarks stay equal). The step's tombstone
+    /// table is consumed: open it again to read it.
     pub(super) async fn append_tombstones(
         &self,
-        table: &TableConfig,
-        location: &Location,
-        existing: Option<DeltaTable>,
-        normalizer: &Normalizer,
+        step: &mut Step<'_>,
         deletes: RecordBatch,
         to: i64,
     ) -> Result<()> {
-        let app = watermark_app_id(&table.name);
-        let tomb_schema = tombstone_schema(normalizer);
-        let mut t = match existing {
+        let (table, location) = (step.table, &step.tomb_loc);
+        let tomb_schema = tombstone_schema(&step.normalizer);
+        let mut t = match step.tombs.take() {
             Some(t) => t,
             None => {
                 lake::open_or_create(
@@ -74,7 +72,7 @@ impl SilverWriter {
             lake::write_batches(&t, location, std::iter::once(rows.clone()), None).await?
         };
         let paths: Vec<String> = adds.iter().map(|a| a.path.clone()).collect();
-        let txns = [lake::txn(&app, to)];
+        let txns = [lake::txn(&step.app, to)];
         let v = lake::commit_append(&mut t, adds, txns.to_vec(), metadata)
             .await
             .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;
@@ -143,16 +141,15 @@ fn by_op(changes: &RecordBatch, deletes: bool) -> Result<RecordBatch> {
 /// answers from its [`StoneIndex`]; otherwise only the tombstone files whose key range can hold the
 /// batch's keys are read.
 pub(super) async fn drop_superseded(
+    step: &Step<'_>,
     changes: &RecordBatch,
-    table: &TableConfig,
-    tombs: Option<&DeltaTable>,
-    location: &Location,
     index: &StoneIndex,
 ) -> Result<RecordBatch> {
+    let (table, location) = (step.table, &step.tomb_loc);
     let cutoff = table
         .tombstone_retention_days
         .map(|d| (chrono::Utc::now() - chrono::Duration::days(i64::from(d))).timestamp_micros());
-    let Some(tombs) = tombs else {
+    let Some(tombs) = step.tombs.as_ref() else {
         return Ok(changes.clone());
     };
     if changes.num_rows() == 0
