@@ -42,12 +42,31 @@ fn upto(mark: Option<i64>) -> Consumed {
     mark.map_or(Consumed::Nothing, Consumed::Upto)
 }
 
-/// How far silver (the table and its tombstones) has read bronze table `table`.
+/// How far silver (the table and its tombstones) has read bronze table `table`. The tombstone table
+/// counts only while it owes deletes (silver's `tombstones-due` ahead of its watermark): from where
+/// it was complete. A table written before silver recorded that counts its tombstone watermark.
 pub async fn of_bronze(config: &PipelineConfig, table: &str) -> Result<Consumed> {
     if !config.table(table).is_some_and(|t| t.has_silver()) {
         return Ok(Consumed::Free);
     }
     let app = silver::watermark_app_id(table);
+    if let Some(silver_table) = lake::open(&config.silver_location(table)).await? {
+        let due = lake::txn_version(&silver_table, &silver::owed_app_id(table, "due")).await?;
+        if let Some(due) = due {
+            let silver_mark = lake::txn_version(&silver_table, &app).await?;
+            let tomb_mark = match lake::open(&config.tombstone_location(table)).await? {
+                Some(t) => lake::txn_version(&t, &app).await?,
+                None => None,
+            };
+            if due <= tomb_mark.unwrap_or(-1) {
+                return Ok(upto(silver_mark));
+            }
+            let complete =
+                lake::txn_version(&silver_table, &silver::owed_app_id(table, "complete")).await?;
+            let from = complete.max(tomb_mark).filter(|v| *v >= 0);
+            return Ok(upto(silver_mark).and(upto(from)));
+        }
+    }
     let mut out = Consumed::Free;
     for (location, required) in [
         (config.silver_location(table), true),

@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use deltalake::arrow::array::RecordBatch;
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::Transaction;
 use deltalake::operations::merge::MergeMetrics;
 use deltalake::DeltaTable;
 
@@ -95,10 +96,11 @@ fn slice_rows(batch: &RecordBatch, target_file_size: u64) -> usize {
 pub(super) async fn append_new(
     step: &Step<'_>,
     changes: &RecordBatch,
+    txns: Vec<Transaction>,
     metadata: HashMap<String, serde_json::Value>,
 ) -> Result<(DeltaTable, MergeMetrics)> {
     let (mut silver, location) = (step.silver.clone(), &step.silver_loc);
-    let (normalizer, table, txn) = (&step.normalizer, step.table, step.txn());
+    let (normalizer, table) = (&step.normalizer, step.table);
     let rows = lake::sorted_by_keys(&only_upserts(changes)?, &table.keys)?;
     let target = Arc::new(silver_table_schema(normalizer, table)?);
     let rows = schema::as_schema(&rows, &target, |_, _| None)?;
@@ -119,7 +121,7 @@ pub(super) async fn append_new(
     if let Ok(m) = serde_json::to_value(&metrics) {
         metadata.insert("operationMetrics".to_string(), m);
     }
-    lake::commit_append(&mut silver, adds, vec![txn], metadata)
+    lake::commit_append(&mut silver, adds, txns, metadata)
         .await
         .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;
     Ok((silver, metrics))

@@ -50,6 +50,7 @@ mod unavailable;
 mod widen_tests;
 
 pub use columns::{silver_schema, silver_table_schema};
+pub use step::owed_app_id;
 pub use tombstones::DELETED_AT;
 
 use step::{Step, Write};
@@ -220,8 +221,8 @@ impl SilverWriter {
         };
         mark("open", &mut phases);
         // A crash between the silver and the tombstone commit: record the missed deletes first.
-        if let Some(to) = step.silver_wm.filter(|w| step.tomb_wm < Some(*w)) {
-            let batch = self.read_changes(&step, step.tomb_wm, to).await?;
+        if let Some((after, to)) = step.owed.missing(step.tomb_wm) {
+            let batch = self.read_changes(&step, after, to).await?;
             self.append_tombstones(&mut step, only_deletes(&batch.changes)?, to)
                 .await?;
             step.tombs = self.tables.open(&step.tomb_loc).await?;
@@ -269,13 +270,18 @@ impl SilverWriter {
             merge::plan_json(plan.as_ref(), out.path),
         );
         let how = Write::choose(table, &changes, join, plan.as_ref());
-        self.write(&mut step, how, &changes, metadata, &mut out)
+        let deletes = only_deletes(&changes)?;
+        let txns = step.txns(deletes.num_rows() > 0);
+        self.write(&mut step, how, &changes, txns, metadata, &mut out)
             .await?;
         out.table_version = out.version;
         mark("merge", &mut phases);
-        let latest = step.latest;
-        self.append_tombstones(&mut step, only_deletes(&changes)?, latest)
-            .await?;
+        if deletes.num_rows() > 0 {
+            // A step without deletes owes the tombstone table nothing: no commit there (silver's
+            // commit says how far tombstones are due).
+            let latest = step.latest;
+            self.append_tombstones(&mut step, deletes, latest).await?;
+        }
         mark("tombstones", &mut phases);
         if let Some(id) = &batch.snapshot {
             // Silver now equals this snapshot: say so (a crash before this only costs a re-diff).

@@ -20,7 +20,7 @@ use deltalake::arrow::array::{Array, ArrayRef, RecordBatch, StringArray, UInt32A
 use deltalake::arrow::compute::{concat_batches, take, take_record_batch};
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::arrow::row::{RowConverter, Rows, SortField};
-use deltalake::kernel::Action;
+use deltalake::kernel::{Action, Transaction};
 use deltalake::operations::merge::MergeMetrics;
 use deltalake::protocol::{DeltaOperation, MergePredicate};
 use deltalake::DeltaTable;
@@ -147,10 +147,11 @@ pub(super) async fn rewrite(
     step: &Step<'_>,
     changes: &RecordBatch,
     touched: &Touched,
+    txns: Vec<Transaction>,
     mut metadata: HashMap<String, serde_json::Value>,
 ) -> Result<(DeltaTable, MergeMetrics)> {
     let (mut silver, location) = (step.silver.clone(), &step.silver_loc);
-    let (table, txn) = (step.table, step.txn());
+    let table = step.table;
     let fail = |what: &'static str| {
         let table = location.url.to_string();
         move |e| Error::delta(table, what, e)
@@ -273,7 +274,7 @@ pub(super) async fn rewrite(
         }],
         not_matched_by_source_predicates: Vec::new(),
     };
-    lake::commit_actions(&mut silver, actions, vec![txn], metadata, operation)
+    lake::commit_actions(&mut silver, actions, txns, metadata, operation)
         .await
         .map_err(fail("commit"))?;
     Ok((silver, metrics))

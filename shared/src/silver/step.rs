@@ -36,12 +36,69 @@ pub(super) struct Step<'a> {
     /// The last bronze version applied to silver, and to the tombstone table.
     pub silver_wm: Option<i64>,
     pub tomb_wm: Option<i64>,
+    /// What the tombstone table owes: the deletes of bronze versions (after, up to] (see [`Owed`]).
+    pub owed: Owed,
+}
+
+/// The deletes the tombstone table must hold: those of bronze versions `(complete, due]`. A step
+/// commits tombstones only when it has deletes, so the tombstone watermark may stay behind silver's;
+/// silver's commits say how far tombstones are due (`due`: the last step with deletes, -1 for none)
+/// and up to where they were complete when that step ran (`complete`). A crash between the two
+/// commits leaves `due` ahead of the tombstone watermark, and the next step records the missed deletes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Owed {
+    pub complete: Option<i64>,
+    pub due: i64,
+}
+
+impl Owed {
+    /// Read from silver's markers; a table written before these markers owed up to its watermark.
+    fn of(markers: &lake::TableTxns, table: &str, silver_wm: Option<i64>) -> Self {
+        match markers.get(&owed_app_id(table, "due")) {
+            Some(due) => Owed {
+                complete: markers.get(&owed_app_id(table, "complete")),
+                due,
+            },
+            None => Owed {
+                complete: None,
+                due: silver_wm.unwrap_or(-1),
+            },
+        }
+    }
+
+    /// The bronze versions whose deletes are missing from a tombstone table at `tomb_wm`: (after, to].
+    pub fn missing(&self, tomb_wm: Option<i64>) -> Option<(Option<i64>, i64)> {
+        (self.due > tomb_wm.unwrap_or(-1)).then(|| (self.complete.max(tomb_wm), self.due))
+    }
+}
+
+/// Application id of silver's record of what its tombstones owe (`due` or `complete`).
+pub fn owed_app_id(table: &str, which: &str) -> String {
+    format!("silver/{table}/tombstones-{which}")
 }
 
 impl Step<'_> {
     /// The watermark this attempt commits.
     pub fn txn(&self) -> Transaction {
         lake::txn(&self.app, self.latest)
+    }
+
+    /// Everything this attempt's silver commit records: the watermark, and what the tombstones owe
+    /// after it (this step's deletes, when `deletes`).
+    pub fn txns(&self, deletes: bool) -> Vec<Transaction> {
+        let name = &self.table.name;
+        let mut txns = vec![self.txn()];
+        if deletes {
+            txns.push(lake::txn(owed_app_id(name, "due"), self.latest));
+            // Every earlier delete is in by now (the attempt recorded missed ones first).
+            txns.push(lake::txn(
+                owed_app_id(name, "complete"),
+                self.silver_wm.unwrap_or(-1),
+            ));
+        } else {
+            txns.push(lake::txn(owed_app_id(name, "due"), self.owed.due));
+        }
+        txns
     }
 
     /// Silver already holds every bronze version.
@@ -108,7 +165,9 @@ impl SilverWriter {
         // The watermark is read from the very snapshot the commit will be checked against, so a step
         // that starts after another one committed sees its watermark and does nothing. Through the warm
         // marker index: one log replay per process, then only the commits made since.
-        let silver_wm = self.markers.at(&silver_loc, &silver).await?.get(&app);
+        let silver_markers = self.markers.at(&silver_loc, &silver).await?;
+        let silver_wm = silver_markers.get(&app);
+        let owed = Owed::of(&silver_markers, &table.name, silver_wm);
         let mut tombs = self.tables.open(&tomb_loc).await?;
         if let Some(t) = tombs.as_mut() {
             lake::keep_watermarks(t, &tomb_loc).await?;
@@ -130,6 +189,7 @@ impl SilverWriter {
             normalizer,
             silver_wm,
             tomb_wm,
+            owed,
         };
         // Declared columns wider than silver's (a declaration changed): silver widens first.
         step.widen_silver(&wanted).await?;
@@ -148,13 +208,15 @@ impl SilverWriter {
         Ok(Some(step))
     }
 
-    /// Writes `changes` to silver with the watermark, in one commit, the way `how` says; the step's
-    /// silver is then the table after it. What it did goes into `out`.
+    /// Writes `changes` to silver with `txns` (the watermark and what the tombstones owe: see
+    /// [`Step::txns`]), in one commit, the way `how` says; the step's silver is then the table after
+    /// it. What it did goes into `out`.
     pub(super) async fn write(
         &self,
         step: &mut Step<'_>,
         how: Write<'_>,
         changes: &RecordBatch,
+        txns: Vec<Transaction>,
         metadata: HashMap<String, serde_json::Value>,
         out: &mut super::SilverCommit,
     ) -> Result<()> {
@@ -164,40 +226,40 @@ impl SilverWriter {
         };
         let props = || {
             lake::commit_properties()
-                .with_application_transactions(vec![step.txn()])
+                .with_application_transactions(txns.clone())
                 .with_metadata(metadata.clone())
         };
         let before = step.silver.clone();
         let (mut t, metrics) = match how {
             Write::Watermark => {
                 let mut t = step.silver.clone();
-                lake::commit_append(&mut t, Vec::new(), vec![step.txn()], metadata.clone())
+                lake::commit_append(&mut t, Vec::new(), txns.clone(), metadata.clone())
                     .await
                     .map_err(fail("commit"))?;
                 (t, MergeMetrics::default())
             }
-            Write::Append => append_new(step, changes, metadata.clone()).await?,
+            Write::Append => append_new(step, changes, txns.clone(), metadata.clone()).await?,
             Write::History { join } => {
                 let source = history_changes(step, changes).await?;
                 merge_history(step, source, join, props()).await?
             }
             Write::Rewrite(touched) => {
-                rewrite::rewrite(step, changes, touched, metadata.clone()).await?
+                rewrite::rewrite(step, changes, touched, txns.clone(), metadata.clone()).await?
             }
             Write::Merge { join } => merge_into(step, changes, join, props()).await?,
         };
         if t.version() == before.version() {
             // delta-rs does not commit a MERGE that changes no row (every change was older than its
             // row); the watermark must still advance.
-            lake::commit_append(&mut t, Vec::new(), vec![step.txn()], metadata)
+            lake::commit_append(&mut t, Vec::new(), txns.clone(), metadata)
                 .await
                 .map_err(fail("commit"))?;
         }
         self.tables.put(&step.silver_loc, &t);
         out.version = t.version().map(|v| v as i64);
         if let Some(v) = out.version {
-            // Every write path above commits exactly the watermark.
-            self.markers.record(&step.silver_loc, v, &[step.txn()]);
+            // Every write path above commits exactly `txns`.
+            self.markers.record(&step.silver_loc, v, &txns);
         }
         out.inserted = metrics.num_target_rows_inserted;
         out.updated = metrics.num_target_rows_updated;

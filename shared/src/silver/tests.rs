@@ -636,3 +636,81 @@ async fn a_table_without_keys_is_bronze_only_and_a_silver_step_on_it_does_nothin
         "bronze keeps every raw row"
     );
 }
+
+/// A step without deletes commits nothing to the tombstone table (silver's commit says how far
+/// tombstones are due); a crash after a silver commit with deletes but before its tombstone commit is
+/// made good by the next step, also when steps without deletes came in between; and maintenance keeps
+/// the bronze commits those missed deletes are in, but no more than silver needs once they are in.
+#[tokio::test]
+async fn tombstones_are_owed_only_for_deletes_and_a_crash_before_them_is_made_good() {
+    use crate::maintain::consumers::{of_bronze, Consumed};
+    let lab = accounts(1);
+    let (cfg, table) = (&lab.cfg, lab.table("accounts"));
+    let tomb_loc = cfg.tombstone_location("accounts");
+    let bronze_version = || async {
+        lake::version(&cfg.bronze_location("accounts"))
+            .await
+            .unwrap()
+    };
+    let ev = |id: i64, seq: i64, deleted: bool| Event {
+        id,
+        seq,
+        balance: seq,
+        deleted,
+    };
+    let step = || async { SilverWriter::new(cfg.clone()).apply(table).await.unwrap() };
+    lab.ingest(
+        "accounts",
+        "a.jsonl",
+        &jsonl(&[ev(1, 10, false), ev(2, 10, false)]),
+    )
+    .await;
+    step().await;
+    assert!(
+        lake::open(&tomb_loc).await.unwrap().is_none(),
+        "no delete, no tombstone table"
+    );
+    assert_eq!(
+        of_bronze(cfg, "accounts").await.unwrap(),
+        Consumed::Upto(bronze_version().await.unwrap())
+    );
+
+    // Key 2 deleted at 20; the step's tombstone commit is lost (the crash), then a step without
+    // deletes runs before anyone notices... and must record the missed delete first.
+    lab.ingest("accounts", "b.jsonl", &jsonl(&[ev(2, 20, true)]))
+        .await;
+    let before_delete = bronze_version().await.unwrap() - 1;
+    step().await;
+    std::fs::remove_dir_all(tomb_loc.url.path()).unwrap();
+    assert_eq!(
+        of_bronze(cfg, "accounts").await.unwrap(),
+        Consumed::Upto(before_delete),
+        "the missed delete's bronze commit is kept"
+    );
+    // A late update of key 2 (older than its delete) and a new key.
+    lab.ingest(
+        "accounts",
+        "c.jsonl",
+        &jsonl(&[ev(2, 15, false), ev(3, 30, false)]),
+    )
+    .await;
+    step().await;
+    assert_eq!(
+        silver_rows(cfg).await.keys().copied().collect::<Vec<_>>(),
+        vec![1, 3],
+        "the recovered tombstone stops the late update"
+    );
+    let tombs = lake::open(&tomb_loc).await.unwrap().unwrap().version();
+    assert_eq!(
+        of_bronze(cfg, "accounts").await.unwrap(),
+        Consumed::Upto(bronze_version().await.unwrap())
+    );
+    // More steps without deletes leave the tombstone table as it is.
+    lab.ingest("accounts", "d.jsonl", &jsonl(&[ev(4, 40, false)]))
+        .await;
+    step().await;
+    assert_eq!(
+        lake::open(&tomb_loc).await.unwrap().unwrap().version(),
+        tombs
+    );
+}
