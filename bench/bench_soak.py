@@ -108,7 +108,7 @@ def start_mode(root, data, run_id, maintain):
         # and stalls its process (everything must run side by side the whole time).
         out = open(os.path.join(root, f"{mode}-{name}.out"), "w")
         err = open(os.path.join(root, f"{mode}-{name}.err"), "w")
-        procs[name] = (subprocess.Popen(cmd, stdout=out, stderr=err, env={**ENV, "RUST_LOG": "warn"}), out, err)
+        procs[name] = (subprocess.Popen(cmd, stdout=out, stderr=err, env={**ENV, "RUST_LOG": ENV.get("SOAK_RUST_LOG", "warn"), "NO_COLOR": "1"}), out, err)
     return mode, run_id, procs, time.time()
 
 

@@ -112,6 +112,8 @@ LAMBDA_PLATFORM_LOG_BYTES = 340
 LOG_RETENTION_DAYS = 30
 CDF_RETENTION_DAYS = 30
 LIST_PAGE = 1000
+# Share of the feed's rows that are deletes (COST_DELETE_FRACTION; 0: an upsert-only table).
+DELETE_FRACTION = float(ENV.get("COST_DELETE_FRACTION", "0.1"))
 LOADS = []  # the machine's 1-minute load average, sampled every simulated hour (it is shared)
 
 
@@ -287,7 +289,7 @@ class Feed:
                 self.seq += 1
                 lines.append(json.dumps({"id": self.rng.randrange(self.keys), "grp": self.rng.randrange(50),
                                          "v": self.rng.randrange(1000), "seq": self.seq,
-                                         "deleted": self.rng.random() < 0.1}))
+                                         "deleted": self.rng.random() < DELETE_FRACTION}))
             key = f"{self.run}/t00/part-{self.n:06d}.jsonl"
             self.n += 1
             self.lab.s3.put_object(Bucket=LANDING_BUCKET, Key=key, Body=("\n".join(lines) + "\n").encode())
