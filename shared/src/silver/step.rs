@@ -19,6 +19,7 @@ use crate::config::{Location, TableConfig};
 use crate::error::{Error, Result};
 use crate::lake;
 
+/// One attempt's state: built by [`SilverWriter::open_step`], read and advanced by the phases.
 pub(super) struct Step<'a> {
     pub table: &'a TableConfig,
     /// The watermark's application id (in silver and in the tombstone table).
