@@ -29,8 +29,8 @@ use index::{StoneColumns, Stones};
 
 impl SilverWriter {
     /// Appends the step's `deletes` to its tombstone table (created when absent) with the watermark
-    /// `to`, in one commit (also when there are none: the watermarks stay equal). The step's tombstone
-    /// table is consumed: open it again to read it.
+    /// `to`, in one commit (also when a recovered range held none: the watermark still reaches `to`).
+    /// The step's tombstone table is consumed: open it again to read it.
     pub(super) async fn append_tombstones(
         &self,
         step: &mut Step<'_>,
