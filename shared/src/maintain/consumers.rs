@@ -42,45 +42,31 @@ fn upto(mark: Option<i64>) -> Consumed {
     mark.map_or(Consumed::Nothing, Consumed::Upto)
 }
 
-/// How far silver (the table and its tombstones) has read bronze table `table`. The tombstone table
-/// counts only while it owes deletes (silver's `tombstones-due` ahead of its watermark): from where
-/// it was complete. A table written before silver recorded that counts its tombstone watermark.
+/// How far silver (the table and its tombstones) has read bronze table `table`: silver's watermark,
+/// and while the tombstone table owes deletes ([`silver::Owed`]), the start of the range its next step
+/// reads to record them.
 pub async fn of_bronze(config: &PipelineConfig, table: &str) -> Result<Consumed> {
     if !config.table(table).is_some_and(|t| t.has_silver()) {
         return Ok(Consumed::Free);
     }
     let app = silver::watermark_app_id(table);
-    if let Some(silver_table) = lake::open(&config.silver_location(table)).await? {
-        let due = lake::txn_version(&silver_table, &silver::owed_app_id(table, "due")).await?;
-        if let Some(due) = due {
-            let silver_mark = lake::txn_version(&silver_table, &app).await?;
-            let tomb_mark = match lake::open(&config.tombstone_location(table)).await? {
-                Some(t) => lake::txn_version(&t, &app).await?,
-                None => None,
-            };
-            if due <= tomb_mark.unwrap_or(-1) {
-                return Ok(upto(silver_mark));
-            }
-            let complete =
-                lake::txn_version(&silver_table, &silver::owed_app_id(table, "complete")).await?;
-            let from = complete.max(tomb_mark).filter(|v| *v >= 0);
-            return Ok(upto(silver_mark).and(upto(from)));
-        }
-    }
-    let mut out = Consumed::Free;
-    for (location, required) in [
-        (config.silver_location(table), true),
-        // No tombstone table yet: it will start from silver's watermark, not from 0.
-        (config.tombstone_location(table), false),
-    ] {
-        let mark = match lake::open(&location).await? {
-            Some(t) => lake::txn_version(&t, &app).await?,
-            None if !required => continue,
-            None => None,
-        };
-        out = out.and(upto(mark));
-    }
-    Ok(out)
+    let silver_loc = config.silver_location(table);
+    let Some(silver_table) = lake::open(&silver_loc).await? else {
+        return Ok(Consumed::Nothing);
+    };
+    // One replay for every marker (watermark and what the tombstones owe).
+    let marks = lake::TxnIndex::new().at(&silver_loc, &silver_table).await?;
+    let silver_mark = marks.get(&app);
+    let tomb_loc = config.tombstone_location(table);
+    let tomb_mark = match lake::open(&tomb_loc).await? {
+        Some(t) => lake::txn_version(&t, &app).await?,
+        None => None,
+    };
+    let owed = silver::Owed::of(&marks, table, silver_mark);
+    Ok(match owed.missing(tomb_mark) {
+        None => upto(silver_mark),
+        Some((after, _)) => upto(silver_mark).and(upto(after.filter(|v| *v >= 0))),
+    })
 }
 
 /// How far the gold views reading silver table `table` have read it.

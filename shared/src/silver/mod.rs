@@ -50,7 +50,7 @@ mod unavailable;
 mod widen_tests;
 
 pub use columns::{silver_schema, silver_table_schema};
-pub use step::owed_app_id;
+pub use step::{owed_app_id, Owed};
 pub use tombstones::DELETED_AT;
 
 use step::{Step, Write};

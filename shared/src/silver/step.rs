@@ -47,14 +47,15 @@ pub(super) struct Step<'a> {
 /// and up to where they were complete when that step ran (`complete`). A crash between the two
 /// commits leaves `due` ahead of the tombstone watermark, and the next step records the missed deletes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Owed {
+pub struct Owed {
     pub complete: Option<i64>,
     pub due: i64,
 }
 
 impl Owed {
-    /// Read from silver's markers; a table written before these markers owed up to its watermark.
-    fn of(markers: &lake::TableTxns, table: &str, silver_wm: Option<i64>) -> Self {
+    /// Read from silver's markers (`silver_wm`: its watermark among them); a table written before these
+    /// markers owed up to its watermark.
+    pub fn of(markers: &lake::TableTxns, table: &str, silver_wm: Option<i64>) -> Self {
         match markers.get(&owed_app_id(table, "due")) {
             Some(due) => Owed {
                 complete: markers.get(&owed_app_id(table, "complete")),
