@@ -73,9 +73,8 @@ impl BronzeHandler {
                     for obj in objects {
                         match self.config().route(&obj.bucket, &obj.key) {
                             Some(t) => {
-                                let (objects, since) = by_table
-                                    .entry(t.name.clone())
-                                    .or_insert((Vec::new(), env.origin_ms()));
+                                let (objects, since) =
+                                    by_table.entry(t.name.clone()).or_insert((Vec::new(), None));
                                 objects.push(obj.clone());
                                 *since = events::earliest(*since, env.origin_ms());
                             }

@@ -128,7 +128,7 @@ where
         match &m.content {
             Ok(ts) => {
                 for t in ts {
-                    let since = targets.entry(t.clone()).or_insert(e.origin_ms());
+                    let since = targets.entry(t.clone()).or_insert(None);
                     *since = events::earliest(*since, e.origin_ms());
                 }
             }

@@ -225,7 +225,8 @@ impl SilverWriter {
             let batch = self.read_changes(&step, after, to).await?;
             self.append_tombstones(&mut step, only_deletes(&batch.changes)?, to)
                 .await?;
-            step.tombs = self.tables.open(&step.tomb_loc).await?;
+            // The table as this append left it (no reload).
+            step.tombs = self.tables.peek(&step.tomb_loc);
         }
         out.table_version = step.silver.version().map(|v| v as i64);
         if step.up_to_date() {
