@@ -31,6 +31,7 @@ use crate::error::{Error, Result};
 use crate::lake::{self, RetryPolicy};
 use crate::schema;
 
+mod incremental;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -53,6 +54,8 @@ pub struct GoldCommit {
     /// Recomputed in full (first run, `--full`, or no change feed for the range).
     pub full: bool,
     pub groups_touched: usize,
+    /// Of the groups touched, those decided by the change's deltas alone (no silver read).
+    pub by_deltas: usize,
     pub upserted: usize,
     pub deleted: usize,
     pub attempts: u32,
@@ -66,6 +69,37 @@ pub struct GoldWriter {
     tables: lake::Tables,
     /// Gold's watermarks, read once per process and then commit by commit.
     markers: lake::TxnIndex,
+}
+
+/// The MERGE input of an incremental step.
+struct Change {
+    /// Upserts and deletes, tagged with [`lake::ACTION`].
+    source: RecordBatch,
+    groups: usize,
+    by_deltas: usize,
+}
+
+/// Gold's stored rows for (at least) the groups `keys`.
+async fn stored_groups(
+    gold: &DeltaTable,
+    view: &GoldView,
+    schema: &SchemaRef,
+    keys: &RecordBatch,
+) -> Result<RecordBatch> {
+    let fail = |e| df_error(&view.name, "stored groups", e);
+    let ctx = SessionContext::new();
+    gold.update_datafusion_session(&ctx.state())
+        .map_err(|e| Error::delta(format!("gold/{}", view.name), "read", e))?;
+    let provider = gold
+        .table_provider()
+        .await
+        .map_err(|e| Error::delta(format!("gold/{}", view.name), "read", e.into()))?;
+    let mut df = ctx.read_table(provider).map_err(fail)?;
+    if let Some(f) = incremental::key_filter(&view.keys, keys) {
+        df = df.filter(f).map_err(fail)?;
+    }
+    let rows = collect_as(df, schema, &view.name).await?;
+    concat_batches(schema, &rows).map_err(|e| Error::arrow("stored groups", e))
 }
 
 /// A silver source of a view, opened at the version the step applies.
@@ -211,13 +245,14 @@ impl GoldWriter {
                 .with_metadata(m)
         };
         let first = out.applied.iter().all(|(_, mark, _)| mark.is_none());
-        let touched = if full || first {
+        let change = if full || first {
             None
         } else {
-            self.touched_groups(view, &sources, &out.applied).await?
+            self.changed(view, &ctx, &sources, &out.applied, &gold, &schema)
+                .await?
         };
         let fail = |op, e| Error::delta(location.url.to_string(), op, e);
-        match touched {
+        match change {
             None => {
                 let mut rows = collect_as(all, &schema, &view.name).await?;
                 if rows.is_empty() {
@@ -236,9 +271,13 @@ impl GoldWriter {
                     .await
                     .map_err(|e| fail("overwrite", e))?;
             }
-            Some(keys) => {
-                out.groups_touched = keys.num_rows();
-                let source = self.changed_groups(&ctx, view, &schema, &keys).await?;
+            Some(Change {
+                source,
+                groups,
+                by_deltas,
+            }) => {
+                out.groups_touched = groups;
+                out.by_deltas = by_deltas;
                 out.upserted = count_action(&source, lake::ACTION_UPSERT);
                 out.deleted = source.num_rows() - out.upserted;
                 let before = gold.version();
@@ -271,36 +310,92 @@ impl GoldWriter {
         }
         self.tables.put(&location, &gold);
         info!(view = %view.name, version = ?out.version, full = out.full, groups = out.groups_touched,
-            upserted = out.upserted, deleted = out.deleted, applied = ?out.applied, "gold commit");
+            by_deltas = out.by_deltas, upserted = out.upserted, deleted = out.deleted, applied = ?out.applied, "gold commit");
         Ok(out)
     }
 
-    /// The distinct keys of the groups the sources' changes since the watermarks touch; `None` when a
-    /// source has no change feed for the range (then the step recomputes in full).
-    async fn touched_groups(
+    /// The MERGE input for the sources' changes since the watermarks: by deltas where the view's
+    /// shape allows, the touched groups recomputed otherwise. `None` when a source has no change
+    /// feed for the range (then the step recomputes in full).
+    async fn changed(
         &self,
         view: &GoldView,
+        ctx: &SessionContext,
         sources: &[Source],
         applied: &[(String, Option<i64>, i64)],
-    ) -> Result<Option<RecordBatch>> {
-        let mut parts: Vec<RecordBatch> = Vec::new();
+        gold: &DeltaTable,
+        schema: &SchemaRef,
+    ) -> Result<Option<Change>> {
+        let mut feeds = Vec::with_capacity(sources.len());
         for (s, (_, mark, to)) in sources.iter().zip(applied) {
             let from = mark.map_or(0, |m| m + 1);
             if from > *to {
+                feeds.push(Vec::new());
                 continue;
             }
-            let changed = match lake::changes(&s.table, &s.location, from, *to).await {
-                Ok(c) => c,
+            match lake::signed_changes(&s.table, &s.location, from, *to).await {
+                Ok(rows) => feeds.push(rows),
                 Err(e) => {
                     warn!(view = %view.name, source = %s.name, error = %e, "no change feed for the range; recomputing in full");
                     return Ok(None);
                 }
-            };
+            }
+        }
+        if let [rows] = feeds.as_slice() {
+            if let Some(first) = rows.first() {
+                let plan = incremental::plan(view, schema, first.schema(), rows.clone()).await?;
+                if let Some(plan) = plan {
+                    let deltas = plan.collect(view).await?;
+                    let keys = deltas.keys(view, schema)?;
+                    let stored = stored_groups(gold, view, schema, &keys).await?;
+                    let applied = deltas.apply(view, schema, &stored)?;
+                    let recomputed = self
+                        .changed_groups(ctx, view, schema, &applied.recompute)
+                        .await?;
+                    let up = lake::tag(&applied.upserts, lake::ACTION_UPSERT)?;
+                    let down = lake::tag(&applied.deletes, lake::ACTION_DELETE)?;
+                    let source = concat_batches(up.schema_ref(), [&up, &down, &recomputed])
+                        .map_err(|e| Error::arrow("gold changes", e))?;
+                    return Ok(Some(Change {
+                        source,
+                        groups: applied.groups,
+                        by_deltas: applied.groups - applied.recompute.num_rows(),
+                    }));
+                }
+            }
+        }
+        let keys = self.touched_groups(view, sources, feeds).await?;
+        let source = self.changed_groups(ctx, view, schema, &keys).await?;
+        Ok(Some(Change {
+            source,
+            groups: keys.num_rows(),
+            by_deltas: 0,
+        }))
+    }
+
+    /// The distinct keys of the groups the sources' change rows (`feeds`, one per source) touch.
+    async fn touched_groups(
+        &self,
+        view: &GoldView,
+        sources: &[Source],
+        feeds: Vec<Vec<RecordBatch>>,
+    ) -> Result<RecordBatch> {
+        let mut parts: Vec<RecordBatch> = Vec::new();
+        for (s, changed) in sources.iter().zip(feeds) {
             if changed.iter().all(|b| b.num_rows() == 0) {
                 continue;
             }
-            // The view over this source's changed rows (both images) and the other sources in full:
-            // its keys are the groups those rows belong (or belonged) to.
+            // Both images, unsigned: the view over them names the groups they belong (or belonged) to.
+            let changed = changed
+                .iter()
+                .map(|b| {
+                    let mut b = b.clone();
+                    b.remove_column(b.num_columns() - 1);
+                    b
+                })
+                .collect();
+            // The view over this source's changed rows and the other sources in full: its keys are
+            // the groups those rows belong (or belonged) to.
             let ctx = session(sources, Some((&s.name, changed))).await?;
             let keys: Vec<_> = view.keys.iter().map(|k| ident(k.as_str())).collect();
             let df = view_rows(&ctx, view)
@@ -315,7 +410,7 @@ impl GoldWriter {
             );
         }
         let Some(first) = parts.first() else {
-            return Ok(Some(RecordBatch::new_empty(Arc::new(Schema::empty()))));
+            return Ok(RecordBatch::new_empty(Arc::new(Schema::empty())));
         };
         let schema = output_schema(first.schema_ref());
         let parts = parts
@@ -323,7 +418,7 @@ impl GoldWriter {
             .map(|b| schema::as_schema(b, &schema, |_, _| None))
             .collect::<Result<Vec<_>>>()?;
         let all = concat_batches(&schema, &parts).map_err(|e| Error::arrow("touched groups", e))?;
-        Ok(Some(distinct_rows(&all)?))
+        distinct_rows(&all)
     }
 
     /// The MERGE source for the touched groups `keys`: their recomputed rows (upsert) and the keys that
@@ -339,6 +434,14 @@ impl GoldWriter {
             return lake::tag(&RecordBatch::new_empty(schema.clone()), lake::ACTION_UPSERT);
         }
         let rows = view_rows(ctx, view).await?;
+        // The touched keys as a filter the scan can use to skip files (DataFusion pushes it below
+        // the view's aggregate when the keys are its groups); the semi join below stays exact.
+        let rows = match incremental::key_filter(&view.keys, keys) {
+            Some(f) => rows
+                .filter(f)
+                .map_err(|e| df_error(&view.name, "touched keys", e))?,
+            None => rows,
+        };
         // The touched keys, typed as the view's keys and renamed so the semi join is unambiguous.
         let renamed: Vec<String> = view.keys.iter().map(|k| format!("__touched_{k}")).collect();
         let key_fields: Vec<Field> = view

@@ -54,15 +54,18 @@ pub(super) async fn session(
     Ok(ctx)
 }
 
-/// The view's rows with a key (rows whose key is null are not kept).
-pub(super) async fn view_rows(ctx: &SessionContext, view: &GoldView) -> Result<DataFrame> {
-    // Read-only even if a config bypassed load-time validation.
-    let options = SQLOptions::new()
+/// A view's SQL runs read-only, even if a config bypassed load-time validation.
+pub(super) fn read_only() -> SQLOptions {
+    SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)
-        .with_allow_statements(false);
+        .with_allow_statements(false)
+}
+
+/// The view's rows with a key (rows whose key is null are not kept).
+pub(super) async fn view_rows(ctx: &SessionContext, view: &GoldView) -> Result<DataFrame> {
     let df = ctx
-        .sql_with_options(&view.sql, options)
+        .sql_with_options(&view.sql, read_only())
         .await
         .map_err(|e| df_error(&view.name, "view SQL", e))?;
     view.keys.iter().try_fold(df, |df, k| {

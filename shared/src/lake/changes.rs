@@ -2,14 +2,19 @@
 
 use std::sync::Arc;
 
-use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::datatypes::{DataType, Schema};
+use deltalake::arrow::array::{ArrayRef, AsArray, Int64Array, RecordBatch};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::datafusion::prelude::SessionContext;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use super::{scan::plain_strings, table_name};
 use crate::error::{Error, Result};
 use crate::storage::Location;
+
+/// The column [`signed_changes`] adds: +1 for a row the range added (insert, update post-image),
+/// -1 for one it took away (delete, update pre-image).
+pub const CHANGE_SIGN: &str = "__change_sign";
 
 /// The row changes of versions `from..=to` of a table with the change data feed on: inserts, both
 /// images of updates and deletes, without the feed's own columns.
@@ -18,6 +23,28 @@ pub async fn changes(
     location: &Location,
     from: i64,
     to: i64,
+) -> Result<Vec<RecordBatch>> {
+    feed(table, location, from, to, false).await
+}
+
+/// [`changes`] with each row's [`CHANGE_SIGN`] as its last column: summed per group, the signs and
+/// the signed values are the range's exact net effect on the table's rows (an update of a row is
+/// its pre-image taken away and its post-image added).
+pub async fn signed_changes(
+    table: &DeltaTable,
+    location: &Location,
+    from: i64,
+    to: i64,
+) -> Result<Vec<RecordBatch>> {
+    feed(table, location, from, to, true).await
+}
+
+async fn feed(
+    table: &DeltaTable,
+    location: &Location,
+    from: i64,
+    to: i64,
+    signed: bool,
 ) -> Result<Vec<RecordBatch>> {
     let fail = |e: DeltaTableError| Error::delta(table_name(location), "read change feed", e);
     let ctx = SessionContext::new();
@@ -69,9 +96,17 @@ pub async fn changes(
             })
             .collect::<Vec<_>>(),
     ));
+    let target = if signed {
+        let mut fields = target.fields().to_vec();
+        fields.push(Arc::new(Field::new(CHANGE_SIGN, DataType::Int64, false)));
+        Arc::new(Schema::new(fields))
+    } else {
+        target
+    };
     batches
         .iter()
         .map(|b| {
+            let sign = if signed { Some(sign_of(b)?) } else { None };
             let keep: Vec<usize> = b
                 .schema()
                 .fields()
@@ -88,7 +123,29 @@ pub async fn changes(
             let b = b
                 .project(&keep)
                 .map_err(|e| Error::arrow("change feed columns", e))?;
-            crate::schema::as_schema(&plain_strings(&b)?, &target, |_, _| None)
+            crate::schema::as_schema(&plain_strings(&b)?, &target, |name, _| {
+                (name == CHANGE_SIGN).then(|| sign.clone()).flatten()
+            })
         })
         .collect()
+}
+
+/// The sign of each row of a change feed batch, from its `_change_type`.
+fn sign_of(batch: &RecordBatch) -> Result<ArrayRef> {
+    let kind = batch
+        .column_by_name("_change_type")
+        .ok_or_else(|| Error::invariant("change feed without `_change_type`"))?;
+    let kind = cast(kind, &DataType::Utf8).map_err(|e| Error::arrow("change type", e))?;
+    let signs = kind
+        .as_string::<i32>()
+        .iter()
+        .map(|k| match k {
+            Some("insert" | "update_postimage") => Ok(1),
+            Some("delete" | "update_preimage") => Ok(-1),
+            other => Err(Error::invariant(format!(
+                "change feed row with change type {other:?}"
+            ))),
+        })
+        .collect::<Result<Vec<i64>>>()?;
+    Ok(Arc::new(Int64Array::from(signs)))
 }
