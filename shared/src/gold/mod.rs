@@ -31,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::lake::{self, RetryPolicy};
 use crate::schema;
 
-mod incremental;
+mod deltas;
 mod sql;
 #[cfg(test)]
 mod tests;
@@ -95,7 +95,7 @@ async fn stored_groups(
         .await
         .map_err(|e| Error::delta(format!("gold/{}", view.name), "read", e.into()))?;
     let mut df = ctx.read_table(provider).map_err(fail)?;
-    if let Some(f) = incremental::key_filter(&view.keys, keys) {
+    if let Some(f) = deltas::key_filter(&view.keys, keys) {
         df = df.filter(f).map_err(fail)?;
     }
     let rows = collect_as(df, schema, &view.name).await?;
@@ -343,7 +343,7 @@ impl GoldWriter {
         }
         if let [rows] = feeds.as_slice() {
             if let Some(first) = rows.first() {
-                let plan = incremental::plan(view, schema, first.schema(), rows.clone()).await?;
+                let plan = deltas::plan(view, schema, first.schema(), rows.clone()).await?;
                 if let Some(plan) = plan {
                     let deltas = plan.collect(view).await?;
                     let keys = deltas.keys(view, schema)?;
@@ -436,7 +436,7 @@ impl GoldWriter {
         let rows = view_rows(ctx, view).await?;
         // The touched keys as a filter the scan can use to skip files (DataFusion pushes it below
         // the view's aggregate when the keys are its groups); the semi join below stays exact.
-        let rows = match incremental::key_filter(&view.keys, keys) {
+        let rows = match deltas::key_filter(&view.keys, keys) {
             Some(f) => rows
                 .filter(f)
                 .map_err(|e| df_error(&view.name, "touched keys", e))?,
