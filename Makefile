@@ -12,7 +12,7 @@ SAM_OUT := $(HOME)/.cache/lakehouse/sam-transformed.json
 # Loads the local endpoints/credentials and puts cargo-lambda and the Python reader on PATH.
 WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
 
-.PHONY: demo test install up down unit-test check-aged package validate bench bench-bronze bench-merge bench-snapshot bench-soak bench-e2e bench-hostile bench-coldstart bench-readers bench-e2e-smoke bench-cost chaos lambda-zip release fmt lint
+.PHONY: demo test install up down unit-test check-aged package validate bench bench-bronze bench-merge bench-gold bench-snapshot bench-soak bench-e2e bench-hostile bench-coldstart bench-readers bench-e2e-smoke bench-cost chaos lambda-zip release fmt lint
 
 # The same workspace-wide build as `make test` (same features), so a later `make test` compiles no
 # dependency again; then the CLI binary runs the demo.
@@ -65,7 +65,7 @@ down:
 ## bench/results/*.md with machine, date, versions and command): the peers side by side (Python deltalake,
 ## Spark + Delta), readers, freshness at 70 tables, then the cost report from those step durations.
 bench:
-	$(MAKE) bench-bronze bench-merge bench-snapshot bench-readers bench-e2e
+	$(MAKE) bench-bronze bench-merge bench-gold bench-snapshot bench-readers bench-e2e
 	$(MAKE) bench-cost COST_ARGS="--durations bench/results/e2e.json"
 	$(MAKE) bench-soak bench-hostile bench-coldstart
 
@@ -82,6 +82,14 @@ bench-merge: install
 	cargo build --release --workspace --bins
 	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
 	  $(TOOLS_BIN)/python bench/bench_merge.py
+
+## A 1,000-row change reaching gold views over 1M / 10M-row silver tables (BENCH_GOLD_SIZES): views kept by
+## deltas, one recomputed, and a Python recompute as the peer; writes bench/results/gold.{md,json,png}.
+bench-gold: install
+	$(LOCAL)/install.sh bench
+	cargo build --release --workspace --bins
+	$(WITH_ENV) && $(LOCAL)/up.sh minio >/dev/null && trap '$(LOCAL)/down.sh' EXIT && \
+	  $(TOOLS_BIN)/python bench/bench_gold.py
 
 ## A daily full extract (`cdc = "snapshot"`, 1M rows; BENCH_SNAPSHOT_SIZES adds 10M), 1% changed the next day:
 ## our silver step against Python deltalake's overwrite and MERGE; writes bench/results/snapshot.{md,json,png}.

@@ -319,7 +319,8 @@ async fn main_inner() -> Result<()> {
             println!(
                 "{}",
                 serde_json::json!({"view": c.view, "version": c.version, "full": c.full,
-                    "applied": c.applied, "groups_touched": c.groups_touched, "upserted": c.upserted,
+                    "applied": c.applied, "groups_touched": c.groups_touched, "by_deltas": c.by_deltas,
+                    "upserted": c.upserted,
                     "deleted": c.deleted, "attempts": c.attempts,
                     "elapsed_ms": start.elapsed().as_secs_f64() * 1000.0})
             );

@@ -6,7 +6,9 @@
 //! watermark from the change data feed (inserts, both images of updates, deletes), finds the groups
 //! they touch by running the view's SQL with that source replaced by its changed rows, recomputes only
 //! those groups over the full silver tables (at the versions the watermarks will name), and MERGEs
-//! them: new groups inserted, changed groups updated, groups that no longer have rows deleted.
+//! them: new groups inserted, changed groups updated, groups that no longer have rows deleted. Views
+//! whose aggregates follow their changes skip the recompute ([`deltas`]): the signed change rows are
+//! aggregated and added to the stored groups.
 //!
 //! What this asks of a view: each output row is a group named by `keys`, and a group's membership is
 //! decided by its input rows alone (GROUP BY over joins and filters; not window functions or
