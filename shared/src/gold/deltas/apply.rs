@@ -58,6 +58,9 @@ pub(super) fn apply(
     enum Fate {
         Skip,
         Upsert,
+        /// Stored, fewer rows than before, and no `COUNT(*)`: it may have emptied, unless an
+        /// output proves rows remain (a non-zero `COUNT(e)`, a non-null `SUM`).
+        Unsure,
         Delete,
         Recompute,
     }
@@ -85,7 +88,10 @@ pub(super) fn apply(
             (Some(f), Some(r)) => old_count(f, r).map(|c| c + net(i)),
             (_, None) => Some(net(i)),
             (None, Some(_)) if net(i) >= 0 => Some(1),
-            (None, Some(_)) => None,
+            (None, Some(_)) => {
+                fate[i] = Fate::Unsure;
+                continue;
+            }
         };
         fate[i] = match after {
             Some(0) => Fate::Delete,
@@ -97,10 +103,11 @@ pub(super) fn apply(
     // Each output's new values for the upserted rows; a value the deltas cannot decide sends its
     // group to recompute.
     let undecided = |fate: &mut Vec<Fate>, i: usize| {
-        if fate[i] == Fate::Upsert {
+        if matches!(fate[i], Fate::Upsert | Fate::Unsure) {
             fate[i] = Fate::Recompute;
         }
     };
+    let mut rows_remain = vec![false; n];
     let mut columns: Vec<Column> = Vec::with_capacity(outputs.len());
     for (f, out) in outputs.iter().enumerate() {
         let dt = schema.field(f).data_type();
@@ -123,6 +130,7 @@ pub(super) fn apply(
                     if v < 0 {
                         undecided(&mut fate, i);
                     }
+                    rows_remain[i] |= v > 0;
                     values.push(Some(i128::from(v)));
                 }
                 Column::Numbers(values)
@@ -143,20 +151,26 @@ pub(super) fn apply(
                     let taken = number(&m, i).unwrap_or(0);
                     let non_null = cp.value(i) - cm.value(i);
                     // With no stored value the group had no non-null value, so the change's net
-                    // count is the new count; with one, a negative net count may have taken the last.
+                    // count is the new count. With one, the new sum of the non-null values is
+                    // exact; it is the SUM unless none is left, which a net count that did not
+                    // fall or a non-zero sum rules out (an empty sum is 0).
                     let v = match old {
                         None if non_null > 0 => added.checked_sub(taken),
                         None if non_null == 0 => {
                             values.push(None);
                             continue;
                         }
-                        Some(o) if non_null >= 0 => {
-                            o.checked_add(added).and_then(|s| s.checked_sub(taken))
-                        }
-                        _ => None,
+                        Some(o) => o
+                            .checked_add(added)
+                            .and_then(|s| s.checked_sub(taken))
+                            .filter(|s| non_null >= 0 || *s != 0),
+                        None => None,
                     };
                     match v.filter(|v| fits(*v, dt)) {
-                        Some(v) => values.push(Some(v)),
+                        Some(v) => {
+                            rows_remain[i] = true;
+                            values.push(Some(v))
+                        }
                         None => {
                             undecided(&mut fate, i);
                             values.push(None);
@@ -199,6 +213,15 @@ pub(super) fn apply(
         columns.push(column);
     }
 
+    for (f, remain) in fate.iter_mut().zip(&rows_remain) {
+        if *f == Fate::Unsure {
+            *f = if *remain {
+                Fate::Upsert
+            } else {
+                Fate::Recompute
+            };
+        }
+    }
     let pick = |f: Fate| -> Vec<usize> { (0..n).filter(|&i| fate[i] == f).collect() };
     let (up, down, again) = (
         pick(Fate::Upsert),

@@ -5,10 +5,11 @@
 //! change is read, so a step costs the change, not the table.
 //!
 //! Exact or recomputed, never approximate: a group whose new value the deltas cannot decide (a `MIN`
-//! or `MAX` whose extreme was taken away, a `SUM` whose last non-null value may be gone, a group that
-//! may have emptied with no `COUNT(*)` to say so, an overflow) is recomputed from silver as before,
-//! and so is every group of a view of any other shape (joins, `AVG`, float sums, `DISTINCT`,
-//! `HAVING`, computed outputs, subqueries, volatile functions).
+//! or `MAX` whose extreme was taken away; a `SUM` that lost non-null values and now sums to 0, none
+//! left or some that cancel; a group that may have emptied with no `COUNT(*)`, non-zero `COUNT(e)` or
+//! non-zero `SUM` to say so; an overflow) is recomputed from silver as before, and so is every group
+//! of a view of any other shape (joins, `AVG`, float sums, `DISTINCT`, `HAVING`, computed outputs,
+//! subqueries, volatile functions).
 
 use std::sync::Arc;
 
