@@ -12,7 +12,6 @@ Round 0 warms up; medians of $BENCH_ROUNDS rounds (default 5). The target: a by-
 most 1.5x the same step at 1M. At the end each of our views is compared row for row with the peer's.
 Writes bench/results/gold.{md,json,png}.
 """
-import json
 import os
 import statistics
 import sys
@@ -69,24 +68,7 @@ def bench_size(n, run_id):
     views = "".join(f'[[gold]]\nname = "{v}"\nsql = "{sql}"\nkeys = ["{key}"]\nsources = ["accounts"]\n'
                     for v, (sql, key) in VIEWS.items())
     with open(cfg, "w") as f:
-        f.write(f"""[landing]
-uri = "file://{root}/landing"
-[lake]
-uri = "{lake}"
-[lake.storage]
-aws_endpoint_url = "{ENV['MINIO_ENDPOINT']}"
-aws_access_key_id = "{ENV['MINIO_ROOT_USER']}"
-aws_secret_access_key = "{ENV['MINIO_ROOT_PASSWORD']}"
-aws_region = "us-east-1"
-aws_allow_http = "true"
-[[table]]
-name = "accounts"
-format = "jsonl"
-keys = ["id"]
-sequence_by = "seq"
-delete_column = "deleted"
-columns = ["id long not null", "seq long not null", "amount long", "status string", "deleted boolean"]
-{views}""")
+        f.write(bm.pipeline_head(root, lake) + bm.ACCOUNTS + views)
     t0 = time.time()
     for b in bases:
         bm.ingest(cfg, os.path.join(data, b))
@@ -193,24 +175,7 @@ def chart(results, path):
 
 
 def main():
-    os.makedirs(WORK, exist_ok=True)
-    os.makedirs(RESULTS, exist_ok=True)
-    import boto3
-    s3 = boto3.client("s3", endpoint_url=ENV["MINIO_ENDPOINT"], region_name="us-east-1",
-                      aws_access_key_id=ENV["MINIO_ROOT_USER"], aws_secret_access_key=ENV["MINIO_ROOT_PASSWORD"])
-    try:
-        s3.create_bucket(Bucket=bm.BUCKET)
-    except Exception:
-        pass
-    run_id = int(time.time())
-    results = [bench_size(n, run_id) for n in SIZES]
-    with open(os.path.join(RESULTS, "gold.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    chart(results, os.path.join(RESULTS, "gold.png"))
-    text = report(results)
-    with open(os.path.join(RESULTS, "gold.md"), "w") as f:
-        f.write(text)
-    print(text)
+    bm.run_sizes("gold", WORK, SIZES, bench_size, chart, report)
 
 
 if __name__ == "__main__":

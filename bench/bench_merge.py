@@ -83,6 +83,15 @@ def row(i, seq, rng, status="open", deleted=False):
     return f'{{"id": {i}, "seq": {seq}, "amount": {amount}, "status": {st}, "deleted": {str(deleted).lower()}}}\n'
 
 
+# The benchmarks' silver table (bench-merge, bench-gold): accounts keyed by id, CDC by seq.
+ACCOUNTS = """[[table]]
+name = "accounts"
+format = "jsonl"
+keys = ["id"]
+sequence_by = "seq"
+delete_column = "deleted"
+columns = ["id long not null", "seq long not null", "amount long", "status string", "deleted boolean"]
+"""
 WORKLOADS = ("w1", "w2")
 MODES = ("cold", "warm")
 
@@ -167,6 +176,47 @@ def storage():
             "AWS_SECRET_ACCESS_KEY": ENV["MINIO_ROOT_PASSWORD"], "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
 
 
+def pipeline_head(root, lake, extra=""):
+    """The pipeline file's landing (local files under root) and lake (on MinIO) sections."""
+    return f"""{extra}
+[landing]
+uri = "file://{root}/landing"
+[lake]
+uri = "{lake}"
+[lake.storage]
+aws_endpoint_url = "{ENV['MINIO_ENDPOINT']}"
+aws_access_key_id = "{ENV['MINIO_ROOT_USER']}"
+aws_secret_access_key = "{ENV['MINIO_ROOT_PASSWORD']}"
+aws_region = "us-east-1"
+aws_allow_http = "true"
+"""
+
+
+def ensure_bucket():
+    s3 = boto3.client("s3", endpoint_url=ENV["MINIO_ENDPOINT"], region_name="us-east-1",
+                      aws_access_key_id=ENV["MINIO_ROOT_USER"], aws_secret_access_key=ENV["MINIO_ROOT_PASSWORD"])
+    try:
+        s3.create_bucket(Bucket=BUCKET)
+    except Exception:
+        pass
+
+
+def run_sizes(name, work, sizes, bench_size, chart, report):
+    """A bench's main: bench_size(n, run_id) per size on a fresh lake prefix, then
+    bench/results/NAME.{json,png,md} from the results, the chart and the report functions."""
+    os.makedirs(work, exist_ok=True)
+    os.makedirs(RESULTS, exist_ok=True)
+    ensure_bucket()
+    run_id = int(time.time())
+    results = [bench_size(n, run_id) for n in sizes]
+    with open(os.path.join(RESULTS, f"{name}.json"), "w") as f:
+        json.dump(results, f, indent=1)
+    chart(results, os.path.join(RESULTS, f"{name}.png"))
+    text = report(results)
+    with open(os.path.join(RESULTS, f"{name}.md"), "w") as f:
+        f.write(text)
+    print(text)
+
 def same_rows(ours, theirs):
     from deltalake import DeltaTable
     cols = ["id", "seq", "amount", "status"]
@@ -186,25 +236,7 @@ def bench_size(n, run_id):
     cfg = os.path.join(WORK, f"pipeline-{n}.toml")
     file_mb = ENV.get("BENCH_FILE_MB")
     with open(cfg, "w") as f:
-        f.write(f"""{f'target_file_size_mb = {file_mb}' if file_mb else ''}
-[landing]
-uri = "file://{root}/landing"
-[lake]
-uri = "{lake}"
-[lake.storage]
-aws_endpoint_url = "{ENV['MINIO_ENDPOINT']}"
-aws_access_key_id = "{ENV['MINIO_ROOT_USER']}"
-aws_secret_access_key = "{ENV['MINIO_ROOT_PASSWORD']}"
-aws_region = "us-east-1"
-aws_allow_http = "true"
-[[table]]
-name = "accounts"
-format = "jsonl"
-keys = ["id"]
-sequence_by = "seq"
-delete_column = "deleted"
-columns = ["id long not null", "seq long not null", "amount long", "status string", "deleted boolean"]
-""")
+        f.write(pipeline_head(root, lake, f'target_file_size_mb = {file_mb}' if file_mb else '') + ACCOUNTS)
     t0 = time.time()
     for b in bases:  # the initial load: a backfill of 1M-row objects, one silver step each
         ingest(cfg, os.path.join(data, b))
@@ -392,23 +424,7 @@ def chart(results, path):
 def main():
     if SPARK and not os.path.exists(SPARK_PY):
         sys.exit(f"no {SPARK_PY}: run `infra/local/install.sh spark` (or BENCH_SPARK=0 to leave Spark out)")
-    os.makedirs(WORK, exist_ok=True)
-    os.makedirs(RESULTS, exist_ok=True)
-    s3 = boto3.client("s3", endpoint_url=ENV["MINIO_ENDPOINT"], region_name="us-east-1",
-                      aws_access_key_id=ENV["MINIO_ROOT_USER"], aws_secret_access_key=ENV["MINIO_ROOT_PASSWORD"])
-    try:
-        s3.create_bucket(Bucket=BUCKET)
-    except Exception:
-        pass
-    run_id = int(time.time())
-    results = [bench_size(n, run_id) for n in SIZES]
-    with open(os.path.join(RESULTS, "merge.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    chart(results, os.path.join(RESULTS, "merge.png"))
-    text = report(results)
-    with open(os.path.join(RESULTS, "merge.md"), "w") as f:
-        f.write(text)
-    print(text)
+    run_sizes("merge", WORK, SIZES, bench_size, chart, report)
 
 
 if __name__ == "__main__":

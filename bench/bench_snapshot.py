@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-import boto3
+import bench_merge as bm
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = os.environ
@@ -128,17 +128,7 @@ def bench_size(n, run_id):
     lake = f"s3://{BUCKET}/bench-snapshot/{run_id}-{n}"
     cfg = os.path.join(WORK, f"pipeline-{n}.toml")
     with open(cfg, "w") as f:
-        f.write(f"""[landing]
-uri = "file://{root}/landing"
-[lake]
-uri = "{lake}"
-[lake.storage]
-aws_endpoint_url = "{ENV['MINIO_ENDPOINT']}"
-aws_access_key_id = "{ENV['MINIO_ROOT_USER']}"
-aws_secret_access_key = "{ENV['MINIO_ROOT_PASSWORD']}"
-aws_region = "us-east-1"
-aws_allow_http = "true"
-[[table]]
+        f.write(bm.pipeline_head(root, lake) + """[[table]]
 name = "erp"
 format = "parquet"
 cdc = "snapshot"
@@ -247,23 +237,7 @@ def chart(results, path):
 
 
 def main():
-    os.makedirs(WORK, exist_ok=True)
-    os.makedirs(RESULTS, exist_ok=True)
-    s3 = boto3.client("s3", endpoint_url=ENV["MINIO_ENDPOINT"], region_name="us-east-1",
-                      aws_access_key_id=ENV["MINIO_ROOT_USER"], aws_secret_access_key=ENV["MINIO_ROOT_PASSWORD"])
-    try:
-        s3.create_bucket(Bucket=BUCKET)
-    except Exception:
-        pass
-    run_id = int(time.time())
-    results = [bench_size(n, run_id) for n in SIZES]
-    with open(os.path.join(RESULTS, "snapshot.json"), "w") as f:
-        json.dump(results, f, indent=1)
-    chart(results, os.path.join(RESULTS, "snapshot.png"))
-    text = report(results)
-    with open(os.path.join(RESULTS, "snapshot.md"), "w") as f:
-        f.write(text)
-    print(text)
+    bm.run_sizes("snapshot", WORK, SIZES, bench_size, chart, report)
 
 
 if __name__ == "__main__":

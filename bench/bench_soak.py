@@ -21,6 +21,8 @@ import time
 
 import boto3
 
+import bench_merge as bm
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = os.environ
 TABLES = int(ENV.get("SOAK_TABLES", "5"))
@@ -79,17 +81,7 @@ columns = ["id long not null", "seq long not null", "amount long", "deleted bool
 """ for t in range(TABLES))
     path = os.path.join(root, f"pipeline-{lake.rsplit('/', 1)[-1]}.toml")
     with open(path, "w") as f:
-        f.write(f"""[landing]
-uri = "file://{root}/landing"
-[lake]
-uri = "{lake}"
-[lake.storage]
-aws_endpoint_url = "{ENV['MINIO_ENDPOINT']}"
-aws_access_key_id = "{ENV['MINIO_ROOT_USER']}"
-aws_secret_access_key = "{ENV['MINIO_ROOT_PASSWORD']}"
-aws_region = "us-east-1"
-aws_allow_http = "true"
-{tables}""")
+        f.write(bm.pipeline_head(root, lake) + tables)
     return path
 
 
@@ -267,7 +259,7 @@ def chart(runs, path):
             ax.plot(steps, [statistics.mean(f(t["status"][i]) for t in tables) for i in range(n)],
                     color=color, label=run["mode"])
     axes[0].set(title=f"step latency, median over tables ({w}-step bins)", xlabel="step", ylabel="ms")
-    axes[1].set(title=f"step latency, slowest 10% of each bin", xlabel="step", ylabel="ms")
+    axes[1].set(title="step latency, slowest 10% of each bin", xlabel="step", ylabel="ms")
     for ax, (title, unit, _) in zip(axes[2:], panels):
         ax.set(title=title, xlabel="step", ylabel=unit)
     for a in axes:
@@ -280,12 +272,7 @@ def chart(runs, path):
 def main():
     os.makedirs(WORK, exist_ok=True)
     os.makedirs(RESULTS, exist_ok=True)
-    s3 = boto3.client("s3", endpoint_url=ENV["MINIO_ENDPOINT"], region_name="us-east-1",
-                      aws_access_key_id=ENV["MINIO_ROOT_USER"], aws_secret_access_key=ENV["MINIO_ROOT_PASSWORD"])
-    try:
-        s3.create_bucket(Bucket=BUCKET)
-    except Exception:
-        pass
+    bm.ensure_bucket()
     root = os.path.join(WORK, "data")
     if len(sys.argv) > 2 and sys.argv[1] == "--analyze":
         # A run stopped early (`--analyze RUN_ID`): report what every table of each lake completed.
