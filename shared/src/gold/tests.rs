@@ -37,6 +37,32 @@ fn lab() -> Lab {
     )
 }
 
+/// `n` events over order ids `0..orders`, each made by `make(rng, order, seq, deleted)`: only live
+/// orders are deleted (with probability `p_delete`), sequence numbers mostly increase and are
+/// sometimes late (out of order across files).
+fn order_stream<T>(
+    rng: &mut StdRng,
+    n: i64,
+    orders: i64,
+    p_delete: f64,
+    mut make: impl FnMut(&mut StdRng, i64, i64, bool) -> T,
+) -> Vec<T> {
+    let mut live = std::collections::BTreeSet::new();
+    (0..n)
+        .map(|i| {
+            let order = rng.gen_range(0..orders);
+            let deleted = live.contains(&order) && rng.gen_bool(p_delete);
+            if deleted {
+                live.remove(&order);
+            } else {
+                live.insert(order);
+            }
+            let seq = i * 10 - if rng.gen_bool(0.1) { 55 } else { 0 };
+            make(rng, order, seq, deleted)
+        })
+        .collect()
+}
+
 /// customer → (orders, revenue) from the latest event per order.
 fn oracle(events: &[Event]) -> BTreeMap<i64, (i64, i64)> {
     let mut latest: BTreeMap<i64, &Event> = BTreeMap::new();
@@ -80,26 +106,13 @@ async fn incremental_gold_equals_the_oracle_and_a_full_recompute() {
         let cfg = &lab.cfg;
         let table = lab.table("orders");
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut live = std::collections::BTreeSet::new();
-        let events: Vec<Event> = (0..300)
-            .map(|i| {
-                let order = rng.gen_range(0..25);
-                let deleted = live.contains(&order) && rng.gen_bool(0.4);
-                if deleted {
-                    live.remove(&order);
-                } else {
-                    live.insert(order);
-                }
-                Event {
-                    order,
-                    customer: rng.gen_range(0..12),
-                    amount: rng.gen_range(1..100),
-                    // Mostly increasing, sometimes late (out of order across files).
-                    seq: i * 10 - if rng.gen_bool(0.1) { 55 } else { 0 },
-                    deleted,
-                }
-            })
-            .collect();
+        let events = order_stream(&mut rng, 300, 25, 0.4, |rng, order, seq, deleted| Event {
+            order,
+            customer: rng.gen_range(0..12),
+            amount: rng.gen_range(1..100),
+            seq,
+            deleted,
+        });
         let bronze = BronzeWriter::new(cfg.clone()).unwrap();
         let silver = SilverWriter::new(cfg.clone());
         let gold = GoldWriter::new(cfg.clone());
@@ -255,26 +268,14 @@ async fn gold_by_deltas_equals_the_oracle_for_every_aggregate() {
         let cfg = &lab.cfg;
         let table = lab.table("orders");
         let mut rng = StdRng::seed_from_u64(seed);
-        let mut live = std::collections::BTreeSet::new();
-        let sales: Vec<Sale> = (0..400)
-            .map(|i| {
-                let order = rng.gen_range(0..30);
-                let deleted = live.contains(&order) && rng.gen_bool(0.3);
-                if deleted {
-                    live.remove(&order);
-                } else {
-                    live.insert(order);
-                }
-                Sale {
-                    order,
-                    customer: rng.gen_range(0..8),
-                    amount: rng.gen_bool(0.8).then(|| rng.gen_range(1..100)),
-                    cents: rng.gen_range(1..10_000),
-                    seq: i * 10 - if rng.gen_bool(0.1) { 55 } else { 0 },
-                    deleted,
-                }
-            })
-            .collect();
+        let sales = order_stream(&mut rng, 400, 30, 0.3, |rng, order, seq, deleted| Sale {
+            order,
+            customer: rng.gen_range(0..8),
+            amount: rng.gen_bool(0.8).then(|| rng.gen_range(1..100)),
+            cents: rng.gen_range(1..10_000),
+            seq,
+            deleted,
+        });
         let bronze = BronzeWriter::new(cfg.clone()).unwrap();
         let silver = SilverWriter::new(cfg.clone());
         let gold = GoldWriter::new(cfg.clone());
