@@ -100,7 +100,7 @@ pub async fn append(
         )?,
     };
     let rows = batch.num_rows();
-    let adds = lake::write_batches(&q, location, std::iter::once(batch), None).await?;
+    let adds = lake::write_batches(&q, location, std::iter::once(batch), None, &[]).await?;
     let v = lake::commit_append(&mut q, adds, txns, metadata)
         .await
         .map_err(|e| Error::delta(location.url.to_string(), "commit", e))?;

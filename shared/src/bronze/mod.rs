@@ -246,7 +246,7 @@ impl BronzeWriter {
                     other => Error::invariant(format!("{other:?}")),
                 })?;
                 work.adds
-                    .extend(lake::write_batches(t, &bronze_loc, [row], None).await?);
+                    .extend(lake::write_batches(t, &bronze_loc, [row], None, &[]).await?);
                 work.txns.push(lake::txn(&id, TXN_INGESTED));
                 work.reports.push(report(
                     Some(&tag),
@@ -541,7 +541,7 @@ impl BronzeWriter {
                 table.limits.max_binary_bytes,
             )
             .await?;
-            let adds = lake::write_batches(t, location, [row], None).await?;
+            let adds = lake::write_batches(t, location, [row], None, &[]).await?;
             let mut out = ReadOutcome::new(table.limits);
             out.rows_ok = 1;
             return Ok((adds, out));
@@ -578,7 +578,10 @@ impl BronzeWriter {
                 read::parse_text(read::blocking_reader(get, gzip, max), &parse_table, dest)
             }))
         };
-        let mut writer = lake::new_writer(t, location, Some(self.config.target_file_size))?;
+        // Each object's row numbers are unique.
+        let unique = [crate::schema::SOURCE_ROW.to_string()];
+        let mut writer =
+            lake::new_writer(t, location, Some(self.config.target_file_size), &unique)?;
         while let Some(batch) = rx.recv().await {
             writer
                 .write(batch)

@@ -254,6 +254,7 @@ pub async fn write_sorted(
     rows: &RecordBatch,
     bytes: f64,
     target: u64,
+    unique: &[String],
 ) -> Result<Vec<Add>> {
     let n = rows.num_rows();
     if n == 0 {
@@ -264,7 +265,7 @@ pub async fn write_sorted(
     let mut adds = Vec::new();
     for at in (0..n).step_by(per) {
         let part = rows.slice(at, per.min(n - at));
-        adds.extend(write_batches(table, location, [part], None).await?);
+        adds.extend(write_batches(table, location, [part], None, unique).await?);
     }
     Ok(adds)
 }

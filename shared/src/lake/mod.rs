@@ -48,7 +48,8 @@ pub use scan::{read_table, scan, scan_keys};
 pub use txns::{TableTxns, TxnIndex};
 pub use widen::{widen_columns, Widened};
 pub use write::{
-    commit_actions, commit_append, commit_with, new_writer, txn, write_batches, write_change_file,
+    commit_actions, commit_append, commit_with, new_writer, txn, unique_columns, write_batches,
+    write_change_file,
 };
 
 /// How long per-object markers (bronze's and quarantine's idempotency state) are kept. Longer than SQS's

@@ -117,28 +117,53 @@ pub async fn write_change_file(
     })
 }
 
-/// A parquet writer for new files of `table`, rolling over at `target_file_size` bytes.
+/// A parquet writer for new files of `table`, rolling over at `target_file_size` bytes. Columns in
+/// `unique` (keys, sequences, row numbers) are written without a dictionary: parquet would build one
+/// per column chunk only to drop it at its size limit, a tenth of a uniform silver step's CPU
+/// (profiled; 672 → 601 ms at 1M rows).
 pub fn new_writer(
     table: &DeltaTable,
     location: &Location,
     target_file_size: Option<u64>,
+    unique: &[String],
 ) -> Result<RecordBatchWriter> {
+    use deltalake::parquet::basic::Compression;
+    use deltalake::parquet::file::properties::WriterProperties;
+    use deltalake::parquet::schema::types::ColumnPath;
+    // delta-rs' own defaults (snappy), less the dictionaries.
+    let props = unique.iter().fold(
+        WriterProperties::builder().set_compression(Compression::SNAPPY),
+        |props, c| props.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false),
+    );
     let writer = RecordBatchWriter::for_table(table)
-        .map_err(|e| Error::delta(location.url.to_string(), "write", e))?;
+        .map_err(|e| Error::delta(location.url.to_string(), "write", e))?
+        .with_writer_properties(props.build());
     Ok(match target_file_size {
         Some(size) => writer.with_target_file_size(size),
         None => writer,
     })
 }
 
-/// Writes `batches` as new files of `table` (not committed).
+/// The columns of a keyed table whose values are (nearly) all distinct in a file: its keys, its
+/// sequence column, and the lineage sequence and row number.
+pub fn unique_columns(keys: &[String], sequence_by: Option<&str>) -> Vec<String> {
+    keys.iter()
+        .map(String::as_str)
+        .chain(sequence_by)
+        .chain([crate::schema::SEQ, crate::schema::SOURCE_ROW])
+        .map(str::to_string)
+        .collect()
+}
+
+/// Writes `batches` as new files of `table` (not committed); `unique` as in [`new_writer`].
 pub async fn write_batches(
     table: &DeltaTable,
     location: &Location,
     batches: impl IntoIterator<Item = RecordBatch>,
     target_file_size: Option<u64>,
+    unique: &[String],
 ) -> Result<Vec<Add>> {
-    let mut writer = new_writer(table, location, target_file_size)?;
+    let mut writer = new_writer(table, location, target_file_size, unique)?;
     for b in batches {
         writer
             .write(b)

@@ -91,6 +91,7 @@ pub(super) async fn compact(
             &rows,
             estimate,
             target.target_file_size,
+            &lake::unique_columns(&target.keys, None),
         )
         .await?;
         r.files_removed += bin.len();

@@ -108,7 +108,14 @@ pub(super) async fn append_new(
     let slices = (0..rows.num_rows())
         .step_by(per)
         .map(|at| rows.slice(at, per.min(rows.num_rows() - at)));
-    let adds = lake::write_batches(&silver, location, slices, Some(table.target_file_size)).await?;
+    let adds = lake::write_batches(
+        &silver,
+        location,
+        slices,
+        Some(table.target_file_size),
+        &step.unique,
+    )
+    .await?;
     let metrics = MergeMetrics {
         num_source_rows: changes.num_rows(),
         num_target_rows_inserted: rows.num_rows(),

@@ -231,8 +231,15 @@ pub(super) async fn rewrite(
         // Size estimated from the files it replaces.
         let old_bytes: i64 = files.iter().map(|f| f.size()).sum();
         let estimate = lake::estimated_bytes(&out, old_bytes, old.num_rows());
-        let adds =
-            lake::write_sorted(&silver, location, &out, estimate, table.target_file_size).await?;
+        let adds = lake::write_sorted(
+            &silver,
+            location,
+            &out,
+            estimate,
+            table.target_file_size,
+            &step.unique,
+        )
+        .await?;
         metrics.num_target_files_added += adds.len();
         metrics.num_target_files_removed += files.len();
         actions.extend(files.iter().map(|f| Action::Remove(f.remove_action(true))));

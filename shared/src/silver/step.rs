@@ -39,6 +39,8 @@ pub(super) struct Step<'a> {
     pub tomb_wm: Option<i64>,
     /// What the tombstone table owes: the deletes of bronze versions (after, up to] (see [`Owed`]).
     pub owed: Owed,
+    /// Columns written without a parquet dictionary (`lake::unique_columns`).
+    pub unique: Vec<String>,
 }
 
 /// The deletes the tombstone table must hold: those of bronze versions `(complete, due]`. A step
@@ -192,6 +194,7 @@ impl SilverWriter {
             silver_wm,
             tomb_wm,
             owed,
+            unique: lake::unique_columns(&table.keys, table.sequence_by.as_deref()),
         };
         // Declared columns wider than silver's (a declaration changed): silver widens first.
         step.widen_silver(&wanted).await?;

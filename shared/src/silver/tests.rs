@@ -714,3 +714,52 @@ async fn tombstones_are_owed_only_for_deletes_and_a_crash_before_them_is_made_go
         tombs
     );
 }
+
+/// Keys, sequences and lineage row numbers are written without a parquet dictionary (one would be
+/// built per column chunk only to be dropped); other columns keep theirs.
+#[tokio::test]
+async fn unique_columns_are_written_without_a_dictionary() {
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    let lab = Lab::with_table(
+        "t",
+        "format = \"jsonl\"\nkeys = [\"id\"]\nsequence_by = \"seq\"\ncolumns = [\"id long not null\", \"seq long not null\", \"status string\"]",
+    );
+    let body: String = (0..2000)
+        .map(|i| {
+            format!(
+                "{{\"id\": {i}, \"seq\": {}, \"status\": \"s{}\"}}\n",
+                i * 7,
+                i % 3
+            )
+        })
+        .collect();
+    lab.ingest("t", "a.jsonl", &body).await;
+    SilverWriter::new(lab.cfg.clone())
+        .apply(lab.table("t"))
+        .await
+        .unwrap();
+    let table = crate::lake::open(&lab.cfg.silver_location("t"))
+        .await
+        .unwrap()
+        .unwrap();
+    let uris: Vec<String> = table.get_file_uris().unwrap().collect();
+    assert!(!uris.is_empty());
+    for uri in uris {
+        let path = uri.strip_prefix("file://").unwrap_or(&uri).to_string();
+        let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+        let group = reader.metadata().row_group(0);
+        let dictionary = |name: &str| {
+            group
+                .columns()
+                .iter()
+                .find(|c| c.column_path().string() == name)
+                .unwrap_or_else(|| panic!("no column {name} in {path}"))
+                .dictionary_page_offset()
+                .is_some()
+        };
+        for unique in ["id", "seq", "_seq", "_source_row"] {
+            assert!(!dictionary(unique), "{unique} has a dictionary in {path}");
+        }
+        assert!(dictionary("status"), "status lost its dictionary in {path}");
+    }
+}

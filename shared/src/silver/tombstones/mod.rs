@@ -69,7 +69,7 @@ impl SilverWriter {
         let adds = if rows.num_rows() == 0 {
             Vec::new()
         } else {
-            lake::write_batches(&t, location, std::iter::once(rows.clone()), None).await?
+            lake::write_batches(&t, location, std::iter::once(rows.clone()), None, &[]).await?
         };
         let paths: Vec<String> = adds.iter().map(|a| a.path.clone()).collect();
         let txns = [lake::txn(&step.app, to)];
