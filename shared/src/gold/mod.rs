@@ -344,26 +344,11 @@ impl GoldWriter {
             }
         }
         if let [rows] = feeds.as_slice() {
-            if let Some(first) = rows.first() {
-                let plan = deltas::plan(view, schema, first.schema(), rows.clone()).await?;
-                if let Some(plan) = plan {
-                    let deltas = plan.collect(view).await?;
-                    let keys = deltas.keys(view, schema)?;
-                    let stored = stored_groups(gold, view, schema, &keys).await?;
-                    let applied = deltas.apply(view, schema, &stored)?;
-                    let recomputed = self
-                        .changed_groups(ctx, view, schema, &applied.recompute)
-                        .await?;
-                    let up = lake::tag(&applied.upserts, lake::ACTION_UPSERT)?;
-                    let down = lake::tag(&applied.deletes, lake::ACTION_DELETE)?;
-                    let source = concat_batches(up.schema_ref(), [&up, &down, &recomputed])
-                        .map_err(|e| Error::arrow("gold changes", e))?;
-                    return Ok(Some(Change {
-                        source,
-                        groups: applied.groups,
-                        by_deltas: applied.groups - applied.recompute.num_rows(),
-                    }));
-                }
+            if let Some(deltas) = deltas::of(view, schema, rows).await? {
+                return self
+                    .by_deltas(view, ctx, &deltas, gold, schema)
+                    .await
+                    .map(Some);
             }
         }
         let keys = self.touched_groups(view, sources, feeds).await?;
@@ -373,6 +358,31 @@ impl GoldWriter {
             groups: keys.num_rows(),
             by_deltas: 0,
         }))
+    }
+
+    /// The MERGE input from a change's deltas: the groups they decide, the others recomputed.
+    async fn by_deltas(
+        &self,
+        view: &GoldView,
+        ctx: &SessionContext,
+        deltas: &deltas::Deltas,
+        gold: &DeltaTable,
+        schema: &SchemaRef,
+    ) -> Result<Change> {
+        let stored = stored_groups(gold, view, schema, &deltas.keys(view, schema)?).await?;
+        let applied = deltas.apply(view, schema, &stored)?;
+        let recomputed = self
+            .changed_groups(ctx, view, schema, &applied.recompute)
+            .await?;
+        let up = lake::tag(&applied.upserts, lake::ACTION_UPSERT)?;
+        let down = lake::tag(&applied.deletes, lake::ACTION_DELETE)?;
+        let source = concat_batches(up.schema_ref(), [&up, &down, &recomputed])
+            .map_err(|e| Error::arrow("gold changes", e))?;
+        Ok(Change {
+            source,
+            groups: applied.groups,
+            by_deltas: applied.groups - applied.recompute.num_rows(),
+        })
     }
 
     /// The distinct keys of the groups the sources' change rows (`feeds`, one per source) touch.

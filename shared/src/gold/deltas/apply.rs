@@ -10,7 +10,7 @@ use deltalake::arrow::array::{
 use deltalake::arrow::compute::{cast, interleave, take_record_batch, SortOptions};
 use deltalake::arrow::datatypes::{DataType, Decimal128Type, DecimalType, Int64Type, SchemaRef};
 
-use super::{key_schema, Applied, Collected, Output, ROWS_MINUS, ROWS_PLUS};
+use super::{key_schema, Applied, Deltas, Output, ROWS_MINUS, ROWS_PLUS};
 use crate::config::GoldView;
 use crate::error::{Error, Result};
 use crate::schema;
@@ -18,10 +18,10 @@ use crate::schema;
 pub(super) fn apply(
     view: &GoldView,
     schema: &SchemaRef,
-    deltas: &Collected,
+    deltas: &Deltas,
     old: &RecordBatch,
 ) -> Result<Applied> {
-    let Collected {
+    let Deltas {
         outputs,
         groups,
         delta,

@@ -61,16 +61,8 @@ enum Output {
 const ROWS_PLUS: usize = 0;
 const ROWS_MINUS: usize = 1;
 
-/// A view's delta plan, built over a session where its source is the signed change rows.
+/// A view's change as deltas per group.
 pub(super) struct Deltas {
-    df: DataFrame,
-    groups: usize,
-    /// Per output column of the view, in its order.
-    outputs: Vec<Output>,
-}
-
-/// The deltas per group, computed.
-pub(super) struct Collected {
     groups: usize,
     outputs: Vec<Output>,
     /// One row per group: the groups, then the delta aggregates.
@@ -89,26 +81,26 @@ pub(super) struct Applied {
     pub recompute: RecordBatch,
 }
 
-/// Decides whether `view` is kept by deltas and, if so, plans them over `changes` (the source's
-/// signed change rows, `changes_schema`). `None`: the view's shape is not one deltas follow.
-pub(super) async fn plan(
+/// The deltas of `changes` (the source's signed change rows) per group, when `view` is kept by
+/// deltas; `None` when its shape is not one deltas follow (or nothing changed).
+pub(super) async fn of(
     view: &GoldView,
     schema: &SchemaRef,
-    changes_schema: SchemaRef,
-    changes: Vec<RecordBatch>,
+    changes: &[RecordBatch],
 ) -> Result<Option<Deltas>> {
-    let [source] = view.sources.as_slice() else {
+    let ([source], Some(first)) = (view.sources.as_slice(), changes.first()) else {
         return Ok(None);
     };
+    let fail = |what: &'static str| move |e| df_error(&view.name, what, e);
     let ctx = SessionContext::new();
-    let table = MemTable::try_new(changes_schema, vec![changes])
-        .map_err(|e| df_error(&view.name, "change rows", e))?;
+    let table =
+        MemTable::try_new(first.schema(), vec![changes.to_vec()]).map_err(fail("change rows"))?;
     ctx.register_table(source.as_str(), Arc::new(table))
-        .map_err(|e| df_error(&view.name, "change rows", e))?;
+        .map_err(fail("change rows"))?;
     let plan = ctx
         .sql_with_options(&view.sql, read_only())
         .await
-        .map_err(|e| df_error(&view.name, "view SQL", e))?
+        .map_err(fail("view SQL"))?
         .logical_plan()
         .clone();
     let Some(shape) = Shape::of(&plan, view, schema) else {
@@ -116,34 +108,19 @@ pub(super) async fn plan(
     };
     let df = DataFrame::new(ctx.state(), shape.input)
         .aggregate(shape.group_expr, shape.aggr)
-        .map_err(|e| df_error(&view.name, "delta plan", e))?;
+        .map_err(fail("delta plan"))?;
+    let delta_schema = Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await.map_err(fail("deltas"))?;
+    let delta = concat_batches(&delta_schema, &batches)
+        .map_err(|e| Error::arrow(format!("gold/{}: deltas", view.name), e))?;
     Ok(Some(Deltas {
-        df,
         groups: shape.groups,
         outputs: shape.outputs,
+        delta,
     }))
 }
 
 impl Deltas {
-    /// Runs the delta plan: one row per group the change touches.
-    pub(super) async fn collect(self, view: &GoldView) -> Result<Collected> {
-        let schema = self.df.schema().as_arrow().clone();
-        let batches = self
-            .df
-            .collect()
-            .await
-            .map_err(|e| df_error(&view.name, "deltas", e))?;
-        let delta = concat_batches(&Arc::new(schema), &batches)
-            .map_err(|e| Error::arrow(format!("gold/{}: deltas", view.name), e))?;
-        Ok(Collected {
-            groups: self.groups,
-            outputs: self.outputs,
-            delta,
-        })
-    }
-}
-
-impl Collected {
     /// The touched groups' keys, typed as gold stores them (null keys included: `apply` drops them).
     pub(super) fn keys(&self, view: &GoldView, schema: &SchemaRef) -> Result<RecordBatch> {
         let columns = view
