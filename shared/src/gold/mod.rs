@@ -335,7 +335,7 @@ impl GoldWriter {
                 feeds.push(Vec::new());
                 continue;
             }
-            match lake::signed_changes(&s.table, &s.location, from, *to).await {
+            match lake::changes(&s.table, &s.location, from, *to).await {
                 Ok(rows) => feeds.push(rows),
                 Err(e) => {
                     warn!(view = %view.name, source = %s.name, error = %e, "no change feed for the range; recomputing in full");

@@ -12,39 +12,20 @@ use super::{scan::plain_strings, table_name};
 use crate::error::{Error, Result};
 use crate::storage::Location;
 
-/// The column [`signed_changes`] adds: +1 for a row the range added (insert, update post-image),
-/// -1 for one it took away (delete, update pre-image).
+/// The last column of [`changes`]: +1 for a row the range added (insert, update post-image), -1 for
+/// one it took away (delete, update pre-image).
 pub const CHANGE_SIGN: &str = "__change_sign";
 
 /// The row changes of versions `from..=to` of a table with the change data feed on: inserts, both
-/// images of updates and deletes, without the feed's own columns.
+/// images of updates and deletes, without the feed's own columns, each with its [`CHANGE_SIGN`] as
+/// the last column. Summed per group, the signs and the signed values are the range's exact net
+/// effect on the table's rows (an update of a row is its pre-image taken away and its post-image
+/// added).
 pub async fn changes(
     table: &DeltaTable,
     location: &Location,
     from: i64,
     to: i64,
-) -> Result<Vec<RecordBatch>> {
-    feed(table, location, from, to, false).await
-}
-
-/// [`changes`] with each row's [`CHANGE_SIGN`] as its last column: summed per group, the signs and
-/// the signed values are the range's exact net effect on the table's rows (an update of a row is
-/// its pre-image taken away and its post-image added).
-pub async fn signed_changes(
-    table: &DeltaTable,
-    location: &Location,
-    from: i64,
-    to: i64,
-) -> Result<Vec<RecordBatch>> {
-    feed(table, location, from, to, true).await
-}
-
-async fn feed(
-    table: &DeltaTable,
-    location: &Location,
-    from: i64,
-    to: i64,
-    signed: bool,
 ) -> Result<Vec<RecordBatch>> {
     let fail = |e: DeltaTableError| Error::delta(table_name(location), "read change feed", e);
     let ctx = SessionContext::new();
@@ -96,17 +77,13 @@ async fn feed(
             })
             .collect::<Vec<_>>(),
     ));
-    let target = if signed {
-        let mut fields = target.fields().to_vec();
-        fields.push(Arc::new(Field::new(CHANGE_SIGN, DataType::Int64, false)));
-        Arc::new(Schema::new(fields))
-    } else {
-        target
-    };
+    let mut fields = target.fields().to_vec();
+    fields.push(Arc::new(Field::new(CHANGE_SIGN, DataType::Int64, false)));
+    let target = Arc::new(Schema::new(fields));
     batches
         .iter()
         .map(|b| {
-            let sign = if signed { Some(sign_of(b)?) } else { None };
+            let sign = sign_of(b)?;
             let keep: Vec<usize> = b
                 .schema()
                 .fields()
@@ -124,7 +101,7 @@ async fn feed(
                 .project(&keep)
                 .map_err(|e| Error::arrow("change feed columns", e))?;
             crate::schema::as_schema(&plain_strings(&b)?, &target, |name, _| {
-                (name == CHANGE_SIGN).then(|| sign.clone()).flatten()
+                (name == CHANGE_SIGN).then(|| sign.clone())
             })
         })
         .collect()

@@ -29,7 +29,7 @@ mod widen;
 mod write;
 
 pub use cache::Tables;
-pub use changes::{changes, signed_changes, CHANGE_SIGN};
+pub use changes::{changes, CHANGE_SIGN};
 pub use cluster::{rewritten, touched, touched_paths, Touched};
 pub use layout::{
     column_has_values, compaction_bins, estimated_bytes, file_spans, small_file_bins,

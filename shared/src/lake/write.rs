@@ -79,12 +79,8 @@ pub async fn write_change_file(
     batch: &RecordBatch,
 ) -> Result<AddCDCFile> {
     use deltalake::parquet::arrow::ArrowWriter;
-    use deltalake::parquet::basic::Compression;
-    use deltalake::parquet::file::properties::WriterProperties;
     use object_store::{path::Path, ObjectStoreExt, PutPayload};
-    let props = WriterProperties::builder()
-        .set_compression(Compression::SNAPPY)
-        .build();
+    let props = file_properties(&[]);
     let parquet = |e| Error::Parquet {
         context: format!("writing a change data file of {}", location.url),
         source: e,
@@ -127,21 +123,28 @@ pub fn new_writer(
     target_file_size: Option<u64>,
     unique: &[String],
 ) -> Result<RecordBatchWriter> {
-    use deltalake::parquet::basic::Compression;
-    use deltalake::parquet::file::properties::WriterProperties;
-    use deltalake::parquet::schema::types::ColumnPath;
-    // delta-rs' own defaults (snappy), less the dictionaries.
-    let props = unique.iter().fold(
-        WriterProperties::builder().set_compression(Compression::SNAPPY),
-        |props, c| props.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false),
-    );
     let writer = RecordBatchWriter::for_table(table)
         .map_err(|e| Error::delta(location.url.to_string(), "write", e))?
-        .with_writer_properties(props.build());
+        .with_writer_properties(file_properties(unique));
     Ok(match target_file_size {
         Some(size) => writer.with_target_file_size(size),
         None => writer,
     })
+}
+
+/// Parquet properties of the files we write: delta-rs' defaults (snappy), without a dictionary for
+/// the `unique` columns.
+fn file_properties(unique: &[String]) -> deltalake::parquet::file::properties::WriterProperties {
+    use deltalake::parquet::basic::Compression;
+    use deltalake::parquet::file::properties::WriterProperties;
+    use deltalake::parquet::schema::types::ColumnPath;
+    unique
+        .iter()
+        .fold(
+            WriterProperties::builder().set_compression(Compression::SNAPPY),
+            |props, c| props.set_column_dictionary_enabled(ColumnPath::from(c.as_str()), false),
+        )
+        .build()
 }
 
 /// The columns of a keyed table whose values are (nearly) all distinct in a file: its keys, its
