@@ -25,7 +25,8 @@ machine under load (mostly the 1-minute runs: 180 steps per mode); --hours / --m
 
 Inputs can be overridden: --durations FILE (a cost JSON from another build, or bench/results/e2e.json from
 bench_e2e.py: warm step durations per layer), --duration-ms layer=ms, --memory-mb layer=MB, Spark cluster
-flags. Env: LAKEHOUSE_CLI (default: the release binary), COST_MINIO_PORT, LAKEHOUSE_STATE.
+flags. Env: LAKEHOUSE_CLI (default: the release binary), COST_MINIO_PORT, LAKEHOUSE_STATE, COST_REQUEST_LOG
+(a file: every counted step's requests, one JSON line per step).
 
     python bench/cost.py                                   # measure, then report
     python bench/cost.py --measure-only --out F.json       # only measure (e.g. with another build)
@@ -316,6 +317,9 @@ def sqs_event(keys):
 
 
 def summarize(reqs):
+    if ENV.get("COST_REQUEST_LOG"):  # every request of every counted step, one JSON line per step (debugging)
+        with open(ENV["COST_REQUEST_LOG"], "a") as f:
+            f.write(json.dumps([[r["method"], r["path"], r["query"], r["status"]] for r in reqs]) + "\n")
     api, tier, kind, full = Counter(), Counter(), Counter(), []
     for r in reqs:
         a, t, layer, k = classify(r, LANDING_BUCKET)

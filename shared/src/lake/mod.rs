@@ -5,13 +5,14 @@
 //! for lost commit races.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use deltalake::arrow::datatypes::Schema;
 use deltalake::kernel::engine::arrow_conversion::TryFromArrow;
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::kernel::{Action, MetadataExt, StructType};
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::{DeltaTable, DeltaTableError, TableProperty};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, TableProperty};
 
 use crate::error::{Error, Result};
 use crate::storage::Location;
@@ -20,6 +21,7 @@ mod cache;
 mod changes;
 mod cluster;
 mod layout;
+mod listing;
 mod log;
 mod merge;
 mod retry;
@@ -81,6 +83,27 @@ pub(crate) fn table_name(location: &Location) -> String {
     location.url.to_string()
 }
 
+/// A handle on the table at `location`, not loaded yet, whose store answers its log listings
+/// without LIST once it has listed them ([`listing`]): every handle the product opens, so a
+/// warm (cached) handle follows new commits by name.
+fn handle(location: &Location, operation: &'static str) -> Result<DeltaTable> {
+    let fail = |e| Error::delta(table_name(location), operation, e);
+    let builder = DeltaTableBuilder::from_url(location.url.clone())
+        .map_err(fail)?
+        .with_storage_options(location.storage_options.clone());
+    let root = builder
+        .build_storage()
+        .map_err(fail)?
+        .root_object_store(None);
+    builder
+        .with_storage_backend(
+            Arc::new(listing::LogListings::new(root)),
+            location.url.clone(),
+        )
+        .build()
+        .map_err(fail)
+}
+
 /// Opens the table at `location`; `None` when no table exists there yet.
 pub async fn open(location: &Location) -> Result<Option<DeltaTable>> {
     let started = std::time::Instant::now();
@@ -89,12 +112,11 @@ pub async fn open(location: &Location) -> Result<Option<DeltaTable>> {
     if location.url.scheme() == "file" && !std::path::Path::new(location.url.path()).exists() {
         return Ok(None);
     }
-    let table = DeltaTable::try_from_url_with_storage_options(
-        location.url.clone(),
-        location.storage_options.clone(),
-    )
-    .await
-    .map_err(|e| Error::delta(table_name(location), "open", e))?;
+    let mut table = handle(location, "open")?;
+    match table.load().await {
+        Ok(()) | Err(DeltaTableError::NotATable(_)) => {}
+        Err(e) => return Err(Error::delta(table_name(location), "open", e)),
+    }
     // A cold open reads the log from its last checkpoint: what a cold start pays per table.
     tracing::debug!(table = %location.url, version = ?table.version(), ms = started.elapsed().as_secs_f64() * 1e3, "table opened");
     Ok(table.version().is_some().then_some(table))
@@ -185,12 +207,11 @@ pub async fn open_or_create_with(
     }
     let fields = StructType::try_from_arrow(schema)
         .map_err(|e| Error::delta(table_name(location), "create", e.into()))?;
-    let uninit = DeltaTable::try_from_url_with_storage_options(
-        location.url.clone(),
-        location.storage_options.clone(),
-    )
-    .await
-    .map_err(|e| Error::delta(table_name(location), "create", e))?;
+    let mut uninit = handle(location, "create")?;
+    match uninit.load().await {
+        Ok(()) | Err(DeltaTableError::NotATable(_)) => {}
+        Err(e) => return Err(Error::delta(table_name(location), "create", e)),
+    }
     let mut create = uninit
         .create()
         .with_configuration(properties.iter().map(|(p, v)| (p.as_ref(), Some(*v))))
