@@ -32,6 +32,8 @@ ROUNDS = int(ENV.get("BENCH_ROUNDS", "5"))
 BIN = ENV.get("LAKEHOUSE_CLI", os.path.join(ENV["CARGO_TARGET_DIR"], "release", "lakehouse"))
 PY = os.path.join(ENV["TOOLS_VENV"], "bin", "python")
 SPARK = ENV.get("BENCH_SPARK", "1") != "0"
+# Spark only up to this many rows (0: every size): its 10M cell alone takes longer than all of ours.
+SPARK_MAX_ROWS = int(ENV.get("BENCH_SPARK_MAX_ROWS", "0"))
 SPARK_PY = os.path.join(ENV.get("LAKEHOUSE_HOME") or os.path.expanduser("~/.cache/lakehouse"), "venv-spark", "bin", "python")
 WORK = os.path.join(ENV["LAKEHOUSE_STATE"], "bench-merge")
 BUCKET = ENV["LAKE_BUCKET"]
@@ -248,7 +250,8 @@ def bench_size(n, run_id):
     peer_load_s = time.time() - t0
     log(f"{n} rows loaded: ours {load_s:.1f} s, peer {peer_load_s:.1f} s; ours {layout(f'{lake}/silver/accounts')}")
     spark_uri, spark_runs, spark_load_s = f"{lake}/spark-silver/accounts", [], None
-    if SPARK:  # the base written by Spark itself (not timed: the reference system's own initial load)
+    with_spark = SPARK and (not SPARK_MAX_ROWS or n <= SPARK_MAX_ROWS)
+    if with_spark:  # the base written by Spark itself (not timed: the reference system's own initial load)
         t0 = time.time()
         spark("init", spark_uri, *[os.path.join(data, b) for b in bases], name=f"spark-init-{n}")
         spark_load_s = time.time() - t0
@@ -273,7 +276,7 @@ def bench_size(n, run_id):
                     f"{o['files_scanned']} rewritten {o['files_rewritten']} | peer {p['elapsed_ms']:.0f} ms "
                     f"rewritten {p['files_rewritten']}")
             engines = [("lakehouse", ours[1:]), ("python-deltalake", theirs[1:])]
-            if SPARK:  # one streaming query for the cell's files, after ours and the peer's (not concurrently)
+            if with_spark:  # one streaming query for the cell's files, after ours and the peer's (not concurrently)
                 sp, summary = spark("stream", spark_uri, f"{lake}/spark-landing/accounts",
                                     f"{lake}/spark-checkpoint/accounts", *paths, name=f"spark-{n}-{w}-{mode}")
                 for r, b in enumerate(sp):
@@ -302,7 +305,7 @@ def bench_size(n, run_id):
         sys.exit(f"{n}: our silver and the peer's table differ")
     res = {"rows": n, "cells": cells, "load_s": load_s, "peer_load_s": peer_load_s, "final_rows": rows,
            "layout": layout(f"{lake}/silver/accounts"), "peer_layout": layout(py_uri)}
-    if SPARK:
+    if with_spark:
         spark_rows, spark_equal = same_rows(f"{lake}/silver/accounts", spark_uri)
         if not spark_equal:
             sys.exit(f"{n}: our silver ({rows} rows) and Spark's table ({spark_rows} rows) differ")
@@ -334,7 +337,7 @@ def report(results):
         l, p, s = res["layout"], res["peer_layout"], res.get("spark_layout")
         load = f"{res['load_s']:.1f} / {res['peer_load_s']:.1f}" + (f" / {res['spark_load_s']:.1f}" if s else "")
         lay.append(f"| {res['rows']:,} | {load} | {l['files']}, {l['overlapping']}, {l['mb']:.0f} | {p['files']}, "
-                   f"{p['mb']:.0f} |" + (f" {s['files']}, {s['mb']:.0f} |" if s else "") +
+                   f"{p['mb']:.0f} |" + (f" {s['files']}, {s['mb']:.0f} |" if s else " - |" if spark_on else "") +
                    f" {res['final_rows']:,} rows, yes |")
     versions = subprocess.run([PY, "-c", "import deltalake, pyarrow; print(deltalake.__version__, pyarrow.__version__)"],
                               capture_output=True, text=True).stdout.split()
@@ -392,6 +395,7 @@ def report(results):
         "![step ms against table size](merge.png)",
         "",
         "Reproduce: `make bench-merge` (`BENCH_SIZES=\"100000 1000000 10000000\"`, `BENCH_ROUNDS`, `BENCH_FILE_MB`, "
+        "`BENCH_SPARK_MAX_ROWS` (Spark only up to that size), "
         "`BENCH_SPARK=0` without Spark).",
     ]) + "\n"
 

@@ -516,7 +516,6 @@ def versions(cli):
         cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    minio = os.path.join(ENV.get("LAKEHOUSE_BIN", os.path.expanduser("~/.cache/lakehouse/bin")), "minio")
     return {
         "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "machine": f"{platform.system()} {platform.release()} {platform.machine()}, {os.cpu_count()} cores ({cpu}), "
@@ -799,7 +798,6 @@ def report(measured, args):
     L.append("\nFigures are estimates from a noisy 2-core machine and published list prices; read them as ratios "
              f"and orders of magnitude, not as a quote.{load_txt}\n")
 
-    best = {(r["fresh"], r["mode"]): r["m"]["total"] for r in rows}
     L.append("## Result\n")
     L.append(f"| scenario ({args.tables} tables) | serverless per table per month | all {args.tables} tables | "
              f"Spark cluster per table | Spark ÷ serverless |")
@@ -930,7 +928,7 @@ def report(measured, args):
     L.append(f"| SQS idle polling | {SQS_QUEUES} queues x {SQS_IDLE_RECEIVES_PER_MIN} ReceiveMessage/min, shared by all "
              "tables | assumption: 5 Lambda pollers x 20 s long polls; "
              "https://docs.aws.amazon.com/lambda/latest/dg/services-sqs-scaling.html |")
-    L.append(f"| Cold start | +1 GET per cold invocation (the pipeline file at ConfigUri) | template's LAKEHOUSE_CONFIG |")
+    L.append("| Cold start | +1 GET per cold invocation (the pipeline file at ConfigUri) | template's LAKEHOUSE_CONFIG |")
     L.append(f"| Lambda platform log lines | {LAMBDA_PLATFORM_LOG_BYTES} bytes per invocation (START/END/REPORT) | "
              "assumption; the function's own lines are measured (JSON logs at the template's RUST_LOG) |")
     for k, (v, what, src) in SPARK.items():

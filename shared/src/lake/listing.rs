@@ -44,13 +44,6 @@ const MAX_ENTRIES: usize = 20_000;
 const MAX_BODIES: usize = 16;
 const MAX_BODY_BYTES: usize = 4 << 20;
 
-/// A commit file a probe fetched.
-struct Fetched {
-    meta: ObjectMeta,
-    attributes: Attributes,
-    body: Bytes,
-}
-
 const LOG_DIR: &str = "_delta_log";
 const LAST_CHECKPOINT: &str = "_last_checkpoint";
 
@@ -62,6 +55,13 @@ struct Known {
     entries: BTreeMap<Path, ObjectMeta>,
     /// The next commit version to look for.
     next: u64,
+}
+
+/// A commit file a probe fetched.
+struct Fetched {
+    meta: ObjectMeta,
+    attributes: Attributes,
+    body: Bytes,
 }
 
 /// Requests this wrapper saved or made (read by tests).
@@ -117,9 +117,7 @@ impl LogListings {
             }
         }
     }
-}
 
-impl LogListings {
     /// A commit a probe fetched, as a GET of it would return it.
     fn kept(&self, location: &Path) -> Option<GetResult> {
         let mut state = self.state.lock().ok()?;
