@@ -40,9 +40,11 @@ pub const RELIST_AFTER: Duration = Duration::from_secs(600);
 /// A log with more known entries than this is listed again instead (memory bound per handle).
 const MAX_ENTRIES: usize = 20_000;
 
-/// Commit bodies kept per handle, and the largest kept (memory bound: ~`MAX_BODIES` x a commit).
-const MAX_BODIES: usize = 16;
-const MAX_BODY_BYTES: usize = 4 << 20;
+/// Commit bodies kept per handle, in bytes: a step reads one or two new commits of a few KB.
+const MAX_KEPT_BYTES: usize = 1 << 20;
+
+/// A handle further behind than this many commits lists its log instead of probing one by one.
+const MAX_PROBES: u64 = 32;
 
 const LOG_DIR: &str = "_delta_log";
 const LAST_CHECKPOINT: &str = "_last_checkpoint";
@@ -55,13 +57,15 @@ struct Known {
     entries: BTreeMap<Path, ObjectMeta>,
     /// The next commit version to look for.
     next: u64,
+    /// Which real listing this is: probes merge only into the listing they started from.
+    generation: u64,
 }
 
-/// A commit file a probe fetched.
+/// A commit file a probe found, with its body when small enough to keep.
 struct Fetched {
     meta: ObjectMeta,
     attributes: Attributes,
-    body: Bytes,
+    body: Option<Bytes>,
 }
 
 /// Requests this wrapper saved or made (read by tests).
@@ -83,6 +87,9 @@ pub struct ListingStats {
 pub struct LogListings {
     inner: StoreRef,
     state: Arc<Mutex<State>>,
+    /// Whether an open may take a missing `0.json` (and no hint) for an absent table: not for the
+    /// handle that creates one, which must see a live log whose `0.json` cleanup removed.
+    absent_by_head: bool,
 }
 
 #[derive(Default)]
@@ -93,6 +100,7 @@ struct State {
     /// The commits probes fetched, newest last: a reader reads each new commit right after (the
     /// kernel, then delta-rs' file replay, then our own readers), and commit files never change.
     bodies: VecDeque<Fetched>,
+    generation: u64,
     stats: ListingStats,
 }
 
@@ -101,6 +109,15 @@ impl LogListings {
         Self {
             inner,
             state: Arc::default(),
+            absent_by_head: true,
+        }
+    }
+
+    /// For the handle that creates a table: every open of it lists for real.
+    pub fn creating(inner: StoreRef) -> Self {
+        Self {
+            absent_by_head: false,
+            ..Self::new(inner)
         }
     }
 
@@ -111,10 +128,8 @@ impl LogListings {
 
     /// Drops what is known of the log holding `location`, if it is a log file.
     fn forget(&self, location: &Path) {
-        if let Some(dir) = log_dir_of(location) {
-            if let Ok(mut state) = self.state.lock() {
-                state.logs.remove(&dir);
-            }
+        if let Ok(mut state) = self.state.lock() {
+            state.forget(location);
         }
     }
 
@@ -122,7 +137,7 @@ impl LogListings {
     fn kept(&self, location: &Path) -> Option<GetResult> {
         let mut state = self.state.lock().ok()?;
         let kept = state.bodies.iter().find(|f| f.meta.location == *location)?;
-        let body = kept.body.clone();
+        let body = kept.body.clone()?;
         let (meta, attributes) = (kept.meta.clone(), kept.attributes.clone());
         state.stats.served += 1;
         Some(GetResult {
@@ -147,17 +162,23 @@ impl LogListings {
             result.attributes.clone(),
         );
         let bytes = result.bytes().await?;
-        let hinted = serde_json::from_slice::<serde_json::Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("version")?.as_u64());
+        let hint = serde_json::from_slice::<serde_json::Value>(&bytes).ok();
+        let hinted = hint.as_ref().and_then(|h| h.get("version")?.as_u64());
+        let parts = hint
+            .as_ref()
+            .and_then(|h| h.get("parts")?.as_u64())
+            .unwrap_or(1);
         if let (Some(dir), Ok(mut state)) = (log_dir_of(location), self.state.lock()) {
+            state.unhinted.remove(&dir);
+            // Every part of a multi-part checkpoint, or the listing is not the one it needs.
             let seen = hinted.is_some_and(|v| {
-                let stem = format!("{v:020}.checkpoint");
+                let stem = format!("{v:020}.checkpoint.");
                 state.logs.get(&dir).is_some_and(|known| {
-                    known
-                        .entries
-                        .keys()
-                        .any(|p| p.filename().is_some_and(|f| f.starts_with(&stem)))
+                    let held = known.entries.keys().filter(|p| {
+                        p.filename()
+                            .is_some_and(|f| f.starts_with(&stem) && f.ends_with(".parquet"))
+                    });
+                    held.count() as u64 >= parts
                 })
             });
             if !seen {
@@ -205,15 +226,46 @@ fn commit_path(dir: &Path, version: u64) -> Path {
 }
 
 impl State {
-    /// The known entries above `offset` when the log's listing can answer it (after the caller
-    /// probed), or `None` when a real listing is due.
-    fn usable(&self, dir: &Path, offset: &Path) -> Option<u64> {
+    /// Where to probe from (and the listing's generation) when the log's known listing can answer
+    /// a listing from `offset`, or `None` when a real listing is due.
+    fn usable(&self, dir: &Path, offset: &Path) -> Option<(u64, u64)> {
         let known = self.logs.get(dir)?;
         (known.from <= *offset
             && known.listed_at.elapsed() < RELIST_AFTER
             && known.entries.len() < MAX_ENTRIES)
-            .then_some(known.next)
+            .then_some((known.next, known.generation))
     }
+
+    /// What a file of a log going away (a delete, a read finding it gone) makes stale.
+    fn forget(&mut self, location: &Path) {
+        if let Some(dir) = log_dir_of(location) {
+            self.logs.remove(&dir);
+            self.bodies.retain(|f| f.meta.location != *location);
+        }
+    }
+
+    /// Keeps a probe's body for the reads that follow, within [`MAX_KEPT_BYTES`].
+    fn keep(&mut self, fetched: Fetched) {
+        let size = |f: &Fetched| f.body.as_ref().map_or(0, Bytes::len);
+        if fetched.body.is_none() {
+            return;
+        }
+        let mut total: usize = self.bodies.iter().map(size).sum::<usize>() + size(&fetched);
+        while total > MAX_KEPT_BYTES {
+            match self.bodies.pop_front() {
+                Some(old) => total -= size(&old),
+                None => break,
+            }
+        }
+        self.bodies.push_back(fetched);
+    }
+}
+
+fn locked(state: &Mutex<State>) -> object_store::Result<std::sync::MutexGuard<'_, State>> {
+    state.lock().map_err(|_| object_store::Error::Generic {
+        store: "log listings",
+        source: "poisoned lock".into(),
+    })
 }
 
 impl LogListings {
@@ -221,63 +273,98 @@ impl LogListings {
     async fn list_log(
         inner: StoreRef,
         state: Arc<Mutex<State>>,
+        absent_by_head: bool,
         dir: Path,
         offset: Path,
         first: u64,
     ) -> object_store::Result<Vec<ObjectMeta>> {
-        let next = state.lock().ok().and_then(|s| s.usable(&dir, &offset));
-        let Some(mut next) = next else {
+        let (plan, unhinted) = {
+            let mut s = locked(&state)?;
+            let unhinted = s.unhinted.remove(&dir);
+            (s.usable(&dir, &offset), unhinted)
+        };
+        if let Some((next, generation)) = plan {
+            let followed = Self::follow(&inner, &state, &dir, &offset, next, generation).await?;
+            if let Some(answer) = followed {
+                return Ok(answer);
+            }
+        } else if first == 0 && unhinted && absent_by_head {
             // A log listed from its start right after its checkpoint hint was found missing (an
             // open): a table without version 0 then does not exist yet, which a HEAD tells for a
             // tenth of a LIST's price (an absent quarantine table is opened on every bronze step).
             // Other listings from 0 (a change feed) are real: a cleaned log has no `0.json` either.
-            let unhinted = state
-                .lock()
-                .map(|mut s| s.unhinted.remove(&dir))
-                .unwrap_or(false);
-            if first == 0 && unhinted {
-                match inner.head(&commit_path(&dir, 0)).await {
-                    Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
-                    Err(e) => return Err(e),
-                    Ok(_) => {}
-                }
+            match inner.head(&commit_path(&dir, 0)).await {
+                Err(object_store::Error::NotFound { .. }) => return Ok(Vec::new()),
+                Err(e) => return Err(e),
+                Ok(_) => {}
             }
-            let listed: Vec<ObjectMeta> = inner
-                .list_with_offset(Some(&dir), &offset)
-                .try_collect()
-                .await?;
-            let next = listed
-                .iter()
-                .filter_map(|m| commit_version(&m.location))
-                .max()
-                .map_or(first, |v| v + 1)
-                .max(first);
-            tracing::debug!(log = %dir, entries = listed.len(), "log listed");
-            if let Ok(mut state) = state.lock() {
-                state.stats.listed += 1;
-                let entries = listed.iter().map(|m| (m.location.clone(), m.clone()));
-                state.logs.insert(
-                    dir,
-                    Known {
-                        from: offset,
-                        listed_at: Instant::now(),
-                        entries: entries.collect(),
-                        next,
-                    },
-                );
-            }
-            return Ok(listed);
-        };
+        }
+        let listed: Vec<ObjectMeta> = inner
+            .list_with_offset(Some(&dir), &offset)
+            .try_collect()
+            .await?;
+        let next = listed
+            .iter()
+            .filter_map(|m| commit_version(&m.location))
+            .max()
+            .map_or(first, |v| v + 1)
+            .max(first);
+        // Kept: the log's own versioned files (what the kernel reads), not `_sidecars/` and the like.
+        let entries = listed
+            .iter()
+            .filter(|m| {
+                log_dir_of(&m.location).as_ref() == Some(&dir)
+                    && m.location
+                        .filename()
+                        .is_some_and(|f| f.starts_with(|c: char| c.is_ascii_digit()))
+            })
+            .map(|m| (m.location.clone(), m.clone()))
+            .collect();
+        tracing::debug!(log = %dir, entries = listed.len(), "log listed");
+        let mut s = locked(&state)?;
+        s.stats.listed += 1;
+        s.generation += 1;
+        let generation = s.generation;
+        s.logs.insert(
+            dir,
+            Known {
+                from: offset,
+                listed_at: Instant::now(),
+                entries,
+                next,
+                generation,
+            },
+        );
+        Ok(listed)
+    }
+
+    /// The known listing of `dir` above `offset` with the commits from `next` on, found by name;
+    /// `None` when a real listing is due after all (too far behind, or the listing changed while
+    /// probing: a delete forgot it, or another task listed for real).
+    async fn follow(
+        inner: &StoreRef,
+        state: &Mutex<State>,
+        dir: &Path,
+        offset: &Path,
+        mut next: u64,
+        generation: u64,
+    ) -> object_store::Result<Option<Vec<ObjectMeta>>> {
         // Commits are contiguous: the first missing version ends the log.
         let mut found = Vec::new();
-        let mut probed = 0;
         loop {
-            probed += 1;
+            if found.len() as u64 >= MAX_PROBES {
+                return Ok(None);
+            }
             // A GET, not a HEAD (the same price): whoever asked reads the commit next.
-            match inner.get(&commit_path(&dir, next)).await {
+            match inner.get(&commit_path(dir, next)).await {
                 Ok(got) => {
                     let (meta, attributes) = (got.meta.clone(), got.attributes.clone());
-                    let body = got.bytes().await?;
+                    let small = meta.size <= MAX_KEPT_BYTES as u64;
+                    let body = if small {
+                        Some(got.bytes().await?)
+                    } else {
+                        None
+                    };
                     found.push(Fetched {
                         meta,
                         attributes,
@@ -289,34 +376,26 @@ impl LogListings {
                 Err(e) => return Err(e),
             }
         }
-        let mut state = state.lock().map_err(|_| object_store::Error::Generic {
-            store: "log listings",
-            source: "poisoned lock".into(),
-        })?;
-        state.stats.answered += 1;
-        state.stats.probed += probed;
+        let mut s = locked(state)?;
+        s.stats.probed += found.len() as u64 + 1;
         let metas: Vec<ObjectMeta> = found.iter().map(|f| f.meta.clone()).collect();
         for fetched in found {
-            if fetched.body.len() <= MAX_BODY_BYTES {
-                if state.bodies.len() >= MAX_BODIES {
-                    state.bodies.pop_front();
-                }
-                state.bodies.push_back(fetched);
-            }
+            s.keep(fetched);
         }
-        let Some(known) = state.logs.get_mut(&dir) else {
-            // Forgotten meanwhile (a delete): what was probed is still true, but not the rest.
-            return Ok(metas);
+        let Some(known) = s.logs.get_mut(dir).filter(|k| k.generation == generation) else {
+            return Ok(None);
         };
         known.next = known.next.max(next);
         for meta in metas {
             known.entries.insert(meta.location.clone(), meta);
         }
-        Ok(known
+        let answer = known
             .entries
-            .range((Bound::Excluded(offset), Bound::Unbounded))
+            .range((Bound::Excluded(offset.clone()), Bound::Unbounded))
             .map(|(_, m)| m.clone())
-            .collect())
+            .collect();
+        s.stats.answered += 1;
+        Ok(Some(answer))
     }
 }
 
@@ -371,11 +450,13 @@ impl ObjectStore for LogListings {
         let got = self.inner.get_opts(location, options).await;
         match got {
             Err(object_store::Error::NotFound { .. }) => {
-                self.forget(location);
                 if location.filename() == Some(LAST_CHECKPOINT) {
+                    // No checkpoint yet: nothing known goes stale, but an open may follow.
                     if let (Some(dir), Ok(mut state)) = (log_dir_of(location), self.state.lock()) {
                         state.unhinted.insert(dir);
                     }
+                } else {
+                    self.forget(location);
                 }
                 got
             }
@@ -404,8 +485,8 @@ impl ObjectStore for LogListings {
     ) -> BoxStream<'static, object_store::Result<Path>> {
         let state = self.state.clone();
         let forget = move |p: &Path| {
-            if let (Some(dir), Ok(mut s)) = (log_dir_of(p), state.lock()) {
-                s.logs.remove(&dir);
+            if let Ok(mut s) = state.lock() {
+                s.forget(p);
             }
         };
         let forget_too = forget.clone();
@@ -435,6 +516,7 @@ impl ObjectStore for LogListings {
         let listed = Self::list_log(
             self.inner.clone(),
             self.state.clone(),
+            self.absent_by_head,
             dir,
             offset.clone(),
             first,
@@ -484,6 +566,7 @@ mod tests {
         let mut names: Vec<String> = store
             .list_with_offset(Some(&Path::from("t/_delta_log")), &Path::from(offset))
             .map_ok(|m| m.location.filename().unwrap_or_default().to_string())
+            .try_filter(|n| std::future::ready(n.starts_with(|c: char| c.is_ascii_digit())))
             .try_collect()
             .await
             .unwrap();
@@ -576,8 +659,8 @@ mod tests {
             .contains(&"00000000000000000004.checkpoint.parquet".into()));
         assert_eq!(store.stats().listed, 4);
         // An absent table (no hint, no version 0): one HEAD, no LIST, nothing remembered.
-        let hint = Path::from("u/_delta_log/_last_checkpoint");
-        assert!(store.get(&hint).await.is_err());
+        let no_hint = Path::from("u/_delta_log/_last_checkpoint");
+        assert!(store.get(&no_hint).await.is_err());
         let absent: Vec<ObjectMeta> = store
             .list_with_offset(
                 Some(&Path::from("u/_delta_log")),
@@ -588,12 +671,47 @@ mod tests {
             .unwrap();
         assert!(absent.is_empty());
         assert_eq!(store.stats().listed, 4);
+        // A multi-part checkpoint counts as seen only with every part listed.
+        for part in 1..=2 {
+            let name = format!("{}.checkpoint.{part:010}.0000000002.parquet", v(6));
+            put(fs.as_ref(), &name).await;
+        }
+        put(fs.as_ref(), &format!("{}.json", v(5))).await;
+        put(fs.as_ref(), &format!("{}.json", v(6))).await;
+        names(&store, &v(2)).await;
+        let listed = store.stats().listed;
+        fs.put(
+            &hint,
+            PutPayload::from_static(br#"{"version":6,"size":3,"parts":2}"#),
+        )
+        .await
+        .unwrap();
+        store.get(&hint).await.unwrap().bytes().await.unwrap();
+        let after_hint = names(&store, &v(2)).await;
+        assert_eq!(after_hint.len(), 9, "{after_hint:?}");
+        assert_eq!(store.stats().listed, listed + 1, "parts unseen: listed");
+        store.get(&hint).await.unwrap().bytes().await.unwrap();
+        names(&store, &v(2)).await;
+        assert_eq!(
+            store.stats().listed,
+            listed + 1,
+            "both parts held: answered"
+        );
+        // Far behind (more commits than probes are worth): listed instead.
+        for n in 7..7 + MAX_PROBES + 1 {
+            put(fs.as_ref(), &format!("{}.json", v(n))).await;
+        }
+        assert_eq!(
+            names(&store, &v(2)).await.len(),
+            9 + MAX_PROBES as usize + 1
+        );
+        assert_eq!(store.stats().listed, listed + 2);
         // Other prefixes are never answered from memory.
         let all: Vec<_> = store
             .list(Some(&Path::from("t")))
             .try_collect()
             .await
             .unwrap();
-        assert_eq!(all.len(), 8);
+        assert_eq!(all.len(), 45);
     }
 }

@@ -86,7 +86,11 @@ pub(crate) fn table_name(location: &Location) -> String {
 /// A handle on the table at `location`, not loaded yet, whose store answers its log listings
 /// without LIST once it has listed them ([`listing`]): every handle the product opens, so a
 /// warm (cached) handle follows new commits by name.
-fn handle(location: &Location, operation: &'static str) -> Result<DeltaTable> {
+fn handle(
+    location: &Location,
+    operation: &'static str,
+    store: fn(crate::storage::StoreRef) -> listing::LogListings,
+) -> Result<DeltaTable> {
     let fail = |e| Error::delta(table_name(location), operation, e);
     let builder = DeltaTableBuilder::from_url(location.url.clone())
         .map_err(fail)?
@@ -96,10 +100,7 @@ fn handle(location: &Location, operation: &'static str) -> Result<DeltaTable> {
         .map_err(fail)?
         .root_object_store(None);
     builder
-        .with_storage_backend(
-            Arc::new(listing::LogListings::new(root)),
-            location.url.clone(),
-        )
+        .with_storage_backend(Arc::new(store(root)), location.url.clone())
         .build()
         .map_err(fail)
 }
@@ -112,7 +113,7 @@ pub async fn open(location: &Location) -> Result<Option<DeltaTable>> {
     if location.url.scheme() == "file" && !std::path::Path::new(location.url.path()).exists() {
         return Ok(None);
     }
-    let mut table = handle(location, "open")?;
+    let mut table = handle(location, "open", listing::LogListings::new)?;
     match table.load().await {
         Ok(()) | Err(DeltaTableError::NotATable(_)) => {}
         Err(e) => return Err(Error::delta(table_name(location), "open", e)),
@@ -207,7 +208,7 @@ pub async fn open_or_create_with(
     }
     let fields = StructType::try_from_arrow(schema)
         .map_err(|e| Error::delta(table_name(location), "create", e.into()))?;
-    let mut uninit = handle(location, "create")?;
+    let mut uninit = handle(location, "create", listing::LogListings::creating)?;
     match uninit.load().await {
         Ok(()) | Err(DeltaTableError::NotATable(_)) => {}
         Err(e) => return Err(Error::delta(table_name(location), "create", e)),
