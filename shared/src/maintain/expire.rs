@@ -68,12 +68,27 @@ pub(super) async fn change_files(
                 })
         }
     };
-    let oldest_commit = list("_delta_log")
-        .await?
-        .into_iter()
-        .filter(|o| o.location.as_ref().ends_with(".json"))
-        .map(|o| o.last_modified)
-        .min();
+    // The oldest commit: on S3 the first in the listing (key order is version order), so the listing
+    // stops there instead of reading every page of a month-old log; a local directory is unordered.
+    let ordered = target.location.url.scheme() != "file";
+    let mut log = store.list(Some(&Path::from("_delta_log")));
+    let mut oldest_commit = None;
+    while let Some(o) = log.try_next().await.map_err(|e| Error::Storage {
+        what: "list for maintenance",
+        location: format!("{}/_delta_log", target.location.url),
+        source: Box::new(e),
+    })? {
+        if o.location.as_ref().ends_with(".json") {
+            oldest_commit = Some(
+                oldest_commit.map_or(o.last_modified, |t: chrono::DateTime<chrono::Utc>| {
+                    t.min(o.last_modified)
+                }),
+            );
+            if ordered {
+                break;
+            }
+        }
+    }
     let Some(oldest_commit) = oldest_commit else {
         return Ok(r);
     };

@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use deltalake::checkpoints::{cleanup_expired_logs_for, create_checkpoint};
+use deltalake::checkpoints::create_checkpoint;
 use deltalake::operations::vacuum::Clock;
-use deltalake::DeltaTable;
+use deltalake::{DeltaTable, Path};
+use futures::{StreamExt, TryStreamExt};
 
 use super::consumers::Consumed;
 use super::{open, Maintainer, Outcome, Target, TaskReport};
@@ -54,14 +55,112 @@ pub(super) async fn clean(
             .unwrap_or(DEFAULT_LOG_RETENTION)
     })?;
     let cutoff = (m.now() - retention).timestamp_millis();
-    let deleted = cleanup_expired_logs_for(keep as u64, table.log_store().as_ref(), cutoff, None)
+    let store = table.log_store().object_store(None);
+    let storage = |e| Error::Storage {
+        what: "clean the log of",
+        location: target.label.clone(),
+        source: Box::new(e),
+    };
+    // S3 lists in key order (version order); a local directory does not.
+    let ordered = target.location.url.scheme() != "file";
+    let expired = expired_log_files(store.as_ref(), keep as u64, cutoff, ordered)
         .await
-        .map_err(|e| Error::delta(&target.label, "clean log", e))?;
-    if deleted > 0 {
+        .map_err(storage)?;
+    let deleted: Vec<Path> = store
+        .delete_stream(futures::stream::iter(expired.into_iter().map(Ok)).boxed())
+        .try_collect()
+        .await
+        .map_err(storage)?;
+    if !deleted.is_empty() {
         r.outcome = Outcome::Done;
-        r.deleted = deleted;
+        r.deleted = deleted.len();
     }
     Ok(r)
+}
+
+/// A file of the log as cleanup sees it (delta-rs' `cleanup_expired_logs_for` rules): commits and
+/// single-file checkpoints may be deleted; any checkpoint makes the versions below it safe to delete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LogFile {
+    Commit,
+    Checkpoint { deletable: bool },
+}
+
+impl LogFile {
+    fn of(name: &str) -> Option<(u64, LogFile)> {
+        let (digits, rest) = name.split_at_checked(20)?;
+        let version = digits
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| digits.parse().ok())??;
+        let kind = match rest.strip_prefix('.')? {
+            "json" => LogFile::Commit,
+            r if r.starts_with("checkpoint") => {
+                let middle = r
+                    .strip_prefix("checkpoint")
+                    .and_then(|m| m.strip_suffix(".parquet"));
+                let single = middle.is_some_and(|m| {
+                    m.is_empty()
+                        || m.strip_prefix('.')
+                            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                });
+                LogFile::Checkpoint { deletable: single }
+            }
+            _ => return None,
+        };
+        Some((version, kind))
+    }
+
+    fn deletable(self) -> bool {
+        matches!(
+            self,
+            LogFile::Commit | LogFile::Checkpoint { deletable: true }
+        )
+    }
+}
+
+/// The log files cleanup deletes: commits and checkpoints older than `cutoff_ms`, below the newest
+/// checkpoint at or under `keep` and under the first version inside the retention. The same rules
+/// as delta-rs' cleanup, but an `ordered` listing (S3: key order is version order) is read only up
+/// to the first file inside the retention: one page a run on a month-old log instead of every page
+/// (~90 at one commit a minute), which was most of maintenance's S3 bill.
+async fn expired_log_files(
+    store: &dyn deltalake::ObjectStore,
+    keep: u64,
+    cutoff_ms: i64,
+    ordered: bool,
+) -> std::result::Result<Vec<Path>, object_store::Error> {
+    let mut listing = store.list(Some(&Path::from("_delta_log")));
+    let mut seen = Vec::new();
+    let mut retained_from: Option<u64> = None;
+    while let Some(meta) = listing.try_next().await? {
+        let Some((version, kind)) = meta.location.filename().and_then(LogFile::of) else {
+            continue;
+        };
+        let ts = meta.last_modified.timestamp_millis();
+        let retained = kind.deletable() && ts >= cutoff_ms;
+        seen.push((version, kind, ts, meta.location));
+        if retained {
+            retained_from = Some(retained_from.map_or(version, |v| v.min(version)));
+            if ordered {
+                break;
+            }
+        }
+    }
+    let keep = keep.min(retained_from.unwrap_or(keep));
+    let safe = seen
+        .iter()
+        .filter(|(v, kind, _, _)| matches!(kind, LogFile::Checkpoint { .. }) && *v <= keep)
+        .map(|(v, ..)| *v)
+        .max();
+    let Some(safe) = safe else {
+        return Ok(Vec::new());
+    };
+    Ok(seen
+        .into_iter()
+        .filter(|(v, kind, ts, _)| kind.deletable() && *v < safe && *ts <= cutoff_ms)
+        .map(|(.., path)| path)
+        .collect())
 }
 
 /// How long removed files stay: the configured days, never less than the table's
@@ -126,4 +225,75 @@ pub(super) async fn vacuum(
         r.deleted = metrics.files_deleted.len();
     }
     Ok(r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::ObjectStore;
+    use object_store::memory::InMemory;
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    #[test]
+    fn log_files_are_told_apart_as_delta_rs_cleanup_does() {
+        let v = "00000000000000000007";
+        let of = |rest: &str| LogFile::of(&format!("{v}{rest}"));
+        assert_eq!(of(".json"), Some((7, LogFile::Commit)));
+        let single = LogFile::Checkpoint { deletable: true };
+        assert_eq!(of(".checkpoint.parquet"), Some((7, single)));
+        assert_eq!(of(".checkpoint.0000000001.parquet"), Some((7, single)));
+        let kept = Some((7, LogFile::Checkpoint { deletable: false }));
+        assert_eq!(of(".checkpoint.0000000001.0000000002.parquet"), kept);
+        assert_eq!(
+            of(".checkpoint.80a083e8-7026-4e79-81be-64bd76c43a11.parquet"),
+            kept
+        );
+        assert_eq!(of(".crc"), None);
+        assert_eq!(LogFile::of("_last_checkpoint"), None);
+        assert_eq!(LogFile::of("0000000000000000007.json"), None);
+    }
+
+    /// Commits 0-5 and a checkpoint at 3, the cutoff between commit 2 and commit 3: what goes is what
+    /// delta-rs' rules delete (below the safe checkpoint and older than the cutoff), whether the
+    /// listing stops at the retention or is read whole.
+    #[tokio::test]
+    async fn cleanup_deletes_the_expired_commits_below_the_safe_checkpoint() {
+        let store = InMemory::new();
+        let put = |name: String| {
+            let path = Path::from(format!("_delta_log/{name}"));
+            let store = &store;
+            async move {
+                store
+                    .put(&path, PutPayload::from_static(b"{}"))
+                    .await
+                    .unwrap()
+            }
+        };
+        for v in 0..3u64 {
+            put(format!("{v:020}.json")).await;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let cutoff = chrono::Utc::now().timestamp_millis() - 5;
+        put(format!("{:020}.checkpoint.parquet", 3)).await;
+        for v in 3..6u64 {
+            put(format!("{v:020}.json")).await;
+        }
+        let expected: Vec<Path> = (0..3u64)
+            .map(|v| Path::from(format!("_delta_log/{v:020}.json")))
+            .collect();
+        for ordered in [true, false] {
+            let mut got = expired_log_files(&store, 10, cutoff, ordered)
+                .await
+                .unwrap();
+            got.sort();
+            assert_eq!(got, expected, "ordered listing: {ordered}");
+        }
+        // A consumer that has not read past version 2 keeps everything below the checkpoint at 3.
+        assert!(expired_log_files(&store, 2, cutoff, true)
+            .await
+            .unwrap()
+            .is_empty());
+        let all: Vec<_> = store.list(None).try_collect().await.unwrap();
+        assert_eq!(all.len(), 7, "nothing deleted by looking");
+    }
 }
