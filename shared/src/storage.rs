@@ -33,6 +33,12 @@ impl Location {
         self.url.path().trim_matches('/').to_string()
     }
 
+    /// Whether a listing here comes back in key order, so a reader may stop early: S3 (and the stores
+    /// speaking its API) list in key order, a local directory does not.
+    pub fn lists_in_order(&self) -> bool {
+        self.url.scheme() != "file"
+    }
+
     /// A child location `<self>/<a>/<b>`.
     pub fn join(&self, parts: &[&str]) -> Location {
         let mut url = self.url.clone();

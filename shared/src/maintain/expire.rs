@@ -68,9 +68,9 @@ pub(super) async fn change_files(
                 })
         }
     };
-    // The oldest commit: on S3 the first in the listing (key order is version order), so the listing
-    // stops there instead of reading every page of a month-old log; a local directory is unordered.
-    let ordered = target.location.url.scheme() != "file";
+    // The oldest commit: in an ordered listing the first (key order is version order), so the listing
+    // stops there instead of reading every page of a month-old log.
+    let ordered = target.location.lists_in_order();
     let mut log = store.list(Some(&Path::from("_delta_log")));
     let mut oldest_commit = None;
     while let Some(o) = log.try_next().await.map_err(|e| Error::Storage {

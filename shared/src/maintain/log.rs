@@ -61,8 +61,7 @@ pub(super) async fn clean(
         location: target.label.clone(),
         source: Box::new(e),
     };
-    // S3 lists in key order (version order); a local directory does not.
-    let ordered = target.location.url.scheme() != "file";
+    let ordered = target.location.lists_in_order();
     let expired = expired_log_files(store.as_ref(), keep as u64, cutoff, ordered)
         .await
         .map_err(storage)?;
