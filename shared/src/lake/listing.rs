@@ -31,6 +31,7 @@ use object_store::{
     ObjectStoreExt, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
 };
 
+use super::LogFile;
 use crate::storage::StoreRef;
 
 /// How long a log's known listing is trusted before it is listed again (to pick up other writers'
@@ -214,11 +215,10 @@ fn offset_version(dir: &Path, offset: &Path) -> Option<u64> {
 
 /// The commit version of a log entry (`<20 digits>.json`).
 fn commit_version(location: &Path) -> Option<u64> {
-    let name = location.filename()?;
-    let digits = name.strip_suffix(".json")?;
-    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
-        .then(|| digits.parse().ok())
-        .flatten()
+    match LogFile::of(location.filename()?)? {
+        (version, LogFile::Commit) => Some(version),
+        _ => None,
+    }
 }
 
 fn commit_path(dir: &Path, version: u64) -> Path {

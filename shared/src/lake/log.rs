@@ -171,6 +171,49 @@ pub async fn read_data_file(
         .collect()
 }
 
+/// A file of a table's log told by its name (`<20 digits>.json`, `<20 digits>.checkpoint…`), as
+/// listings, log cleanup and [`retained`] see it. Cleanup follows delta-rs' `cleanup_expired_logs_for`:
+/// commits and single-file checkpoints may be deleted; any checkpoint makes the versions below it safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFile {
+    Commit,
+    Checkpoint { deletable: bool },
+}
+
+impl LogFile {
+    /// The version and kind of the log file named `name` (a file name, not a path).
+    pub fn of(name: &str) -> Option<(u64, LogFile)> {
+        let (digits, rest) = name.split_at_checked(20)?;
+        let version = digits
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| digits.parse().ok())??;
+        let kind = match rest.strip_prefix('.')? {
+            "json" => LogFile::Commit,
+            r if r.starts_with("checkpoint") => {
+                let middle = r
+                    .strip_prefix("checkpoint")
+                    .and_then(|m| m.strip_suffix(".parquet"));
+                let single = middle.is_some_and(|m| {
+                    m.is_empty()
+                        || m.strip_prefix('.')
+                            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+                });
+                LogFile::Checkpoint { deletable: single }
+            }
+            _ => return None,
+        };
+        Some((version, kind))
+    }
+
+    pub fn deletable(self) -> bool {
+        matches!(
+            self,
+            LogFile::Commit | LogFile::Checkpoint { deletable: true }
+        )
+    }
+}
+
 /// The versions a table's log still holds, from one listing of `_delta_log/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retained {
@@ -200,16 +243,12 @@ pub async fn retained(table: &DeltaTable, location: &Location) -> Result<Retaine
         let Some(name) = meta.location.filename() else {
             continue;
         };
-        let Some((version, rest)) = name.split_once('.') else {
-            continue;
-        };
-        let Ok(version) = version.parse::<i64>() else {
-            continue;
-        };
-        if rest == "json" {
-            commits.push(version);
-        } else if rest.starts_with("checkpoint") && rest.ends_with(".parquet") {
-            checkpoints.push(version);
+        match LogFile::of(name) {
+            Some((version, LogFile::Commit)) => commits.push(version as i64),
+            Some((version, LogFile::Checkpoint { .. })) if name.ends_with(".parquet") => {
+                checkpoints.push(version as i64)
+            }
+            _ => {}
         }
     }
     let oldest_commit = commits.iter().min().copied();
@@ -270,4 +309,28 @@ fn commit_info_time(actions: &[Action]) -> Option<chrono::DateTime<chrono::Utc>>
             .and_then(chrono::DateTime::from_timestamp_millis),
         _ => None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_files_are_told_apart_as_delta_rs_cleanup_does() {
+        let v = "00000000000000000007";
+        let of = |rest: &str| LogFile::of(&format!("{v}{rest}"));
+        assert_eq!(of(".json"), Some((7, LogFile::Commit)));
+        let single = LogFile::Checkpoint { deletable: true };
+        assert_eq!(of(".checkpoint.parquet"), Some((7, single)));
+        assert_eq!(of(".checkpoint.0000000001.parquet"), Some((7, single)));
+        let kept = Some((7, LogFile::Checkpoint { deletable: false }));
+        assert_eq!(of(".checkpoint.0000000001.0000000002.parquet"), kept);
+        assert_eq!(
+            of(".checkpoint.80a083e8-7026-4e79-81be-64bd76c43a11.parquet"),
+            kept
+        );
+        assert_eq!(of(".crc"), None);
+        assert_eq!(LogFile::of("_last_checkpoint"), None);
+        assert_eq!(LogFile::of("0000000000000000007.json"), None);
+    }
 }

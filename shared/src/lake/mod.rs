@@ -39,7 +39,7 @@ pub use layout::{
 };
 pub use log::{
     commit_files, commit_time, data_commits, decoded_path, files_added, last_checkpoint,
-    read_data_file, retained, Retained,
+    read_data_file, retained, LogFile, Retained,
 };
 pub use merge::{
     action_is, key_predicate, keyed_join, quote, run_merge, tag, MergeClauses, ACTION,

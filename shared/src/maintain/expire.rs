@@ -10,6 +10,7 @@ use object_store::ObjectStoreExt;
 
 use super::{open, Maintainer, Outcome, Target, TaskReport};
 use crate::error::{Error, Result};
+use crate::lake::LogFile;
 
 /// A change data file is kept this long past the oldest commit still in the log: it is written just
 /// before its commit, so a file slightly older than that commit may still belong to it.
@@ -78,7 +79,8 @@ pub(super) async fn change_files(
         location: format!("{}/_delta_log", target.location.url),
         source: Box::new(e),
     })? {
-        if o.location.as_ref().ends_with(".json") {
+        let commit = o.location.filename().and_then(LogFile::of);
+        if matches!(commit, Some((_, LogFile::Commit))) {
             oldest_commit = Some(
                 oldest_commit.map_or(o.last_modified, |t: chrono::DateTime<chrono::Utc>| {
                     t.min(o.last_modified)

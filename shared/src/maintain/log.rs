@@ -12,7 +12,7 @@ use futures::{StreamExt, TryStreamExt};
 use super::consumers::Consumed;
 use super::{open, Maintainer, Outcome, Target, TaskReport};
 use crate::error::{Error, Result};
-use crate::lake;
+use crate::lake::{self, LogFile};
 
 /// Delta's defaults for `delta.logRetentionDuration` and `delta.deletedFileRetentionDuration`.
 const DEFAULT_LOG_RETENTION: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
@@ -75,47 +75,6 @@ pub(super) async fn clean(
         r.deleted = deleted.len();
     }
     Ok(r)
-}
-
-/// A file of the log as cleanup sees it (delta-rs' `cleanup_expired_logs_for` rules): commits and
-/// single-file checkpoints may be deleted; any checkpoint makes the versions below it safe to delete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum LogFile {
-    Commit,
-    Checkpoint { deletable: bool },
-}
-
-impl LogFile {
-    fn of(name: &str) -> Option<(u64, LogFile)> {
-        let (digits, rest) = name.split_at_checked(20)?;
-        let version = digits
-            .bytes()
-            .all(|b| b.is_ascii_digit())
-            .then(|| digits.parse().ok())??;
-        let kind = match rest.strip_prefix('.')? {
-            "json" => LogFile::Commit,
-            r if r.starts_with("checkpoint") => {
-                let middle = r
-                    .strip_prefix("checkpoint")
-                    .and_then(|m| m.strip_suffix(".parquet"));
-                let single = middle.is_some_and(|m| {
-                    m.is_empty()
-                        || m.strip_prefix('.')
-                            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
-                });
-                LogFile::Checkpoint { deletable: single }
-            }
-            _ => return None,
-        };
-        Some((version, kind))
-    }
-
-    fn deletable(self) -> bool {
-        matches!(
-            self,
-            LogFile::Commit | LogFile::Checkpoint { deletable: true }
-        )
-    }
 }
 
 /// The log files cleanup deletes: commits and checkpoints older than `cutoff_ms`, below the newest
@@ -232,25 +191,6 @@ mod tests {
     use deltalake::ObjectStore;
     use object_store::memory::InMemory;
     use object_store::{ObjectStoreExt, PutPayload};
-
-    #[test]
-    fn log_files_are_told_apart_as_delta_rs_cleanup_does() {
-        let v = "00000000000000000007";
-        let of = |rest: &str| LogFile::of(&format!("{v}{rest}"));
-        assert_eq!(of(".json"), Some((7, LogFile::Commit)));
-        let single = LogFile::Checkpoint { deletable: true };
-        assert_eq!(of(".checkpoint.parquet"), Some((7, single)));
-        assert_eq!(of(".checkpoint.0000000001.parquet"), Some((7, single)));
-        let kept = Some((7, LogFile::Checkpoint { deletable: false }));
-        assert_eq!(of(".checkpoint.0000000001.0000000002.parquet"), kept);
-        assert_eq!(
-            of(".checkpoint.80a083e8-7026-4e79-81be-64bd76c43a11.parquet"),
-            kept
-        );
-        assert_eq!(of(".crc"), None);
-        assert_eq!(LogFile::of("_last_checkpoint"), None);
-        assert_eq!(LogFile::of("0000000000000000007.json"), None);
-    }
 
     /// Commits 0-5 and a checkpoint at 3, the cutoff between commit 2 and commit 3: what goes is what
     /// delta-rs' rules delete (below the safe checkpoint and older than the cutoff), whether the
