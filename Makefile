@@ -12,7 +12,7 @@ SAM_OUT := $(HOME)/.cache/lakehouse/sam-transformed.json
 # Loads the local endpoints/credentials and puts cargo-lambda and the Python reader on PATH.
 WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
 
-.PHONY: demo test install up down unit-test check-aged package validate bench bench-bronze bench-merge bench-gold bench-snapshot bench-soak bench-e2e bench-hostile bench-coldstart bench-readers bench-e2e-smoke bench-cost chaos lambda-zip release fmt lint
+.PHONY: demo test install up down unit-test check-aged package template validate bench bench-bronze bench-merge bench-gold bench-snapshot bench-soak bench-e2e bench-hostile bench-coldstart bench-readers bench-e2e-smoke bench-cost chaos lambda-zip release fmt lint
 
 # The same workspace-wide build as `make test` (same features), so a later `make test` compiles no
 # dependency again; then the CLI binary runs the demo.
@@ -23,9 +23,18 @@ demo:
 install:
 	$(LOCAL)/install.sh all
 
-## The template checks (offline): SAM CLI's validate --lint, cfn-lint of the template and of the
-## template as CloudFormation receives it (SAM transformed: mappings, roles, permissions).
+## The AWS template of infra/aws/pipeline.toml (a bronze queue per trigger window class, schedules
+## for windows above 300 s), written by the CLI from infra/aws/template.base.yaml.
+template:
+	cargo build --workspace --bins
+	$(CARGO_TARGET_DIR)/debug/lakehouse aws-template --config infra/aws/pipeline.toml --out infra/aws/template.yaml
+
+## The template checks (offline): the committed template is the one the pipeline file gives, SAM CLI's
+## validate --lint, cfn-lint of the template and of the template as CloudFormation receives it (SAM
+## transformed: mappings, roles, permissions).
 validate: install
+	cargo build --workspace --bins
+	$(CARGO_TARGET_DIR)/debug/lakehouse aws-template --config infra/aws/pipeline.toml --out infra/aws/template.yaml --check
 	cd infra/aws && $(SAM) validate --lint --region us-east-1 --template template.yaml
 	$(TOOLS_BIN)/cfn-lint infra/aws/template.yaml
 	$(TOOLS_BIN)/python infra/aws/transform_check.py infra/aws/template.yaml $(SAM_OUT)

@@ -3,11 +3,16 @@ is deployed into LocalStack's CloudFormation and the resources it created are re
 service APIs (S3, SQS, Lambda, IAM, CloudWatch, EventBridge Scheduler) and checked against what the
 pipeline needs:
 
-  - the landing bucket is versioned, blocks public access, denies plain HTTP, and notifies the bronze
-    queue of every created object;
+  - the landing bucket is versioned, blocks public access, denies plain HTTP, and sends its object events
+    to EventBridge;
+  - per trigger window class of the pipeline file (infra/aws/pipeline.toml; the expected classes are
+    computed here from the rule the README states, not by the generator): an object uploaded under each
+    table's landing prefix reaches its class's bronze queue and no other, and the class's event source
+    mapping has its window and batch size;
+  - silver and gold read FIFO queues (one step per table at a time) with the configured batch sizes;
+  - windows above 300 s have schedules invoking the silver (or gold) function with exactly their
+    tables (views);
   - each queue redrives to its own DLQ after MaxReceiveCount receives;
-  - each function's event source mapping reads its queue with the configured batch size, window,
-    ReportBatchItemFailures and MaximumConcurrency;
   - each function's role may write only its own layer's prefixes and read only what it reads (the role
     policies are evaluated here, statement by statement, for every layer prefix and action);
   - every DLQ and every queue's age has an alarm; maintenance runs on a schedule.
@@ -22,6 +27,7 @@ import json
 import os
 import sys
 import time
+import tomllib
 import zipfile
 
 import boto3
@@ -36,12 +42,8 @@ PARAMS = {
     "ConfigBucketName": f"{RUN}-lake",
     "ConfigKey": "config/pipeline.toml",
     # Not the defaults, so a mapping that ignored its parameter would show.
-    "BatchSize": "250",
-    "MaxBatchingWindowSeconds": "7",
-    "SilverBatchSize": "40",
-    "SilverMaxBatchingWindowSeconds": "3",
-    "GoldBatchSize": "60",
-    "GoldMaxBatchingWindowSeconds": "45",
+    "SilverBatchSize": "7",
+    "GoldBatchSize": "9",
     "MaxReceiveCount": "4",
     "MaximumConcurrency": "6",
 }
@@ -54,10 +56,42 @@ EXPECTED = {
     "GoldFunction": {"write": {"gold"}, "read": {"silver", "gold"}},
     "MaintainFunction": {"write": set(LAYERS), "read": set(LAYERS), "delete": set(LAYERS)},
 }
-QUEUES = {  # function -> (queue resource, its DLQ, batch size param, window param)
-    "BronzeFunction": ("BronzeQueue", "BronzeDeadLetterQueue", "BatchSize", "MaxBatchingWindowSeconds"),
-    "SilverFunction": ("SilverQueue", "SilverDeadLetterQueue", "SilverBatchSize", "SilverMaxBatchingWindowSeconds"),
-    "GoldFunction": ("GoldQueue", "GoldDeadLetterQueue", "GoldBatchSize", "GoldMaxBatchingWindowSeconds"),
+PIPELINE = os.path.join(os.path.dirname(__file__), "..", "infra", "aws", "pipeline.toml")
+
+
+def expected_windows(path=PIPELINE):
+    """The oracle, from the README's "Trigger windows on AWS": a table's bronze mapping waits its window
+    in whole seconds (rounded down) up to 300 s, and takes at most 10 messages without a window; above
+    300 s bronze waits 60 s and a schedule runs the silver step every whole number of minutes (a gold
+    view's likewise). Returns ({(window, batch): [(table, prefix)]}, {(step, minutes): [names]})."""
+    with open(path, "rb") as f:
+        cfg = tomllib.load(f)
+    landing = cfg["landing"]["uri"].split("://", 1)[1].partition("/")[2].strip("/")
+    classes, schedules = {}, {}
+    for t in cfg.get("table", []):
+        window, batch = t.get("batch_window_seconds", 1), t.get("batch_size", 100)
+        prefix = t.get("prefix", t["name"] + "/")
+        prefix = f"{landing}/{prefix}" if landing else prefix
+        if window > 300:
+            w = 60
+            if t.get("keys"):
+                schedules.setdefault(("silver", int(window) // 60), []).append(t["name"])
+        else:
+            w = int(window)
+        b = min(batch, 10) if w == 0 else batch
+        classes.setdefault((w, b), []).append((t["name"], prefix))
+    for v in cfg.get("gold", []):
+        if v.get("batch_window_seconds", 1) > 300:
+            schedules.setdefault(("gold", int(v["batch_window_seconds"]) // 60), []).append(v["name"])
+    return classes, schedules
+
+
+CLASSES, SCHEDULES = expected_windows()
+BRONZE = {f"W{w}B{b}": (w, b, tables) for (w, b), tables in CLASSES.items()}
+QUEUES = {  # queue resource -> its DLQ
+    **{f"Bronze{c}Queue": f"Bronze{c}DeadLetterQueue" for c in BRONZE},
+    "SilverQueue": "SilverDeadLetterQueue",
+    "GoldQueue": "GoldDeadLetterQueue",
 }
 
 failures = []
@@ -126,7 +160,7 @@ def queue_arn(sqs, url):
 
 
 def check_landing(r):
-    s3, sqs = client("s3"), client("sqs")
+    s3 = client("s3")
     bucket = PARAMS["LandingBucketName"]
     print("landing bucket")
     check(s3.get_bucket_versioning(Bucket=bucket).get("Status") == "Enabled", "versioning enabled")
@@ -137,11 +171,9 @@ def check_landing(r):
     tls = [s for s in policy["Statement"] if s["Effect"] == "Deny"
            and s.get("Condition", {}).get("Bool", {}).get("aws:SecureTransport") in ("false", False)]
     check(len(tls) == 1, "bucket policy denies requests without TLS")
-    notif = s3.get_bucket_notification_configuration(Bucket=bucket).get("QueueConfigurations", [])
-    bronze_arn = queue_arn(sqs, r["BronzeQueue"])
-    check(sorted((n["QueueArn"], n["Events"]) for n in notif) ==
-          [(bronze_arn, ["s3:ObjectCreated:*"]), (bronze_arn, ["s3:ObjectRemoved:*"])],
-          "object-created and -removed notifications go to the bronze queue, and only there")
+    notif = s3.get_bucket_notification_configuration(Bucket=bucket)
+    check("EventBridgeConfiguration" in notif and not notif.get("QueueConfigurations"),
+          "object events go to EventBridge (its rules route them per window class), not to a queue directly")
     try:
         rules = s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
         where = ""
@@ -155,71 +187,126 @@ def check_landing(r):
           "overwritten versions expire" + where)
 
 
-def check_delivery(r):
-    """A real notification: an uploaded object's event arrives on the bronze queue. (The mapping's
-    poller takes such messages too, and fails to run the stub function: the bronze mapping is disabled
-    first.)"""
-    s3, sqs, lam = client("s3"), client("sqs"), client("lambda")
-    print("delivery")
-    uuid = lam.list_event_source_mappings(FunctionName=r["BronzeFunction"])["EventSourceMappings"][0]["UUID"]
-    lam.update_event_source_mapping(UUID=uuid, Enabled=False)
-    # Disabled once a probe sent to the queue comes back to us rather than to the mapping's poller.
-    deadline, n = time.time() + 90, 0
-    while True:
-        if time.time() > deadline:
-            sys.exit("the bronze mapping's poller still takes messages 90 s after it was disabled")
-        n += 1
-        sqs.send_message(QueueUrl=r["BronzeQueue"], MessageBody=f"probe-{n}")
-        msgs = sqs.receive_message(QueueUrl=r["BronzeQueue"], WaitTimeSeconds=5,
-                                   MaxNumberOfMessages=10).get("Messages", [])
+def drain(sqs, url, seconds):
+    """Every message on queue `url` within `seconds` (deleted as read)."""
+    got, deadline = [], time.time() + seconds
+    while time.time() < deadline:
+        msgs = sqs.receive_message(QueueUrl=url, WaitTimeSeconds=1, MaxNumberOfMessages=10).get("Messages", [])
         for m in msgs:
-            sqs.delete_message(QueueUrl=r["BronzeQueue"], ReceiptHandle=m["ReceiptHandle"])
-        if any(m["Body"] == f"probe-{n}" for m in msgs):
-            break
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+        got += msgs
+    return got
+
+
+def check_delivery(r):
+    """Real routing: an object uploaded under each table's landing prefix reaches its class's bronze
+    queue (through EventBridge), with its version id, and no other class's queue; a removal too. (Each
+    mapping's poller would take such messages and fail to run the stub function: the bronze mappings
+    are disabled first.)"""
+    s3, sqs, lam = client("s3"), client("sqs"), client("lambda")
+    print("delivery (per table, through EventBridge, to its class's queue)")
+    for m in lam.list_event_source_mappings(FunctionName=r["BronzeFunction"])["EventSourceMappings"]:
+        lam.update_event_source_mapping(UUID=m["UUID"], Enabled=False)
+    # Disabled once a probe sent to each queue comes back to us rather than to a mapping's poller.
+    for c in BRONZE:
+        url, deadline, n = r[f"Bronze{c}Queue"], time.time() + 90, 0
+        while True:
+            if time.time() > deadline:
+                sys.exit(f"the mapping's poller of Bronze{c}Queue still takes messages 90 s after it was disabled")
+            n += 1
+            sqs.send_message(QueueUrl=url, MessageBody=f"probe-{n}")
+            if any(m["Body"] == f"probe-{n}" for m in drain(sqs, url, 3)):
+                break
     bucket = PARAMS["LandingBucketName"]
-    s3.put_object(Bucket=bucket, Key="orders/wiring.jsonl", Body=b'{"id": 1}\n')
-    got, deadline = [], time.time() + 30
-    while not got and time.time() < deadline:
-        msgs = sqs.receive_message(QueueUrl=r["BronzeQueue"], WaitTimeSeconds=2,
-                                   MaxNumberOfMessages=10).get("Messages", [])
-        got = [m for m in msgs if "orders/wiring.jsonl" in m["Body"]]
-    check(bool(got) and "versionId" in got[0]["Body"],
-          "an uploaded object's notification (with its versionId) arrives on the bronze queue")
+    for c, (_, _, tables) in BRONZE.items():
+        for table, prefix in tables:
+            s3.put_object(Bucket=bucket, Key=f"{prefix}wiring.jsonl", Body=b'{"id": 1}\n')
+    s3.put_object(Bucket=bucket, Key="not-a-table/x.jsonl", Body=b"{}\n")
+    first = next(iter(BRONZE.values()))[2][0][1] + "wiring.jsonl"
+    s3.delete_object(Bucket=bucket, Key=first)
+    time.sleep(3)
+    arrived = {c: [json.loads(m["Body"]) for m in drain(sqs, r[f"Bronze{c}Queue"], 6)] for c in BRONZE}
+    for c, (_, _, tables) in BRONZE.items():
+        keys = sorted(e["detail"]["object"]["key"] for e in arrived[c] if e.get("detail-type") == "Object Created")
+        want = sorted(f"{p}wiring.jsonl" for _, p in tables)
+        check(keys == want, f"class {c}: the objects of {', '.join(t for t, _ in tables)} arrive on its queue, "
+                            f"and nothing else (got {keys})")
+        check(all(e["detail"]["object"].get("version-id") for e in arrived[c]),
+              f"class {c}: events carry the object's version id")
+    deleted = [e["detail"]["object"]["key"] for es in arrived.values() for e in es
+               if e.get("detail-type") == "Object Deleted"]
+    check(deleted == [first], f"a removal reaches its table's class queue once ({deleted})")
 
 
 def check_queues(r):
     sqs = client("sqs")
     print("queues")
-    for fn, (queue, dlq, _, _) in QUEUES.items():
+    for queue, dlq in QUEUES.items():
         attrs = sqs.get_queue_attributes(QueueUrl=r[queue], AttributeNames=["All"])["Attributes"]
         redrive = json.loads(attrs.get("RedrivePolicy", "{}"))
         check(redrive.get("deadLetterTargetArn") == queue_arn(sqs, r[dlq])
               and int(redrive.get("maxReceiveCount", 0)) == int(PARAMS["MaxReceiveCount"]),
               f"{queue} redrives to {dlq} after {PARAMS['MaxReceiveCount']} receives")
         check(int(attrs["VisibilityTimeout"]) >= 6 * 300, f"{queue} visibility >= 6x the function timeout")
+        fifo = queue in ("SilverQueue", "GoldQueue")
+        check((attrs.get("FifoQueue") == "true") == fifo
+              and attrs.get("ContentBasedDeduplication", "false") == "false",
+              f"{queue} is {'a FIFO queue (grouped by table, deduplicated by version)' if fifo else 'a standard queue'}")
 
 
 def check_mappings(r):
     lam, sqs = client("lambda"), client("sqs")
-    print("event source mappings")
-    for fn, (queue, _, size, window) in QUEUES.items():
-        maps = lam.list_event_source_mappings(FunctionName=r[fn])["EventSourceMappings"]
-        check(len(maps) == 1, f"{fn} has one event source mapping")
+    print("event source mappings (one per bronze class; silver and gold without a window)")
+    bronze = {m["EventSourceArn"]: m for m in
+              lam.list_event_source_mappings(FunctionName=r["BronzeFunction"])["EventSourceMappings"]}
+    check(len(bronze) == len(BRONZE), f"BronzeFunction has one mapping per class ({len(BRONZE)})")
+    wanted = [(f"Bronze{c}Queue", "BronzeFunction", b, w) for c, (w, b, _) in BRONZE.items()]
+    wanted += [("SilverQueue", "SilverFunction", int(PARAMS["SilverBatchSize"]), 0),
+               ("GoldQueue", "GoldFunction", int(PARAMS["GoldBatchSize"]), 0)]
+    for queue, fn, batch, window in wanted:
+        maps = [m for m in lam.list_event_source_mappings(FunctionName=r[fn])["EventSourceMappings"]
+                if m["EventSourceArn"] == queue_arn(sqs, r[queue])]
+        check(len(maps) == 1, f"{fn} reads {queue}")
         if not maps:
             continue
         m = maps[0]
-        check(m["EventSourceArn"] == queue_arn(sqs, r[queue]), f"{fn} reads {queue}")
-        check(m["BatchSize"] == int(PARAMS[size]), f"{fn} batch size {PARAMS[size]}")
-        check(m.get("MaximumBatchingWindowInSeconds") == int(PARAMS[window]), f"{fn} window {PARAMS[window]} s")
-        check(m.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], f"{fn} reports batch item failures")
+        check(m["BatchSize"] == batch, f"{queue}: batch size {batch}")
+        check(m.get("MaximumBatchingWindowInSeconds", 0) == window, f"{queue}: window {window} s")
+        check(m.get("FunctionResponseTypes") == ["ReportBatchItemFailures"], f"{queue}: reports batch item failures")
         check(m.get("ScalingConfig", {}).get("MaximumConcurrency") == int(PARAMS["MaximumConcurrency"]),
-              f"{fn} maximum concurrency {PARAMS['MaximumConcurrency']}")
-    for fn in list(QUEUES) + ["MaintainFunction"]:
+              f"{queue}: maximum concurrency {PARAMS['MaximumConcurrency']}")
+    for fn in ["BronzeFunction", "SilverFunction", "GoldFunction", "MaintainFunction"]:
         conf = lam.get_function_configuration(FunctionName=r[fn])
         check(conf["Runtime"] == "provided.al2023" and conf["Architectures"] == ["arm64"]
               and conf["Handler"] == "bootstrap", f"{fn}: provided.al2023 on arm64")
         check(conf["Environment"]["Variables"].get("LAKEHOUSE_CONFIG") == PARAMS["ConfigUri"],
               f"{fn} reads the pipeline file")
+
+
+def check_schedules(r):
+    """Windows above 300 s: one schedule per period and layer, invoking the silver (gold) function with
+    exactly the tables (views) of that period; maintenance has its own."""
+    sched, lam = client("scheduler"), client("lambda")
+    print("schedules (windows above 300 s, and maintenance)")
+    arn = {fn: lam.get_function_configuration(FunctionName=r[fn])["FunctionArn"]
+           for fn in ["SilverFunction", "GoldFunction", "MaintainFunction"]}
+    got = {}
+    for s in sched.list_schedules()["Schedules"]:
+        d = sched.get_schedule(Name=s["Name"], GroupName=s.get("GroupName", "default"))
+        got.setdefault(d["Target"]["Arn"], []).append((d["ScheduleExpression"], d["Target"].get("Input", "")))
+    check(any(a == arn["MaintainFunction"] for a in got), "a schedule invokes the maintenance function")
+
+    def rate(minutes):
+        n, unit = ((minutes // 1440, "day") if minutes % 1440 == 0 else
+                   (minutes // 60, "hour") if minutes % 60 == 0 else (minutes, "minute"))
+        return f"rate({n} {unit}{'' if n == 1 else 's'})"
+
+    for step in ["silver", "gold"]:
+        fn = "SilverFunction" if step == "silver" else "GoldFunction"
+        want = sorted((rate(m), sorted(names)) for (st, m), names in SCHEDULES.items() if st == step)
+        have = sorted((expr, sorted(json.loads(inp)["names"])) for expr, inp in got.get(arn[fn], [])
+                      if json.loads(inp or "{}").get("type") == "scheduled" and json.loads(inp)["step"] == step)
+        check(have == want, f"{fn}: schedules {want} (got {have})")
 
 
 def as_list(v):
@@ -312,8 +399,8 @@ def check_glue(r):
 
 
 def check_alarms(r):
-    cw, sqs = client("cloudwatch"), client("sqs")
-    print("alarms and schedule")
+    cw = client("cloudwatch")
+    print("alarms")
     alarms = cw.describe_alarms()["MetricAlarms"]
 
     def queues_in(alarm, metric):
@@ -328,16 +415,10 @@ def check_alarms(r):
 
     visible = set().union(*(queues_in(a, "ApproximateNumberOfMessagesVisible") for a in alarms))
     age = set().union(*(queues_in(a, "ApproximateAgeOfOldestMessage") for a in alarms))
-    for fn, (queue, dlq, _, _) in QUEUES.items():
+    for queue, dlq in QUEUES.items():
         name = lambda logical: r[logical].rsplit("/", 1)[-1]
         check(name(dlq) in visible, f"an alarm watches {dlq}")
         check(name(queue) in age, f"an alarm watches the age of {queue}")
-    sched = client("scheduler")
-    schedules = sched.list_schedules()["Schedules"]
-    targets = [sched.get_schedule(Name=s["Name"], GroupName=s.get("GroupName", "default"))["Target"]["Arn"]
-               for s in schedules]
-    maintain_arn = client("lambda").get_function_configuration(FunctionName=r["MaintainFunction"])["FunctionArn"]
-    check(maintain_arn in targets, "a schedule invokes the maintenance function")
 
 
 def main(template_path):
@@ -348,6 +429,7 @@ def main(template_path):
         check_queues(resources)
         check_mappings(resources)
         check_delivery(resources)
+        check_schedules(resources)
         check_iam(resources)
         check_glue(resources)
         check_alarms(resources)

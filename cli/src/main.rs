@@ -196,6 +196,20 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Write the AWS SAM template for a pipeline file: per trigger window class a bronze queue, DLQ,
+    /// event source mapping and EventBridge rules routing its tables' landing prefixes; EventBridge
+    /// Scheduler schedules for windows above 300 s. Variables the stack sets (SILVER_QUEUE_URL,
+    /// GOLD_QUEUE_URL, GLUE_DATABASE) need not be set.
+    AwsTemplate {
+        #[arg(long, env = "LAKEHOUSE_CONFIG")]
+        config: String,
+        /// Where to write it (default: standard output).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Compare with --out instead of writing it, and fail when they differ.
+        #[arg(long, requires = "out")]
+        check: bool,
+    },
     /// The Glue Data Catalog (`[catalog] glue = { database = ... }` in the pipeline file).
     Catalog {
         #[command(subcommand)]
@@ -426,6 +440,35 @@ async fn main_inner() -> Result<()> {
             let start = std::time::Instant::now();
             let writer = lakehouse::silver::SilverWriter::new(cfg.clone());
             println!("{}", step_json(&writer.rebuild(&t).await?, start)?);
+        }
+        Command::AwsTemplate { config, out, check } => {
+            // The stack gives the functions these; the template does not depend on their values.
+            for var in ["SILVER_QUEUE_URL", "GOLD_QUEUE_URL", "GLUE_DATABASE"] {
+                if std::env::var_os(var).is_none() {
+                    std::env::set_var(var, format!("stack-provided-{var}"));
+                }
+            }
+            let cfg = PipelineConfig::load(&config).await?;
+            let text = lakehouse::deploy::template::render(
+                &cfg,
+                &config,
+                lakehouse::deploy::template::BASE,
+            )?;
+            match (out, check) {
+                (Some(path), true) => {
+                    let committed = std::fs::read_to_string(&path).map_err(io(path.display()))?;
+                    if committed != text {
+                        return Err(CliError::Usage(format!(
+                            "{} is not the template of {config}: run `lakehouse aws-template --config {config} --out {}`",
+                            path.display(),
+                            path.display()
+                        )));
+                    }
+                    println!("{}: up to date with {config}", path.display());
+                }
+                (Some(path), false) => std::fs::write(&path, text).map_err(io(path.display()))?,
+                (None, _) => print!("{text}"),
+            }
         }
         Command::Status { config, json } => {
             let cfg = PipelineConfig::load(&config).await?;

@@ -26,6 +26,7 @@ const LAYERS: &[&str] = &[
     "handler",
     "runner",
     "backfill",
+    "deploy",
 ];
 
 /// The non-test source files of top-level module `name` (its `.rs` file, or every file of its folder).

@@ -14,13 +14,15 @@
 //! All of it goes through [`lake`] (the only module that talks to delta-rs) and [`storage`] (where
 //! things live). [`config`] is the pipeline file. [`handler`] is what each Lambda calls (and owns the
 //! announcements to the next layer); [`runner`] (queues → handlers, off AWS) and [`backfill`] (batch
-//! mode) drive the same handlers and writers. [`error`] is the crate's one error type.
+//! mode) drive the same handlers and writers; [`deploy`] writes the AWS template that wires them per
+//! trigger window. [`error`] is the crate's one error type.
 
 pub mod backfill;
 pub mod bronze;
 pub mod catalog;
 pub mod cdc;
 pub mod config;
+pub mod deploy;
 pub mod error;
 pub mod events;
 pub mod gold;

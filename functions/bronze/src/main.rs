@@ -13,7 +13,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init(telemetry::FUNCTION_DEFAULT);
     // Loaded once per cold start; a bad config fails the init phase with the table and field named.
     let config = lakehouse::handler::config_from_env().await?;
-    let handler = Arc::new(BronzeHandler::from_config(config).await?);
+    let handler = Arc::new(BronzeHandler::from_config(config).await?.on_lambda());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let handler = handler.clone();
         async move { handler.handle(&event.payload).await.map_err(Error::from) }

@@ -13,7 +13,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     telemetry::init(telemetry::FUNCTION_DEFAULT);
     let config = lakehouse::handler::config_from_env().await?;
-    let handler = Arc::new(SilverHandler::from_config(config).await);
+    let handler = Arc::new(SilverHandler::from_config(config).await.on_lambda());
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let handler = handler.clone();
         async move { handler.handle(&event.payload).await.map_err(Error::from) }

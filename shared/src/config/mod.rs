@@ -25,7 +25,7 @@ pub use columns::{Column, ColumnType};
 pub(crate) use layout::relative_key;
 pub use layout::unaddressable;
 pub use limits::Limits;
-pub use trigger::TriggerWindow;
+pub use trigger::{TriggerWindow, EVENT_SOURCE_MAX_WAIT};
 
 /// Environment variable naming the pipeline file (path, `file://` or `s3://` URI).
 pub const CONFIG_ENV: &str = "LAKEHOUSE_CONFIG";

@@ -22,7 +22,17 @@ impl Default for TriggerWindow {
     }
 }
 
+/// The longest an AWS Lambda SQS event source mapping waits to fill a batch
+/// (`MaximumBatchingWindowInSeconds`).
+pub const EVENT_SOURCE_MAX_WAIT: Duration = Duration::from_secs(300);
+
 impl TriggerWindow {
+    /// Whether, on Lambda, this window is kept by a schedule rather than by a queue: it is longer than
+    /// an event source mapping can wait.
+    pub fn scheduled_on_lambda(&self) -> bool {
+        self.max_wait > EVENT_SOURCE_MAX_WAIT
+    }
+
     pub(super) fn from_raw(
         table: &str,
         batch_size: Option<usize>,

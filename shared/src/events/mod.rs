@@ -39,6 +39,33 @@ pub enum LayerTrigger {
     Committed(Committed),
     /// An object event, typically on a `<layer>/<table>/_delta_log/` key.
     Object(SourceObject),
+    /// A schedule's "the window of these tables (silver) or views (gold) is over": what runs the
+    /// steps whose window is longer than a Lambda event source mapping can wait.
+    Scheduled(Scheduled),
+}
+
+/// The input of a schedule (`lakehouse aws-template` writes it):
+/// `{"type": "scheduled", "step": "silver", "names": ["ledger"]}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct Scheduled {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `silver` (names are tables) or `gold` (names are views).
+    pub step: String,
+    pub names: Vec<String>,
+}
+
+/// The `type` of a [`Scheduled`] input.
+pub const SCHEDULED: &str = "scheduled";
+
+impl Scheduled {
+    pub fn new(step: &str, names: Vec<String>) -> Self {
+        Scheduled {
+            kind: SCHEDULED.into(),
+            step: step.into(),
+            names,
+        }
+    }
 }
 
 /// One SQS message (or the single direct event): its id for partial batch failures and its parsed
@@ -83,7 +110,7 @@ impl TriggerEnvelope {
             ts.iter()
                 .filter_map(|t| match t {
                     LayerTrigger::Committed(c) => c.since_ms,
-                    LayerTrigger::Object(_) => None,
+                    LayerTrigger::Object(_) | LayerTrigger::Scheduled(_) => None,
                 })
                 .min()
         });
@@ -131,8 +158,15 @@ impl Content for Vec<SourceObject> {
 }
 
 impl Content for Vec<LayerTrigger> {
-    /// A committed message, or any object event [`objects_in`] accepts.
+    /// A committed message, a schedule's input, or any object event [`objects_in`] accepts.
     fn parse(v: &Value) -> Result<Self> {
+        if v.get("type").and_then(Value::as_str) == Some(SCHEDULED) {
+            let s = serde_json::from_value(v.clone()).map_err(|e| Error::Event {
+                reason: "bad scheduled input".into(),
+                source: Some(e),
+            })?;
+            return Ok(vec![LayerTrigger::Scheduled(s)]);
+        }
         if v.get("type").and_then(Value::as_str) == Some(COMMITTED) {
             let c = serde_json::from_value(v.clone()).map_err(|e| Error::Event {
                 reason: "bad committed message".into(),
@@ -219,6 +253,8 @@ mod tests {
     const S3_TEST_EVENT: &str = include_str!("fixtures/s3_test_event.json");
     const SNS: &str = include_str!("fixtures/sns_wrapped_s3.json");
     const EVENTBRIDGE: &str = include_str!("fixtures/eventbridge_object_created.json");
+    /// As LocalStack's S3 sends it to EventBridge (a versioned bucket: a delete marker).
+    const EVENTBRIDGE_DELETED: &str = include_str!("fixtures/eventbridge_object_deleted.json");
     const COMMITTED_MSG: &str = include_str!("fixtures/committed_bronze.json");
     const SQS_BATCH: &str = include_str!("fixtures/sqs_batch_bronze.json");
 
@@ -307,6 +343,18 @@ mod tests {
         let restored = S3_PUT.replace("ObjectCreated:Put", "ObjectRestore:Completed");
         assert!(objects(&restored).is_empty());
         assert!(objects(S3_PUT)[0].removed_at.is_none());
+        let deleted = objects(EVENTBRIDGE_DELETED);
+        assert_eq!(
+            (deleted[0].key.as_str(), deleted[0].version_id.as_deref()),
+            ("hot/a.jsonl", Some("AaJSrWuTCtMZpZZ8V8MtLX4pF_lhT2V2"))
+        );
+        assert_eq!(
+            deleted[0].removed_at.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-12-07T22:43:46+00:00")
+        );
+        assert!(
+            objects(&EVENTBRIDGE.replace("Object Created", "Object Restore Completed")).is_empty()
+        );
         assert!(parse_invocation::<Vec<SourceObject>>(&serde_json::json!({"hello": 1})).is_err());
     }
 
@@ -321,6 +369,20 @@ mod tests {
         );
         let t = Vec::<LayerTrigger>::parse_text(S3_PUT).unwrap();
         assert!(matches!(&t[..], [LayerTrigger::Object(o)] if o.bucket == "landing"));
+        let t = Vec::<LayerTrigger>::parse_text(
+            r#"{"type": "scheduled", "step": "gold", "names": ["daily_revenue"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            t,
+            vec![LayerTrigger::Scheduled(Scheduled::new(
+                "gold",
+                vec!["daily_revenue".into()]
+            ))]
+        );
+        assert!(
+            Vec::<LayerTrigger>::parse_text(r#"{"type": "scheduled", "step": "gold"}"#).is_err()
+        );
         let bad = COMMITTED_MSG.replace("\"version\": 7", "\"version\": \"seven\"");
         let e = Vec::<LayerTrigger>::parse_text(&bad).unwrap_err();
         assert!(

@@ -1,5 +1,5 @@
 //! Object events: an S3 notification (direct, or as an SQS or SNS message body), an EventBridge
-//! "Object Created" event, and S3's `s3:TestEvent`, each reduced to [`SourceObject`]s.
+//! "Object Created" or "Object Deleted" event, and S3's `s3:TestEvent`, each reduced to [`SourceObject`]s.
 //!
 //! S3 records are parsed with a minimal lenient struct instead of `aws_lambda_events::s3::S3Event`, whose
 //! required fields (eventTime, userIdentity, requestParameters...) some S3-compatible stores omit. S3
@@ -100,10 +100,13 @@ fn from_eventbridge(v: &Value) -> Result<Vec<SourceObject>> {
         .get("detail-type")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    if detail_type != "Object Created" {
+    // Creations carry data; deletions are passed on (binary tables record them), as for S3
+    // notifications; anything else (restores, tagging) is acknowledged.
+    let removed = detail_type == "Object Deleted";
+    if detail_type != "Object Created" && !removed {
         tracing::info!(
             detail_type,
-            "ignoring EventBridge event that is not Object Created"
+            "ignoring EventBridge event that is neither Object Created nor Object Deleted"
         );
         return Ok(Vec::new());
     }
@@ -112,6 +115,13 @@ fn from_eventbridge(v: &Value) -> Result<Vec<SourceObject>> {
         .ok_or_else(|| Error::event("EventBridge event without detail"))?;
     let bucket = detail.pointer("/bucket/name").and_then(Value::as_str);
     let key = detail.pointer("/object/key").and_then(Value::as_str);
+    let removed_at = removed.then(|| {
+        v.get("time")
+            .and_then(Value::as_str)
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .unwrap_or_else(chrono::Utc::now)
+    });
     match (bucket, key) {
         // EventBridge keys are taken as-is (not form-encoded like S3 notification keys).
         (Some(bucket), Some(key)) => Ok(vec![SourceObject {
@@ -126,11 +136,11 @@ fn from_eventbridge(v: &Value) -> Result<Vec<SourceObject>> {
                 .and_then(Value::as_str)
                 .filter(|v| !v.is_empty() && *v != "null")
                 .map(str::to_string),
-            removed_at: None,
+            removed_at,
         }]),
-        _ => Err(Error::event(
-            "EventBridge Object Created event without bucket.name or object.key",
-        )),
+        _ => Err(Error::event(format!(
+            "EventBridge {detail_type} event without bucket.name or object.key"
+        ))),
     }
 }
 

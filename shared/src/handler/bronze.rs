@@ -10,7 +10,7 @@ use tracing::{error, warn};
 
 use super::batch::{failed_messages, Outcome};
 use super::notify::Notifier;
-use super::{direct_error, to_json, TABLE_CONCURRENCY};
+use super::{direct_error, to_json, Windows, TABLE_CONCURRENCY};
 use crate::bronze::{BronzeCommit, BronzeWriter};
 use crate::catalog::Catalog;
 use crate::config::PipelineConfig;
@@ -26,6 +26,7 @@ pub struct BronzeHandler {
     writer: BronzeWriter,
     notifier: Option<Notifier>,
     catalog: Catalog,
+    windows: Windows,
 }
 
 impl BronzeHandler {
@@ -35,7 +36,14 @@ impl BronzeHandler {
             writer,
             notifier: None,
             catalog: Catalog::none(),
+            windows: Windows::default(),
         }
+    }
+
+    /// On Lambda: tables whose window only a schedule can keep are not announced to silver.
+    pub fn on_lambda(mut self) -> Self {
+        self.windows = Windows::Lambda;
+        self
     }
 
     /// The writer for `config`, announcing on its `notify.silver` queue when there is one.
@@ -48,6 +56,7 @@ impl BronzeHandler {
             catalog: Catalog::from_config(&config).await,
             writer: BronzeWriter::new(config)?,
             notifier,
+            windows: Windows::default(),
         })
     }
 
@@ -142,8 +151,8 @@ impl BronzeHandler {
         self.catalog
             .register_after_step(self.config(), "bronze", name, self.writer.tables())
             .await;
-        if let (Some(n), Some(v), true) = (&self.notifier, commit.table_version, table.has_silver())
-        {
+        let announced = table.has_silver() && self.windows.announced(&table.trigger);
+        if let (Some(n), Some(v), true) = (&self.notifier, commit.table_version, announced) {
             n.send(&Committed::new("bronze", name, v).since(since))
                 .await?;
         }

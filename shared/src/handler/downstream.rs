@@ -12,7 +12,7 @@ use tracing::{error, warn};
 
 use super::batch::{failed_messages, Outcome};
 use super::notify::Notifier;
-use super::{direct_error, to_json, TABLE_CONCURRENCY};
+use super::{direct_error, to_json, Windows, TABLE_CONCURRENCY};
 use crate::catalog::Catalog;
 use crate::config::PipelineConfig;
 use crate::error::{Error, Result};
@@ -24,7 +24,7 @@ pub type SilverOutcome = Outcome<SilverCommit>;
 pub type GoldOutcome = Outcome<GoldCommit>;
 
 /// A layer fed by the one before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Downstream {
     /// Silver tables, fed by bronze commits.
     Silver,
@@ -40,33 +40,76 @@ impl Downstream {
         }
     }
 
+    /// The layer's own name (what a schedule's `step` says).
+    pub fn name(self) -> &'static str {
+        match self {
+            Downstream::Silver => "silver",
+            Downstream::Gold => "gold",
+        }
+    }
+
     /// What to bring up to date for a change of upstream table `table`: the silver table itself, or
-    /// the gold views that read it.
-    fn targets_of(self, config: &PipelineConfig, table: &str) -> Vec<String> {
+    /// the gold views that read it and follow their tables' commits (`windows`).
+    fn targets_of(self, config: &PipelineConfig, table: &str, windows: Windows) -> Vec<String> {
         match self {
             Downstream::Silver => config
                 .table(table)
                 .map(|t| vec![t.name.clone()])
                 .unwrap_or_default(),
-            Downstream::Gold => config.views_on(table).map(|v| v.name.clone()).collect(),
+            Downstream::Gold => config
+                .views_on(table)
+                .filter(|v| windows.announced(&v.trigger))
+                .map(|v| v.name.clone())
+                .collect(),
         }
     }
 
-    /// The targets the triggers of one message ask for. A committed message for an unknown table is an
-    /// error for that message; an object event off the upstream logs is ignored.
+    /// Whether `name` is one of this layer's targets (a silver table, a gold view).
+    fn is_target(self, config: &PipelineConfig, name: &str) -> bool {
+        match self {
+            Downstream::Silver => config.table(name).is_some_and(|t| t.has_silver()),
+            Downstream::Gold => config.view(name).is_some(),
+        }
+    }
+
+    /// The targets the triggers of one message ask for. A committed message for an unknown table, or
+    /// a schedule naming an unknown target or another layer, is an error for that message; an object
+    /// event off the upstream logs is ignored.
     pub fn targets(
         self,
         config: &PipelineConfig,
         triggers: &[LayerTrigger],
+        windows: Windows,
     ) -> std::result::Result<Vec<String>, String> {
         let upstream = self.upstream();
         let mut targets = Vec::new();
         for t in triggers {
             match t {
+                LayerTrigger::Scheduled(s) if s.step == self.name() => {
+                    if let Some(unknown) = s.names.iter().find(|n| !self.is_target(config, n)) {
+                        return Err(format!(
+                            "schedule names `{unknown}`, not a {} {} of the pipeline file",
+                            self.name(),
+                            if self == Downstream::Silver {
+                                "table"
+                            } else {
+                                "view"
+                            }
+                        ));
+                    }
+                    targets.extend(s.names.iter().cloned())
+                }
+                LayerTrigger::Scheduled(s) => {
+                    return Err(format!(
+                        "a scheduled {} step sent to the {} function",
+                        s.step,
+                        self.name()
+                    ))
+                }
                 LayerTrigger::Committed(c)
                     if c.layer == upstream && config.table(&c.table).is_some() =>
                 {
-                    targets.extend(self.targets_of(config, &c.table))
+                    targets.extend(self.targets_of(config, &c.table, windows))
                 }
                 LayerTrigger::Committed(c) => {
                     return Err(format!(
@@ -76,7 +119,7 @@ impl Downstream {
                 }
                 LayerTrigger::Object(o) => {
                     match config.table_of_log_key(upstream, &o.bucket, &o.key) {
-                        Some(t) => targets.extend(self.targets_of(config, &t.name)),
+                        Some(t) => targets.extend(self.targets_of(config, &t.name, windows)),
                         None => {
                             warn!(bucket = %o.bucket, key = %o.key, "not a {upstream} log object; ignored")
                         }
@@ -92,6 +135,7 @@ impl Downstream {
         self,
         config: &PipelineConfig,
         envelopes: &[TriggerEnvelope],
+        windows: Windows,
     ) -> Vec<Envelope<Vec<String>>> {
         envelopes
             .iter()
@@ -101,7 +145,7 @@ impl Downstream {
                     e.content
                         .as_ref()
                         .map_err(Clone::clone)
-                        .and_then(|ts| self.targets(config, ts)),
+                        .and_then(|ts| self.targets(config, ts, windows)),
                 )
             })
             .collect()
@@ -115,6 +159,7 @@ async fn apply<C, F, Fut>(
     layer: Downstream,
     config: &PipelineConfig,
     envelopes: &[TriggerEnvelope],
+    windows: Windows,
     step: F,
 ) -> Outcome<C>
 where
@@ -122,7 +167,7 @@ where
     Fut: std::future::Future<Output = Result<C>>,
 {
     let mut outcome = Outcome::default();
-    let per_message = layer.target_envelopes(config, envelopes);
+    let per_message = layer.target_envelopes(config, envelopes, windows);
     let mut targets: BTreeMap<String, Option<i64>> = BTreeMap::new();
     for (m, e) in per_message.iter().zip(envelopes) {
         match &m.content {
@@ -167,6 +212,8 @@ trait Fed {
 
     fn config(&self) -> &PipelineConfig;
 
+    fn windows(&self) -> Windows;
+
     async fn run(&self, envelopes: &[TriggerEnvelope]) -> Outcome<Self::Commit>;
 
     fn summary(commit: &Self::Commit) -> Value;
@@ -182,7 +229,7 @@ trait Fed {
                 // A direct event that names nothing usable is an error, not an empty success.
                 if let Ok(triggers) = &envelope.content {
                     Self::LAYER
-                        .targets(self.config(), triggers)
+                        .targets(self.config(), triggers, self.windows())
                         .map_err(Error::event)?;
                 }
                 let outcome = self.run(std::slice::from_ref(&envelope)).await;
@@ -201,6 +248,7 @@ pub struct SilverHandler {
     writer: SilverWriter,
     notifier: Option<Notifier>,
     catalog: Catalog,
+    windows: Windows,
 }
 
 impl SilverHandler {
@@ -210,7 +258,14 @@ impl SilverHandler {
             writer,
             notifier: None,
             catalog: Catalog::none(),
+            windows: Windows::default(),
         }
+    }
+
+    /// On Lambda: schedules run the scheduled tables and views (see [`Windows`]).
+    pub fn on_lambda(mut self) -> Self {
+        self.windows = Windows::Lambda;
+        self
     }
 
     /// The writer for `config`, announcing on its `notify.gold` queue when there is one.
@@ -223,6 +278,7 @@ impl SilverHandler {
             catalog: Catalog::from_config(&config).await,
             writer: SilverWriter::new(config),
             notifier,
+            windows: Windows::default(),
         }
     }
 
@@ -234,10 +290,12 @@ impl SilverHandler {
     /// (a failed announcement fails the table's messages, so it is retried).
     pub async fn apply(&self, envelopes: &[TriggerEnvelope]) -> SilverOutcome {
         let config = self.writer.config();
+        let windows = self.windows;
         let mut outcome = apply(
             Downstream::Silver,
             config,
             envelopes,
+            windows,
             |name, since| async move {
                 let table = config.table(&name).ok_or_else(|| {
                     Error::invariant(format!("target table {name} not in the config"))
@@ -248,7 +306,11 @@ impl SilverHandler {
                         .register_after_step(config, "silver", &name, self.writer.tables())
                         .await;
                 }
-                if let (Some(n), Some(v)) = (&self.notifier, commit.table_version) {
+                // Announced when a view follows this table's commits (a view on a schedule does not).
+                let followed = config
+                    .views_on(&name)
+                    .any(|v| windows.announced(&v.trigger));
+                if let (Some(n), Some(v), true) = (&self.notifier, commit.table_version, followed) {
                     n.send(&Committed::new("silver", &name, v).since(since))
                         .await?;
                 }
@@ -274,6 +336,10 @@ impl Fed for SilverHandler {
         self.writer.config()
     }
 
+    fn windows(&self) -> Windows {
+        self.windows
+    }
+
     async fn run(&self, envelopes: &[TriggerEnvelope]) -> SilverOutcome {
         self.apply(envelopes).await
     }
@@ -288,6 +354,7 @@ impl Fed for SilverHandler {
 pub struct GoldHandler {
     writer: GoldWriter,
     catalog: Catalog,
+    windows: Windows,
 }
 
 impl GoldHandler {
@@ -295,13 +362,21 @@ impl GoldHandler {
         GoldHandler {
             writer,
             catalog: Catalog::none(),
+            windows: Windows::default(),
         }
+    }
+
+    /// On Lambda: views whose window only a schedule can keep run on their schedule only.
+    pub fn on_lambda(mut self) -> Self {
+        self.windows = Windows::Lambda;
+        self
     }
 
     pub async fn from_config(config: Arc<PipelineConfig>) -> Self {
         GoldHandler {
             catalog: Catalog::from_config(&config).await,
             writer: GoldWriter::new(config),
+            windows: Windows::default(),
         }
     }
 
@@ -312,16 +387,22 @@ impl GoldHandler {
     /// Brings every gold view that reads a table named in `envelopes` up to date, once per view.
     pub async fn apply(&self, envelopes: &[TriggerEnvelope]) -> GoldOutcome {
         let config = self.writer.config();
-        let mut outcome = apply(Downstream::Gold, config, envelopes, |name, _| async move {
-            let view = config
-                .view(&name)
-                .ok_or_else(|| Error::invariant(format!("target view {name} not in the config")))?;
-            let commit = self.writer.apply(view, false).await?;
-            self.catalog
-                .register_after_step(config, "gold", &name, self.writer.tables())
-                .await;
-            Ok(commit)
-        })
+        let mut outcome = apply(
+            Downstream::Gold,
+            config,
+            envelopes,
+            self.windows,
+            |name, _| async move {
+                let view = config.view(&name).ok_or_else(|| {
+                    Error::invariant(format!("target view {name} not in the config"))
+                })?;
+                let commit = self.writer.apply(view, false).await?;
+                self.catalog
+                    .register_after_step(config, "gold", &name, self.writer.tables())
+                    .await;
+                Ok(commit)
+            },
+        )
         .await;
         outcome.commits.sort_by(|a, b| a.view.cmp(&b.view));
         outcome
@@ -339,6 +420,10 @@ impl Fed for GoldHandler {
 
     fn config(&self) -> &PipelineConfig {
         self.writer.config()
+    }
+
+    fn windows(&self) -> Windows {
+        self.windows
     }
 
     async fn run(&self, envelopes: &[TriggerEnvelope]) -> GoldOutcome {

@@ -36,19 +36,59 @@ impl Notifier {
             what: "committed message",
             source,
         })?;
-        self.client
+        let mut send = self
+            .client
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .map_err(|e| Error::Notify {
-                queue: self.queue_url.clone(),
-                layer: msg.layer.clone(),
-                table: msg.table.clone(),
-                version: msg.version,
-                source: Box::new(e),
-            })?;
+            .message_body(body);
+        if let Some((group, dedup)) = fifo_ids(&self.queue_url, msg) {
+            send = send.message_group_id(group).message_deduplication_id(dedup);
+        }
+        send.send().await.map_err(|e| Error::Notify {
+            queue: self.queue_url.clone(),
+            layer: msg.layer.clone(),
+            table: msg.table.clone(),
+            version: msg.version,
+            source: Box::new(e),
+        })?;
         Ok(())
+    }
+}
+
+/// On a FIFO queue (`.fifo`, what the AWS template deploys between layers): the message group is the
+/// table, so one table's steps run one at a time (Lambda hands a group's messages to one invocation
+/// at a time) while other tables proceed; a version announced twice (a redelivered upstream batch)
+/// within SQS's 5-minute deduplication interval is delivered once.
+fn fifo_ids(queue_url: &str, msg: &Committed) -> Option<(String, String)> {
+    queue_url.ends_with(".fifo").then(|| {
+        (
+            msg.table.clone(),
+            format!("{}/{}/{}", msg.layer, msg.table, msg.version),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fifo_queues_group_by_table_and_drop_a_version_announced_twice() {
+        let c = Committed::new("bronze", "orders", 7);
+        let url = "https://sqs.us-east-1.amazonaws.com/1/stack-SilverQueue-X.fifo";
+        assert_eq!(
+            fifo_ids(url, &c),
+            Some(("orders".into(), "bronze/orders/7".into()))
+        );
+        // The same version from a redelivered batch: the same deduplication id.
+        assert_eq!(fifo_ids(url, &c.clone().since(Some(5))), fifo_ids(url, &c));
+        assert_ne!(
+            fifo_ids(url, &Committed::new("bronze", "orders", 8)),
+            fifo_ids(url, &c)
+        );
+        assert_eq!(
+            fifo_ids("http://127.0.0.1:4566/000/silver-committed", &c),
+            None
+        );
     }
 }

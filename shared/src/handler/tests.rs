@@ -164,3 +164,63 @@ async fn a_scheduled_event_maintains_every_table_and_a_direct_one_names_its_tabl
         4
     );
 }
+
+/// On Lambda a daily view is not run by its table's silver commits, only by its schedule's input; a
+/// schedule naming an unknown view, or sent to the other layer, fails; the runner (queues) runs the
+/// view on commits as before.
+#[tokio::test]
+async fn on_lambda_long_windows_run_on_their_schedule_only() {
+    let lab = Lab::new(
+        "[[table]]\nname = \"orders\"\nformat = \"jsonl\"\nkeys = [\"id\"]\ncolumns = [\"id long not null\"]\nbatch_window_seconds = 86400\n[[gold]]\nname = \"ids\"\nsql = \"SELECT id, COUNT(*) AS n FROM orders GROUP BY id\"\nkeys = [\"id\"]\nsources = [\"orders\"]\n[[gold]]\nname = \"daily\"\nsql = \"SELECT id, COUNT(*) AS n FROM orders GROUP BY id\"\nkeys = [\"id\"]\nsources = [\"orders\"]\nbatch_window_seconds = 86400\n",
+    );
+    lab.ingest("orders", "a.jsonl", "{\"id\": 7}\n").await;
+    let schedule = |step: &str, names: &[&str]| {
+        serde_json::to_value(crate::events::Scheduled::new(
+            step,
+            names.iter().map(|n| n.to_string()).collect(),
+        ))
+        .unwrap()
+    };
+    let silver = SilverHandler::new(SilverWriter::new(lab.cfg.clone())).on_lambda();
+    let done = silver
+        .handle(&schedule("silver", &["orders"]))
+        .await
+        .unwrap();
+    assert_eq!(done["steps"][0]["table"], "orders", "{done}");
+    assert_eq!(
+        column_ints(&lab.cfg.silver_location("orders"), "id").await,
+        vec![Some(7)]
+    );
+    assert!(silver.handle(&schedule("gold", &["daily"])).await.is_err());
+    assert!(silver.handle(&schedule("silver", &["nope"])).await.is_err());
+
+    let gold = GoldHandler::new(GoldWriter::new(lab.cfg.clone())).on_lambda();
+    let committed = serde_json::to_value(Committed::new("silver", "orders", 1)).unwrap();
+    let steps = gold.handle(&committed).await.unwrap();
+    let views: Vec<&str> = steps["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["view"].as_str().unwrap())
+        .collect();
+    assert_eq!(views, ["ids"], "the daily view waits for its schedule");
+    assert!(!lab
+        .cfg
+        .gold_location("daily")
+        .url
+        .to_file_path()
+        .unwrap()
+        .exists());
+    let steps = gold.handle(&schedule("gold", &["daily"])).await.unwrap();
+    assert_eq!(steps["steps"][0]["view"], "daily", "{steps}");
+    assert_eq!(
+        column_ints(&lab.cfg.gold_location("daily"), "n").await,
+        vec![Some(1)]
+    );
+    // Off AWS the runner waits every window on the queues: a commit runs both views.
+    let queued = GoldHandler::new(GoldWriter::new(lab.cfg.clone()));
+    let steps = queued.handle(&committed).await.unwrap();
+    assert_eq!(steps["steps"].as_array().unwrap().len(), 2, "{steps}");
+    assert!(!Windows::Lambda.announced(&lab.table("orders").trigger));
+    assert!(Windows::Queues.announced(&lab.table("orders").trigger));
+}

@@ -66,7 +66,11 @@ fn first_target(
     env: &TriggerEnvelope,
 ) -> Option<String> {
     let triggers = env.content.as_ref().ok()?;
-    layer.targets(config, triggers).ok()?.into_iter().next()
+    layer
+        .targets(config, triggers, crate::handler::Windows::Queues)
+        .ok()?
+        .into_iter()
+        .next()
 }
 
 /// Messages of one group waiting for their window.

@@ -1,0 +1,214 @@
+//! Window classes and schedules from a pipeline file, and the template written from them.
+
+use super::template::{render, BASE};
+use super::*;
+
+const MIXED: &str = r#"
+    [landing]
+    uri = "s3://landing/incoming"
+    [lake]
+    uri = "file:///tmp/lake"
+
+    [[table]]
+    name = "clicks"
+    format = "jsonl"
+    keys = ["id"]
+    batch_size = 1
+    batch_window_seconds = 0
+
+    [[table]]
+    name = "orders"
+    format = "jsonl"
+    keys = ["id"]
+
+    [[table]]
+    name = "payments"
+    format = "jsonl"
+    keys = ["id"]
+
+    [[table]]
+    name = "stock"
+    format = "jsonl"
+    keys = ["id"]
+    batch_size = 1000
+    batch_window_seconds = 300
+
+    [[table]]
+    name = "burst"
+    format = "jsonl"
+    keys = ["id"]
+    batch_size = 500
+    batch_window_seconds = 0.5
+
+    [[table]]
+    name = "ledger"
+    format = "jsonl"
+    keys = ["id"]
+    batch_window_seconds = 86400
+
+    [[table]]
+    name = "fx"
+    format = "jsonl"
+    keys = ["id"]
+    batch_window_seconds = 86400
+
+    [[table]]
+    name = "audit"
+    format = "jsonl"
+    batch_window_seconds = 21700
+
+    [[gold]]
+    name = "revenue"
+    sql = "SELECT id, COUNT(*) AS n FROM orders GROUP BY id"
+    keys = ["id"]
+    sources = ["orders"]
+
+    [[gold]]
+    name = "daily_close"
+    sql = "SELECT id, COUNT(*) AS n FROM ledger GROUP BY id"
+    keys = ["id"]
+    sources = ["ledger"]
+    batch_window_seconds = 86400
+"#;
+
+fn mixed() -> PipelineConfig {
+    PipelineConfig::from_toml(MIXED, "mixed.toml").unwrap()
+}
+
+fn class<'a>(plan: &'a Plan, id: &str) -> &'a BronzeClass {
+    plan.bronze.iter().find(|c| c.id() == id).unwrap()
+}
+
+fn tables(c: &BronzeClass) -> Vec<&str> {
+    c.tables.iter().map(|(t, _)| t.as_str()).collect()
+}
+
+#[test]
+fn tables_share_a_bronze_queue_per_window_and_batch_size() {
+    let plan = Plan::of(&mixed());
+    let ids: Vec<String> = plan.bronze.iter().map(BronzeClass::id).collect();
+    assert_eq!(ids, ["W0B1", "W0B10", "W1B100", "W60B100", "W300B1000"]);
+    assert_eq!(tables(class(&plan, "W1B100")), ["orders", "payments"]);
+    // Half a second is no whole second: no window, so at most 10 messages per batch.
+    assert_eq!(tables(class(&plan, "W0B10")), ["burst"]);
+    // Long windows: bronze ingests within a minute; the bronze-only table has no silver schedule.
+    assert_eq!(tables(class(&plan, "W60B100")), ["ledger", "fx", "audit"]);
+    assert_eq!(
+        class(&plan, "W1B100").tables[0],
+        ("orders".to_string(), "incoming/orders/".to_string())
+    );
+}
+
+#[test]
+fn windows_above_an_event_source_mapping_get_schedules() {
+    let plan = Plan::of(&mixed());
+    let got: Vec<(Downstream, String, Vec<String>)> = plan
+        .schedules
+        .iter()
+        .map(|s| (s.step, s.expression(), s.names.clone()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                Downstream::Silver,
+                "rate(1 day)".to_string(),
+                vec!["ledger".to_string(), "fx".to_string()]
+            ),
+            (
+                Downstream::Gold,
+                "rate(1 day)".to_string(),
+                vec!["daily_close".to_string()]
+            ),
+        ]
+    );
+    let every = |m| Schedule {
+        step: Downstream::Silver,
+        every_minutes: m,
+        names: vec![],
+    };
+    assert_eq!(every(5).expression(), "rate(5 minutes)");
+    assert_eq!(every(1).expression(), "rate(1 minute)");
+    assert_eq!(every(120).expression(), "rate(2 hours)");
+    assert_eq!(every(4320).expression(), "rate(3 days)");
+    assert_eq!(
+        serde_json::to_value(plan.schedules[0].input()).unwrap(),
+        serde_json::json!({"type": "scheduled", "step": "silver", "names": ["ledger", "fx"]})
+    );
+}
+
+#[test]
+fn staleness_on_aws_is_the_window_or_the_schedule_plus_bronzes_minute() {
+    let cfg = mixed();
+    let stale = |t: &str| aws_staleness(&cfg.table(t).unwrap().trigger).as_secs();
+    assert_eq!(stale("orders"), 1);
+    assert_eq!(stale("stock"), 300);
+    assert_eq!(stale("ledger"), 86_400 + 60);
+    // 21,700 s is 361 minutes and 40 s: scheduled every 361 minutes.
+    assert_eq!(stale("audit"), 361 * 60 + 60);
+    assert!(kept_exactly(&cfg.table("orders").unwrap().trigger));
+    assert!(!kept_exactly(&cfg.table("burst").unwrap().trigger));
+    assert!(!kept_exactly(&cfg.table("audit").unwrap().trigger));
+}
+
+#[test]
+fn the_template_has_each_class_rule_mapping_and_schedule() {
+    let text = render(&mixed(), "mixed.toml", BASE).unwrap();
+    assert!(!text.contains("{{"), "a marker was left in the template");
+    for id in ["W0B1", "W0B10", "W1B100", "W60B100", "W300B1000"] {
+        for part in [
+            "Queue:",
+            "DeadLetterQueue:",
+            "QueuePolicy:",
+            "Rule1:",
+            "DeadLetterAlarm:",
+            "QueueAgeAlarm:",
+        ] {
+            assert!(
+                text.contains(&format!("  Bronze{id}{part}\n")),
+                "Bronze{id}{part}"
+            );
+        }
+        assert!(text.contains(&format!("        Landing{id}:\n")));
+    }
+    assert!(text.contains(
+        "            Queue: !GetAtt BronzeW300B1000Queue.Arn\n            BatchSize: 1000\n            MaximumBatchingWindowInSeconds: 300\n"
+    ));
+    assert!(text.contains("              - prefix: \"incoming/ledger/\"\n"));
+    assert!(text.contains(
+        r#"            Input: "{\"type\":\"scheduled\",\"step\":\"silver\",\"names\":[\"ledger\",\"fx\"]}""#
+    ));
+    assert!(text.contains(
+        "#   view daily_close: 86400 s / 100 messages -> gold rate(1 day); <= 86460 s\n"
+    ));
+    assert!(text.contains(
+        "#   table burst: 0.5 s / 500 messages -> bronze class W0B10; <= 0 s (rounded down"
+    ));
+}
+
+#[test]
+fn a_class_with_many_tables_gets_several_rules() {
+    let mut toml =
+        String::from("[landing]\nuri = \"s3://landing\"\n[lake]\nuri = \"file:///tmp/l\"\n");
+    for i in 0..90 {
+        toml.push_str(&format!(
+            "[[table]]\nname = \"t{i}\"\nformat = \"jsonl\"\nkeys = [\"id\"]\n"
+        ));
+    }
+    let cfg = PipelineConfig::from_toml(&toml, "many.toml").unwrap();
+    let text = render(&cfg, "many.toml", BASE).unwrap();
+    assert!(text.contains("  BronzeW1B100Rule3:\n"));
+    assert!(!text.contains("  BronzeW1B100Rule4:\n"));
+    assert_eq!(text.matches("              - prefix: ").count(), 90);
+    assert_eq!(
+        text.matches("                  - !GetAtt BronzeW1B100Rule")
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn a_base_without_its_markers_is_refused() {
+    let e = render(&mixed(), "mixed.toml", "Resources: {}\n").unwrap_err();
+    assert!(e.to_string().contains("{{bronze_queues}}"), "{e}");
+}
