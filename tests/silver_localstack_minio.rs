@@ -3,7 +3,8 @@
 //! → "bronze committed" messages on a real silver queue → four silver invocations racing on the same
 //! batch of those messages → `silver/<table>` on MinIO equals an oracle computed here from the events.
 //! The same feed also lands under a second prefix configured as SCD type 2 (`stock_history`), whose
-//! history must equal its own oracle.
+//! history must equal its own oracle. Last, the announcements on a FIFO queue (what the AWS template
+//! deploys between layers): grouped by table, a version announced twice delivered once.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -273,4 +274,98 @@ scd_type = 2
         oracle.len()
     );
     landing.delete(&silver_queue, &silver_msgs).await;
+}
+
+/// The notifier on a real FIFO queue: one message group per table, so while one table's message is
+/// in flight (its step running) SQS hands out no other message of that table but does hand out other
+/// tables'; a version announced twice (a redelivered bronze batch) arrives once.
+#[tokio::test]
+async fn announcements_on_a_fifo_queue_are_grouped_by_table_and_deduplicated() {
+    use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+    use lakehouse::config::QueueConfig;
+    use lakehouse::events::Committed;
+    use lakehouse::handler::Notifier;
+
+    let sqs = localstack_sqs().await;
+    let url = sqs
+        .create_queue()
+        .queue_name(format!("{}.fifo", run_id("silver")))
+        .attributes(QueueAttributeName::FifoQueue, "true")
+        .send()
+        .await
+        .expect("create FIFO queue")
+        .queue_url
+        .unwrap_or_default();
+    let notifier = Notifier::new(&QueueConfig {
+        queue_url: url.clone(),
+        endpoint_url: Some(localstack_endpoint()),
+        region: Some("us-east-1".into()),
+        access_key_id: Some("test".into()),
+        secret_access_key: Some("test".into()),
+    })
+    .await;
+    for (table, version) in [("orders", 1), ("orders", 1), ("orders", 2), ("payments", 1)] {
+        notifier
+            .send(&Committed::new("bronze", table, version))
+            .await
+            .expect("announce");
+    }
+    let receive = || async {
+        sqs.receive_message()
+            .queue_url(&url)
+            .max_number_of_messages(1)
+            .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+            .visibility_timeout(30)
+            .send()
+            .await
+            .expect("receive")
+            .messages
+            .unwrap_or_default()
+    };
+    let body = |m: &aws_sdk_sqs::types::Message| -> Committed {
+        serde_json::from_str(m.body().unwrap_or_default()).expect("a committed message")
+    };
+    // orders v1 in flight: the next message handed out is payments', not orders v2.
+    let first = receive().await;
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        (body(&first[0]).table.as_str(), body(&first[0]).version),
+        ("orders", 1)
+    );
+    let group = first[0]
+        .attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
+        .cloned();
+    assert_eq!(group.as_deref(), Some("orders"));
+    let second = receive().await;
+    assert_eq!(second.len(), 1);
+    assert_eq!(
+        body(&second[0]).table,
+        "payments",
+        "orders is in flight: its group waits"
+    );
+    assert!(receive().await.is_empty(), "orders v2 waits for orders v1");
+    // orders v1 done: v2 comes next, and the duplicate of v1 never does.
+    sqs.delete_message()
+        .queue_url(&url)
+        .receipt_handle(first[0].receipt_handle().unwrap_or_default())
+        .send()
+        .await
+        .expect("delete");
+    let third = receive().await;
+    assert_eq!(third.len(), 1);
+    assert_eq!(
+        (body(&third[0]).table.as_str(), body(&third[0]).version),
+        ("orders", 2)
+    );
+    sqs.delete_message()
+        .queue_url(&url)
+        .receipt_handle(third[0].receipt_handle().unwrap_or_default())
+        .send()
+        .await
+        .expect("delete");
+    assert!(
+        receive().await.is_empty(),
+        "the duplicate announcement of orders v1 was dropped"
+    );
 }

@@ -55,6 +55,12 @@ pub async fn require_service(name: &str, url: &str) {
     }
 }
 
+/// An SQS client for LocalStack (after checking it answers).
+pub async fn localstack_sqs() -> aws_sdk_sqs::Client {
+    require_service("LocalStack", &localstack_endpoint()).await;
+    aws_sdk_sqs::Client::new(&sdk_config(&localstack_endpoint(), "test", "test").await)
+}
+
 async fn sdk_config(endpoint: &str, key: &str, secret: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
