@@ -77,6 +77,10 @@ PRICES = {
                "https://aws.amazon.com/s3/pricing/ (DESIGN.md §8)"),
     "sqs_request": (0.40 / 1e6, "SQS standard queue requests ($0.40 per 1M; a batch of up to 10 messages is one "
                     "request)", "https://aws.amazon.com/sqs/pricing/ (DESIGN.md §8)"),
+    "sqs_fifo_request": (0.50 / 1e6, "SQS FIFO queue requests ($0.50 per 1M): the silver and gold queues",
+                         "https://aws.amazon.com/sqs/pricing/"),
+    "scheduler_run": (1.00 / 1e6, "EventBridge Scheduler invocations ($1.00 per 1M after 14M free): windows above "
+                      "300 s", "https://aws.amazon.com/eventbridge/pricing/"),
     "cw_logs_gb": (0.50, "CloudWatch Logs ingestion (Standard), per GB", "https://aws.amazon.com/cloudwatch/pricing/"),
 }
 # The always-on cluster it replaces (defaults; every one a flag).
@@ -113,6 +117,14 @@ LAMBDA_PLATFORM_LOG_BYTES = 340
 LOG_RETENTION_DAYS = 30
 CDF_RETENTION_DAYS = 30
 LIST_PAGE = 1000
+# The mixed pipeline of the per-table windows issue, one row per trigger window class as the AWS template
+# deploys it (lakehouse aws-template): (class, tables, batch_window_seconds, landing objects per hour per table).
+# A hot table gets an object every second, the others one a minute (the measured runs' rate); every table
+# has one gold view following it. Above 300 s bronze waits 60 s and a schedule runs silver (and gold) once
+# per window.
+MIXED = [("hot, 1 s window", 5, 1, 3600), ("ordinary, 5-min window", 60, 300, 60),
+         ("finance, daily window", 5, 86400, 60)]
+ESM_MAX_WINDOW_S, SCHEDULED_BRONZE_WINDOW_S = 300, 60
 # Share of the feed's rows that are deletes (COST_DELETE_FRACTION; 0: an upsert-only table).
 DELETE_FRACTION = float(ENV.get("COST_DELETE_FRACTION", "0.1"))
 LOADS = []  # the machine's 1-minute load average, sampled every simulated hour (it is shared)
@@ -632,17 +644,20 @@ def extra_list_pages(full, layer_steps_per_hour):
 
 
 def monthly(run, durations, memory, tables, mode, fresh, dur_override, steps_per_hour=None, log_bytes_of=None,
-            median=False):
-    """Per table per month: requests, GB-s and dollars by component."""
+            median=False, layer_steps=None, arrivals_per_hour=60, announced=True, queues=SQS_QUEUES,
+            scheduled_runs_per_hour=0.0):
+    """Per table per month: requests, GB-s and dollars by component. `layer_steps` overrides steps per hour by
+    layer (a window class); `announced` False: bronze does not announce (a schedule runs silver)."""
     p = {k: v[0] for k, v in PRICES.items()}
     sph = steps_per_hour or run["steps_per_hour"]
-    steps_month = sph * HOURS_PER_MONTH
+    layer_sph = {layer: sph for layer in LAYERS}
+    layer_sph.update(layer_steps or {})
     maint_runs = HOURS_PER_MONTH  # rate(60 minutes)
     out = {"layers": {}, "sources": {}}
     put = get = gbs = invocations = log_bytes = lists = 0.0
     for layer in (*LAYERS, "maintain"):
         s = per_step(run["steps"][layer])
-        n = maint_runs if layer == "maintain" else steps_month
+        n = maint_runs if layer == "maintain" else layer_sph[layer] * HOURS_PER_MONTH
         ms, src = (s["median_ms"] if median else s["wall_ms"]), f"measured here ({mode})"
         found = next((d[key] for d in durations for key in ((mode, fresh, layer), (mode, None, layer)) if key in d),
                      None)
@@ -654,7 +669,8 @@ def monthly(run, durations, memory, tables, mode, fresh, dur_override, steps_per
         lput, lget = s["put"] * n, (s["get"] + cold_config_get) * n
         llist = sum(v for k, v in s["api"].items() if k.startswith("List")) * n
         if s["full_listings"]:  # listings from the log's start: add a month-old log's pages (modelled)
-            extra = extra_list_pages(Counter({k: v / s["n"] for k, v in s["full_listings"].items()}), sph) * n
+            extra = extra_list_pages(Counter({k: v / s["n"] for k, v in s["full_listings"].items()}),
+                                     layer_sph.get(layer, sph)) * n
             lput += extra
             llist += extra
         lists += llist
@@ -668,15 +684,20 @@ def monthly(run, durations, memory, tables, mode, fresh, dur_override, steps_per
                                 lget * p["s3_get"]}
         out["sources"][layer] = src
         put, get, gbs, invocations, log_bytes = put + lput, get + lget, gbs + lgbs, invocations + linv, log_bytes + llog
-    # SQS: bronze queue gets one S3 notification per landing object (one per table per minute), silver
-    # and gold queues one "committed" message per upstream commit; plus the pollers' idle floor, shared.
-    messages = 60 * HOURS_PER_MONTH + 2 * steps_month
-    sqs_req = messages * SQS_REQUESTS_PER_MESSAGE + SQS_QUEUES * SQS_IDLE_RECEIVES_PER_MIN * 60 * HOURS_PER_MONTH / tables
+    # SQS: the bronze queue gets one event per landing object, the silver and gold (FIFO) queues one
+    # "committed" message per upstream commit announced; plus the pollers' idle floor, shared by the tables.
+    landing = arrivals_per_hour * HOURS_PER_MONTH
+    between = ((layer_sph["bronze"] if announced else 0) + layer_sph["silver"]) * HOURS_PER_MONTH
+    messages = landing + between
+    idle = queues * SQS_IDLE_RECEIVES_PER_MIN * 60 * HOURS_PER_MONTH / tables
+    sqs_req = messages * SQS_REQUESTS_PER_MESSAGE + idle
     cost = {
         "lambda_compute": gbs * p["lambda_gb_s"],
         "lambda_requests": invocations * p["lambda_request"],
         "s3_requests": put * p["s3_put"] + get * p["s3_get"],
-        "sqs": sqs_req * p["sqs_request"],
+        "sqs": (landing * SQS_REQUESTS_PER_MESSAGE + idle) * p["sqs_request"]
+        + between * SQS_REQUESTS_PER_MESSAGE * p["sqs_fifo_request"]
+        + scheduled_runs_per_hour * HOURS_PER_MONTH * p["scheduler_run"],
         "cloudwatch_logs": log_bytes / 1e9 * p["cw_logs_gb"],
     }
     out["s3_split"] = {"LIST": lists * p["s3_put"], "PUT/POST/COPY": (put - lists) * p["s3_put"],
@@ -684,6 +705,34 @@ def monthly(run, durations, memory, tables, mode, fresh, dur_override, steps_per
     out.update(put=put, get=get, lists=lists, gb_s=gbs, invocations=invocations, sqs_requests=sqs_req, sqs_messages=messages,
                log_gb=log_bytes / 1e9, cost=cost, total=sum(cost.values()), steps_per_hour=sph)
     return out
+
+
+def mixed_pipeline(runs, durations, memory, dur_override, mode="warm", fresh=1):
+    """The MIXED pipeline's bill per window class, from the measured per-step requests and durations of the
+    `mode` run at `fresh` minutes: steps per hour per layer as the AWS template's class would run them."""
+    run = runs.get(mode, {}).get(str(fresh))
+    if not run:
+        return None
+    tables = sum(n for _, n, _, _ in MIXED)
+    queues = len({min(w, SCHEDULED_BRONZE_WINDOW_S) if w > ESM_MAX_WINDOW_S else w for _, _, w, _ in MIXED}) + 2
+    out = []
+    for label, n, window, arrivals in MIXED:
+        if window <= ESM_MAX_WINDOW_S:
+            bronze = min(arrivals, 3600 / max(window, 1))
+            silver, announced, schedule_runs = bronze, True, 0.0
+        else:
+            bronze = min(arrivals, 3600 / SCHEDULED_BRONZE_WINDOW_S)
+            silver, announced = 3600 / window, False
+            schedule_runs = 2 * silver / n  # one silver and one gold schedule run per window, for the class
+        m = monthly(run, durations, memory, tables, mode, fresh, dur_override,
+                    layer_steps={"bronze": bronze, "silver": silver, "gold": silver}, arrivals_per_hour=arrivals,
+                    announced=announced, queues=queues, scheduled_runs_per_hour=schedule_runs,
+                    log_bytes_of=cold_log_bytes(runs, fresh))
+        out.append({"class": label, "tables": n, "window_s": window, "objects_per_hour": arrivals,
+                    "steps_per_hour": {"bronze": bronze, "silver": silver, "gold": silver},
+                    "per_table": m["total"], "class_total": m["total"] * n, "m": m})
+    return {"mode": mode, "fresh": fresh, "tables": tables, "queues": queues, "classes": out,
+            "total": sum(c["class_total"] for c in out)}
 
 
 def cold_log_bytes(runs, fresh):
@@ -825,6 +874,37 @@ def report(measured, args):
                  f"PUT {fmt_usd(sp3['PUT/POST/COPY'])}, GET/HEAD {fmt_usd(sp3['GET/HEAD'])}), Lambda compute "
                  f"{m['cost']['lambda_compute'] / m['total']:.0%}.")
     L.append("")
+
+    mixed = mixed_pipeline(runs, durations, memory, dur_override)
+    if mixed:
+        L.append("## A mixed pipeline on AWS, per trigger window class\n")
+        L.append(f"{mixed['tables']} tables as `lakehouse aws-template` deploys them: one bronze queue per class "
+                 f"({mixed['queues']} queues with silver's and gold's), schedules above 300 s; every table with one "
+                 f"gold view. Per-step requests and durations from the {mixed['mode']} {mixed['fresh']}-min run "
+                 "above; a hot table receives an object every second, the others one a minute (bronze steps per "
+                 "hour = objects, at most one per window).\n")
+        def rate(x):
+            return f"{x:,.0f}" if x >= 1 else f"{x:.3g}"
+
+        L.append("| class | tables | window | objects/h per table | steps/h bronze / silver / gold | per table per "
+                 "month | class per month |")
+        L.append("|---|---|---|---|---|---|---|")
+        for c in mixed["classes"]:
+            st = c["steps_per_hour"]
+            L.append(f"| {c['class']} | {c['tables']} | {c['window_s']} s | {c['objects_per_hour']:,} | "
+                     f"{' / '.join(rate(st[k]) for k in LAYERS)} | {fmt_usd(c['per_table'])} | "
+                     f"{fmt_usd(c['class_total'])} |")
+        verdict = (f"{sp['cluster'] / mixed['total']:.1f}x cheaper than" if mixed["total"] < sp["cluster"]
+                   else f"{mixed['total'] / sp['cluster']:.1f}x the cost of")
+        L.append(f"| **all** | {mixed['tables']} | | | | {fmt_usd(mixed['total'] / mixed['tables'])} | "
+                 f"**{fmt_usd(mixed['total'])}** |")
+        L.append(f"\nThe whole pipeline costs {fmt_usd(mixed['total'])} a month, {verdict} the cluster "
+                 f"({fmt_usd(sp['cluster'])}). A table's bill follows its step rate: a busy 1-second table runs "
+                 "3,600 steps an hour per layer, so the 5 hot tables cost most of it (a step's requests, mostly S3, do "
+                 "not shrink with its rows: the same table receiving an object every 10 s would cost a tenth); the daily tables pay for bronze "
+                 "(the raw layer stays within a minute) and one silver and gold step a day (measured per-step costs "
+                 "of a 1-minute step: a day's step reads more, once a day). Each class adds one queue's idle "
+                 "polling floor; EventBridge routes S3's events at no charge.\n")
 
     L.append("## Bill per table per month, by component\n")
     L.append("| scenario | steps/h per layer | Lambda GB-s | Lambda invocations | S3 PUT/LIST | S3 GET/HEAD | SQS requests | "
@@ -999,6 +1079,9 @@ def report(measured, args):
                          "sqs_requests": r["m"]["sqs_requests"], "invocations": r["m"]["invocations"],
                          "spark_ratio": sp["per_table"] / r["m"]["total"],
                          "step_ms": {k: v["ms"] for k, v in r["m"]["layers"].items()}} for r in rows + scenarios]}
+    if mixed:
+        summary["mixed_pipeline"] = {k: v for k, v in mixed.items() if k != "classes"}
+        summary["mixed_pipeline"]["classes"] = [{k: v for k, v in c.items() if k != "m"} for c in mixed["classes"]]
     with open(os.path.join(args.results, "cost.json"), "w") as f:
         json.dump(summary, f, indent=1)
     print("\n".join(L[:16]))
