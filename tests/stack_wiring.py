@@ -62,8 +62,8 @@ PIPELINE = os.path.join(os.path.dirname(__file__), "..", "infra", "aws", "pipeli
 def expected_windows(path=PIPELINE):
     """The oracle, from the README's "Trigger windows on AWS": a table's bronze mapping waits its window
     in whole seconds (rounded down) up to 300 s, and takes at most 10 messages without a window; above
-    300 s bronze waits 60 s and a schedule runs the silver step every whole number of minutes (a gold
-    view's likewise). Returns ({(window, batch): [(table, prefix)]}, {(step, minutes): [names]})."""
+    300 s bronze waits a fifteenth of the window (at most 300 s) and a schedule runs the silver step
+    every whole number of minutes (a gold view's likewise). Returns ({(window, batch): [(table, prefix)]}, {(step, minutes): [names]})."""
     with open(path, "rb") as f:
         cfg = tomllib.load(f)
     landing = cfg["landing"]["uri"].split("://", 1)[1].partition("/")[2].strip("/")
@@ -73,7 +73,7 @@ def expected_windows(path=PIPELINE):
         prefix = t.get("prefix", t["name"] + "/")
         prefix = f"{landing}/{prefix}" if landing else prefix
         if window > 300:
-            w = 60
+            w = min(int(window) // 15, 300)
             if t.get("keys"):
                 schedules.setdefault(("silver", int(window) // 60), []).append(t["name"])
         else:

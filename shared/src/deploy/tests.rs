@@ -87,12 +87,13 @@ fn tables(c: &BronzeClass) -> Vec<&str> {
 fn tables_share_a_bronze_queue_per_window_and_batch_size() {
     let plan = Plan::of(&mixed());
     let ids: Vec<String> = plan.bronze.iter().map(BronzeClass::id).collect();
-    assert_eq!(ids, ["W0B1", "W0B10", "W1B100", "W60B100", "W300B1000"]);
+    assert_eq!(ids, ["W0B1", "W0B10", "W1B100", "W300B100", "W300B1000"]);
     assert_eq!(tables(class(&plan, "W1B100")), ["orders", "payments"]);
     // Half a second is no whole second: no window, so at most 10 messages per batch.
     assert_eq!(tables(class(&plan, "W0B10")), ["burst"]);
-    // Long windows: bronze ingests within a minute; the bronze-only table has no silver schedule.
-    assert_eq!(tables(class(&plan, "W60B100")), ["ledger", "fx", "audit"]);
+    // Long windows: bronze waits a fifteenth of the window, at most 300 s; the bronze-only table has
+    // no silver schedule.
+    assert_eq!(tables(class(&plan, "W300B100")), ["ledger", "fx", "audit"]);
     assert_eq!(
         class(&plan, "W1B100").tables[0],
         ("orders".to_string(), "incoming/orders/".to_string())
@@ -143,9 +144,16 @@ fn staleness_on_aws_is_the_window_or_the_schedule_plus_bronzes_minute() {
     let stale = |t: &str| aws_staleness(&cfg.table(t).unwrap().trigger).as_secs();
     assert_eq!(stale("orders"), 1);
     assert_eq!(stale("stock"), 300);
-    assert_eq!(stale("ledger"), 86_400 + 60);
+    assert_eq!(stale("ledger"), 86_400 + 300);
     // 21,700 s is 361 minutes and 40 s: scheduled every 361 minutes.
-    assert_eq!(stale("audit"), 361 * 60 + 60);
+    assert_eq!(stale("audit"), 361 * 60 + 300);
+    // A 15-minute window: bronze waits 60 s, the schedule runs every 15 minutes.
+    let quarter = TriggerWindow {
+        max_batch: 100,
+        max_wait: Duration::from_secs(900),
+    };
+    assert_eq!(scheduled_bronze_window_s(&quarter), 60);
+    assert_eq!(aws_staleness(&quarter).as_secs(), 960);
     assert!(kept_exactly(&cfg.table("orders").unwrap().trigger));
     assert!(!kept_exactly(&cfg.table("burst").unwrap().trigger));
     assert!(!kept_exactly(&cfg.table("audit").unwrap().trigger));
@@ -155,7 +163,7 @@ fn staleness_on_aws_is_the_window_or_the_schedule_plus_bronzes_minute() {
 fn the_template_has_each_class_rule_mapping_and_schedule() {
     let text = render(&mixed(), "mixed.toml", BASE).unwrap();
     assert!(!text.contains("{{"), "a marker was left in the template");
-    for id in ["W0B1", "W0B10", "W1B100", "W60B100", "W300B1000"] {
+    for id in ["W0B1", "W0B10", "W1B100", "W300B100", "W300B1000"] {
         for part in [
             "Queue:",
             "DeadLetterQueue:",
@@ -179,7 +187,7 @@ fn the_template_has_each_class_rule_mapping_and_schedule() {
         r#"            Input: "{\"type\":\"scheduled\",\"step\":\"silver\",\"names\":[\"ledger\",\"fx\"]}""#
     ));
     assert!(text.contains(
-        "#   view daily_close: 86400 s / 100 messages -> gold rate(1 day); <= 86460 s\n"
+        "#   view daily_close: 86400 s / 100 messages -> gold rate(1 day); <= 86700 s\n"
     ));
     assert!(text.contains(
         "#   table burst: 0.5 s / 500 messages -> bronze class W0B10; <= 0 s (rounded down"
