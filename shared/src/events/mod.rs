@@ -160,24 +160,20 @@ impl Content for Vec<SourceObject> {
 impl Content for Vec<LayerTrigger> {
     /// A committed message, a schedule's input, or any object event [`objects_in`] accepts.
     fn parse(v: &Value) -> Result<Self> {
-        if v.get("type").and_then(Value::as_str) == Some(SCHEDULED) {
-            let s = serde_json::from_value(v.clone()).map_err(|e| Error::Event {
-                reason: "bad scheduled input".into(),
+        fn typed<T: serde::de::DeserializeOwned>(v: &Value, what: &str) -> Result<T> {
+            serde_json::from_value(v.clone()).map_err(|e| Error::Event {
+                reason: format!("bad {what}"),
                 source: Some(e),
-            })?;
-            return Ok(vec![LayerTrigger::Scheduled(s)]);
+            })
         }
-        if v.get("type").and_then(Value::as_str) == Some(COMMITTED) {
-            let c = serde_json::from_value(v.clone()).map_err(|e| Error::Event {
-                reason: "bad committed message".into(),
-                source: Some(e),
-            })?;
-            return Ok(vec![LayerTrigger::Committed(c)]);
-        }
-        Ok(objects_in(v)?
-            .into_iter()
-            .map(LayerTrigger::Object)
-            .collect())
+        Ok(match v.get("type").and_then(Value::as_str) {
+            Some(SCHEDULED) => vec![LayerTrigger::Scheduled(typed(v, "scheduled input")?)],
+            Some(COMMITTED) => vec![LayerTrigger::Committed(typed(v, "committed message")?)],
+            _ => objects_in(v)?
+                .into_iter()
+                .map(LayerTrigger::Object)
+                .collect(),
+        })
     }
 }
 
