@@ -23,18 +23,21 @@ demo:
 install:
 	$(LOCAL)/install.sh all
 
-## The AWS template of infra/aws/pipeline.toml (a bronze queue per trigger window class, schedules
-## for windows above 300 s), written by the CLI from infra/aws/template.base.yaml.
+# The pipeline file the AWS template is generated from (`make template AWS_PIPELINE=my-pipeline.toml`).
+AWS_PIPELINE ?= infra/aws/pipeline.toml
+
+## The AWS template of $(AWS_PIPELINE) (a bronze queue per trigger window class, schedules for windows
+## above 300 s), written by the CLI from infra/aws/template.base.yaml.
 template:
 	cargo build --workspace --bins
-	$(CARGO_TARGET_DIR)/debug/lakehouse aws-template --config infra/aws/pipeline.toml --out infra/aws/template.yaml
+	$(CARGO_TARGET_DIR)/debug/lakehouse aws-template --config $(AWS_PIPELINE) --out infra/aws/template.yaml
 
-## The template checks (offline): the committed template is the one the pipeline file gives, SAM CLI's
-## validate --lint, cfn-lint of the template and of the template as CloudFormation receives it (SAM
-## transformed: mappings, roles, permissions).
+## The template checks (no AWS call; builds the CLI): the template is the one $(AWS_PIPELINE) gives, SAM
+## CLI's validate --lint, cfn-lint of the template and of the template as CloudFormation receives it
+## (SAM transformed: mappings, roles, permissions).
 validate: install
 	cargo build --workspace --bins
-	$(CARGO_TARGET_DIR)/debug/lakehouse aws-template --config infra/aws/pipeline.toml --out infra/aws/template.yaml --check
+	$(CARGO_TARGET_DIR)/debug/lakehouse aws-template --config $(AWS_PIPELINE) --out infra/aws/template.yaml --check
 	cd infra/aws && $(SAM) validate --lint --region us-east-1 --template template.yaml
 	$(TOOLS_BIN)/cfn-lint infra/aws/template.yaml
 	$(TOOLS_BIN)/python infra/aws/transform_check.py infra/aws/template.yaml $(SAM_OUT)

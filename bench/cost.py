@@ -728,7 +728,7 @@ def mixed_pipeline(runs, durations, memory, dur_override, mode="warm", fresh=1):
         else:
             bronze = min(arrivals, 3600 / scheduled_bronze_window_s(window))
             silver, announced = 3600 / window, False
-            schedule_runs = 2 * silver / n  # one silver and one gold schedule run per window, for the class
+            schedule_runs = silver / n  # one silver schedule run per window for the class; the views follow
         m = monthly(run, durations, memory, tables, mode, fresh, dur_override,
                     layer_steps={"bronze": bronze, "silver": silver, "gold": silver}, arrivals_per_hour=arrivals,
                     announced=announced, queues=queues, scheduled_runs_per_hour=schedule_runs,

@@ -63,7 +63,8 @@ def expected_windows(path=PIPELINE):
     """The oracle, from the README's "Trigger windows on AWS": a table's bronze mapping waits its window
     in whole seconds (rounded down) up to 300 s, and takes at most 10 messages without a window; above
     300 s bronze waits a fifteenth of the window (at most 300 s) and a schedule runs the silver step
-    every whole number of minutes (a gold view's likewise). Returns ({(window, batch): [(table, prefix)]}, {(step, minutes): [names]})."""
+    every whole number of minutes; a view above 300 s gets its own schedule only when one of its tables
+    has a shorter window (else it follows their scheduled commits). Returns ({(window, batch): [(table, prefix)]}, {(step, minutes): [names]})."""
     with open(path, "rb") as f:
         cfg = tomllib.load(f)
     landing = cfg["landing"]["uri"].split("://", 1)[1].partition("/")[2].strip("/")
@@ -80,9 +81,11 @@ def expected_windows(path=PIPELINE):
             w = int(window)
         b = min(batch, 10) if w == 0 else batch
         classes.setdefault((w, b), []).append((t["name"], prefix))
+    windows = {t["name"]: t.get("batch_window_seconds", 1) for t in cfg.get("table", [])}
     for v in cfg.get("gold", []):
-        if v.get("batch_window_seconds", 1) > 300:
-            schedules.setdefault(("gold", int(v["batch_window_seconds"]) // 60), []).append(v["name"])
+        window = v.get("batch_window_seconds", 1)
+        if window > 300 and any(windows.get(s, 0) < window for s in v["sources"]):
+            schedules.setdefault(("gold", int(window) // 60), []).append(v["name"])
     return classes, schedules
 
 
@@ -247,8 +250,13 @@ def check_queues(r):
         check(redrive.get("deadLetterTargetArn") == queue_arn(sqs, r[dlq])
               and int(redrive.get("maxReceiveCount", 0)) == int(PARAMS["MaxReceiveCount"]),
               f"{queue} redrives to {dlq} after {PARAMS['MaxReceiveCount']} receives")
-        check(int(attrs["VisibilityTimeout"]) >= 6 * 300, f"{queue} visibility >= 6x the function timeout")
         fifo = queue in ("SilverQueue", "GoldQueue")
+        if fifo:  # a failed message holds its table's group until visible again: short, above the timeout
+            check(300 < int(attrs["VisibilityTimeout"]) <= 600, f"{queue} visibility just above the function timeout")
+        else:
+            window = next(w for c, (w, _, _) in BRONZE.items() if f"Bronze{c}Queue" == queue)
+            check(int(attrs["VisibilityTimeout"]) >= 6 * 300 + window,
+                  f"{queue} visibility >= 6x the function timeout + its window")
         check((attrs.get("FifoQueue") == "true") == fifo
               and attrs.get("ContentBasedDeduplication", "false") == "false",
               f"{queue} is {'a FIFO queue (grouped by table, deduplicated by version)' if fifo else 'a standard queue'}")
@@ -304,9 +312,18 @@ def check_schedules(r):
     for step in ["silver", "gold"]:
         fn = "SilverFunction" if step == "silver" else "GoldFunction"
         want = sorted((rate(m), sorted(names)) for (st, m), names in SCHEDULES.items() if st == step)
-        have = sorted((expr, sorted(json.loads(inp)["names"])) for expr, inp in got.get(arn[fn], [])
-                      if json.loads(inp or "{}").get("type") == "scheduled" and json.loads(inp)["step"] == step)
+        have = {}  # a period's names may be split over several schedules
+        for expr, inp in got.get(arn[fn], []):
+            body = json.loads(inp or "{}")
+            if body.get("type") == "scheduled" and body["step"] == step:
+                have.setdefault(expr, []).extend(body["names"])
+        have = sorted((expr, sorted(names)) for expr, names in have.items())
         check(have == want, f"{fn}: schedules {want} (got {have})")
+    listed = {f"{st}:{n}" for (st, _), names in SCHEDULES.items() for n in names}
+    for fn in ["BronzeFunction", "SilverFunction", "GoldFunction"]:
+        env = lam.get_function_configuration(FunctionName=r[fn])["Environment"]["Variables"]
+        got_list = {x for x in env.get("LAKEHOUSE_SCHEDULED", "").split(",") if x}
+        check(got_list == listed, f"{fn} is told what the schedules run ({sorted(listed)})")
 
 
 def as_list(v):

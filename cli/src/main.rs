@@ -201,6 +201,7 @@ enum Command {
     /// Scheduler schedules for windows above 300 s. Variables the stack sets (SILVER_QUEUE_URL,
     /// GOLD_QUEUE_URL, GLUE_DATABASE) need not be set.
     AwsTemplate {
+        /// The pipeline file (a local path).
         #[arg(long, env = "LAKEHOUSE_CONFIG")]
         config: String,
         /// Where to write it (default: standard output).
@@ -442,16 +443,20 @@ async fn main_inner() -> Result<()> {
             println!("{}", step_json(&writer.rebuild(&t).await?, start)?);
         }
         Command::AwsTemplate { config, out, check } => {
-            // The stack gives the functions these; the template does not depend on their values.
-            for var in ["SILVER_QUEUE_URL", "GOLD_QUEUE_URL", "GLUE_DATABASE"] {
-                if std::env::var_os(var).is_none() {
-                    std::env::set_var(var, format!("stack-provided-{var}"));
-                }
-            }
-            let cfg = PipelineConfig::load(&config).await?;
+            // The stack gives the functions these variables; the template does not depend on their
+            // values, so unset ones stand in as valid names (a Glue database name is checked).
+            let raw = std::fs::read_to_string(&config).map_err(io(&config))?;
+            let text = ["SILVER_QUEUE_URL", "GOLD_QUEUE_URL", "GLUE_DATABASE"]
+                .iter()
+                .filter(|v| std::env::var_os(v).is_none())
+                .fold(raw, |t, v| {
+                    t.replace(&format!("${{{v}}}"), "stack_provided")
+                });
+            let origin = config.trim_start_matches("./");
+            let cfg = PipelineConfig::from_toml(&text, origin)?;
             let text = lakehouse::deploy::template::render(
                 &cfg,
-                &config,
+                origin,
                 lakehouse::deploy::template::BASE,
             )?;
             match (out, check) {

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use lakehouse::handler::BronzeHandler;
+use lakehouse::handler::{BronzeHandler, Windows};
 use lakehouse::telemetry;
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use serde_json::Value;
@@ -13,7 +13,11 @@ async fn main() -> Result<(), Error> {
     telemetry::init(telemetry::FUNCTION_DEFAULT);
     // Loaded once per cold start; a bad config fails the init phase with the table and field named.
     let config = lakehouse::handler::config_from_env().await?;
-    let handler = Arc::new(BronzeHandler::from_config(config).await?.on_lambda());
+    let handler = Arc::new(
+        BronzeHandler::from_config(config)
+            .await?
+            .with_windows(Windows::from_env()),
+    );
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let handler = handler.clone();
         async move { handler.handle(&event.payload).await.map_err(Error::from) }

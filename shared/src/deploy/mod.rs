@@ -10,15 +10,17 @@
 //!
 //! Tables are grouped into **classes**, one per distinct (window, batch size) of their bronze queue:
 //! each class has its own queue, DLQ and event source mapping, and EventBridge rules route each
-//! table's landing prefix to its class's queue. Long windows are grouped into one schedule per
-//! period and layer.
+//! table's landing prefix to its class's queue. Long windows get one schedule per period and layer (a
+//! few names each). A gold view follows its tables' silver commits unless its window is above 300 s
+//! and longer than one of its tables' (then it has a schedule of its own): a daily view over daily
+//! tables runs right after their scheduled silver steps.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::config::{PipelineConfig, TriggerWindow, EVENT_SOURCE_MAX_WAIT};
+use crate::config::{GoldView, PipelineConfig, TriggerWindow, EVENT_SOURCE_MAX_WAIT};
 use crate::events::Scheduled;
-use crate::handler::Downstream;
+use crate::handler::{Downstream, Windows};
 
 pub mod template;
 
@@ -55,10 +57,24 @@ impl BronzeClass {
 pub struct Schedule {
     pub step: Downstream,
     pub every_minutes: u64,
+    /// 1, 2, ...: a period's names are split so one invocation runs them in one wave.
+    pub part: usize,
     pub names: Vec<String>,
 }
 
+/// Most names one schedule runs: one invocation (300 s) runs them together, as many at once as a
+/// batch's tables (`TABLE_CONCURRENCY`), and a failed one makes Lambda retry them all.
+pub const NAMES_PER_SCHEDULE: usize = 4;
+
 impl Schedule {
+    /// Its name among the function's events (`Every1440Minutes`, then `Every1440MinutesPart2`...).
+    pub fn id(&self) -> String {
+        match self.part {
+            1 => format!("Every{}Minutes", self.every_minutes),
+            k => format!("Every{}MinutesPart{k}", self.every_minutes),
+        }
+    }
+
     /// EventBridge Scheduler's rate expression (a unit is singular for 1).
     pub fn expression(&self) -> String {
         let m = self.every_minutes;
@@ -83,6 +99,17 @@ impl Schedule {
 pub struct Plan {
     pub bronze: Vec<BronzeClass>,
     pub schedules: Vec<Schedule>,
+}
+
+/// Whether view `v` needs a schedule of its own: its window is above what a mapping waits and longer
+/// than one of its tables' (whose commits would run it too early). Otherwise it follows their commits.
+pub(crate) fn view_scheduled(config: &PipelineConfig, v: &GoldView) -> bool {
+    v.trigger.scheduled_on_lambda()
+        && v.sources.iter().any(|s| {
+            config
+                .table(s)
+                .is_none_or(|t| t.trigger.max_wait < v.trigger.max_wait)
+        })
 }
 
 /// A table's bronze event source mapping: (window in whole seconds, batch size). A window is rounded
@@ -130,7 +157,7 @@ impl Plan {
                     .push(t.name.clone());
             }
         }
-        for v in &config.gold {
+        for v in config.gold.iter().filter(|v| view_scheduled(config, v)) {
             if let Some(m) = schedule_minutes(&v.trigger) {
                 schedules
                     .entry((Downstream::Gold, m))
@@ -149,23 +176,55 @@ impl Plan {
                 .collect(),
             schedules: schedules
                 .into_iter()
-                .map(|((step, every_minutes), names)| Schedule {
-                    step,
-                    every_minutes,
-                    names,
+                .flat_map(|((step, every_minutes), names)| {
+                    names
+                        .chunks(NAMES_PER_SCHEDULE)
+                        .enumerate()
+                        .map(|(i, names)| Schedule {
+                            step,
+                            every_minutes,
+                            part: i + 1,
+                            names: names.to_vec(),
+                        })
+                        .collect::<Vec<_>>()
                 })
                 .collect(),
         }
     }
+
+    /// What the functions are told the schedules run ([`crate::handler::SCHEDULED_ENV`]).
+    pub fn scheduled_list(&self) -> String {
+        self.schedules
+            .iter()
+            .flat_map(|s| s.names.iter().map(|n| Windows::item(s.step, n)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
-/// How stale a table's silver rows (or a view) may get on AWS under this plan, beyond the steps' own
-/// time: its bronze window, or for a scheduled one its schedule period plus the bronze window (rows
-/// that landed just before a scheduled step wait for bronze, then for the next run).
+/// How stale a table's silver rows may get on AWS under this plan, beyond the steps' own time: its
+/// bronze window, or for a scheduled one its schedule period plus the bronze window (rows that landed
+/// just before a scheduled step wait for bronze, then for the next run).
 pub fn aws_staleness(w: &TriggerWindow) -> Duration {
     match schedule_minutes(w) {
         Some(m) => Duration::from_secs(m * 60 + scheduled_bronze_window_s(w)),
         None => Duration::from_secs(bronze_mapping(w).0),
+    }
+}
+
+/// How stale a view may get on AWS: its stalest table's bound, plus its own period when it has a
+/// schedule (a change reaches silver, then waits for the view's next run).
+pub fn view_staleness(config: &PipelineConfig, v: &GoldView) -> Duration {
+    let sources = v
+        .sources
+        .iter()
+        .filter_map(|s| config.table(s))
+        .map(|t| aws_staleness(&t.trigger))
+        .max()
+        .unwrap_or_default();
+    match (view_scheduled(config, v), schedule_minutes(&v.trigger)) {
+        (true, Some(m)) => sources + Duration::from_secs(m * 60),
+        _ => sources,
     }
 }
 

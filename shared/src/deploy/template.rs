@@ -5,7 +5,9 @@
 
 use std::fmt::Write;
 
-use super::{aws_staleness, kept_exactly, BronzeClass, Plan, Schedule};
+use super::{
+    aws_staleness, kept_exactly, view_scheduled, view_staleness, BronzeClass, Plan, Schedule,
+};
 use crate::config::{PipelineConfig, TriggerWindow};
 use crate::error::{Error, Result};
 use crate::handler::Downstream;
@@ -13,31 +15,38 @@ use crate::handler::Downstream;
 /// The template every deployment starts from.
 pub const BASE: &str = include_str!("../../../infra/aws/template.base.yaml");
 
-/// Most key prefixes in one EventBridge rule: an event pattern is limited in size (2,048 characters
-/// by default), so a class with many tables gets several rules.
-const PREFIXES_PER_RULE: usize = 40;
+/// Most characters of key prefix entries in one EventBridge rule: an event pattern is limited in size
+/// (2,048 characters), the rest of the pattern takes ~200, so a class with many tables gets several rules.
+const PATTERN_PREFIX_CHARS: usize = 1_600;
+/// Most characters of a rule's or schedule's description (AWS allows 512).
+const DESCRIPTION_CHARS: usize = 400;
 
 /// The template for `config`, from `base`. `origin` names the pipeline file in the header.
 pub fn render(config: &PipelineConfig, origin: &str, base: &str) -> Result<String> {
     let plan = Plan::of(config);
     let mut out = header(config, &plan, origin);
+    // Whole-line markers take blocks; `{{scheduled}}` is a value inside a line.
     let blocks = [
-        ("{{bronze_queues}}", bronze_queues(&plan.bronze)),
-        ("{{bronze_events}}", bronze_events(&plan.bronze)),
-        ("{{silver_schedules}}", schedules(&plan, Downstream::Silver)),
-        ("{{gold_schedules}}", schedules(&plan, Downstream::Gold)),
-        ("{{bronze_alarms}}", bronze_alarms(&plan.bronze)),
-        ("{{bronze_outputs}}", bronze_outputs(&plan.bronze)),
+        ("{{bronze_queues}}\n", bronze_queues(&plan.bronze)),
+        ("{{bronze_events}}\n", bronze_events(&plan.bronze)),
+        (
+            "{{silver_schedules}}\n",
+            schedules(&plan, Downstream::Silver)?,
+        ),
+        ("{{gold_schedules}}\n", schedules(&plan, Downstream::Gold)?),
+        ("{{bronze_alarms}}\n", bronze_alarms(&plan.bronze)),
+        ("{{bronze_outputs}}\n", bronze_outputs(&plan.bronze)),
+        ("{{scheduled}}", quoted(&plan.scheduled_list())),
     ];
     let mut body = base.to_string();
     for (marker, text) in blocks {
-        let line = format!("{marker}\n");
-        if body.matches(&line).count() != 1 {
+        if body.matches(marker).count() != 1 {
             return Err(Error::invariant(format!(
-                "the base template must have the line `{marker}` exactly once"
+                "the base template must have `{}` exactly once",
+                marker.trim_end()
             )));
         }
-        body = body.replace(&line, &text);
+        body = body.replace(marker, &text);
     }
     out.push_str(&body);
     Ok(out)
@@ -46,6 +55,21 @@ pub fn render(config: &PipelineConfig, origin: &str, base: &str) -> Result<Strin
 /// A YAML double-quoted scalar (JSON's string syntax is a subset of it).
 fn quoted(s: &str) -> String {
     serde_json::Value::String(s.to_string()).to_string()
+}
+
+/// `what` followed by as many of `names` as fit in [`DESCRIPTION_CHARS`], then how many more.
+fn describe(what: &str, names: &[&str]) -> String {
+    let mut text = what.to_string();
+    for (i, n) in names.iter().enumerate() {
+        let sep = if i == 0 { ": " } else { ", " };
+        if text.len() + sep.len() + n.len() > DESCRIPTION_CHARS - 20 {
+            text.push_str(&format!(" and {} more", names.len() - i));
+            break;
+        }
+        text.push_str(sep);
+        text.push_str(n);
+    }
+    text
 }
 
 fn window_text(w: &TriggerWindow) -> String {
@@ -95,15 +119,14 @@ fn header(config: &PipelineConfig, plan: &Plan, origin: &str) -> String {
         );
     }
     for v in &config.gold {
-        let follows = if v.trigger.scheduled_on_lambda() {
-            format!(
-                "{}; <= {} s",
-                schedule_of(Downstream::Gold, &v.name).trim_start_matches(", "),
-                aws_staleness(&v.trigger).as_secs()
-            )
+        let how = if view_scheduled(config, v) {
+            schedule_of(Downstream::Gold, &v.name)
+                .trim_start_matches(", ")
+                .to_string()
         } else {
             "follows its tables' silver commits".to_string()
         };
+        let follows = format!("{how}; <= {} s", view_staleness(config, v).as_secs());
         let _ = writeln!(
             h,
             "#   view {}: {} -> {}",
@@ -121,9 +144,29 @@ fn rounding_note(w: &TriggerWindow) -> &'static str {
         ""
     } else if w.scheduled_on_lambda() {
         " (rounded down to whole minutes)"
+    } else if w.max_wait.as_secs() == 0 {
+        " (rounded down to no window, where a batch holds at most 10 messages)"
     } else {
-        " (rounded down to whole seconds; no window: at most 10 messages)"
+        " (rounded down to whole seconds)"
     }
+}
+
+/// A class's tables split into rules whose prefix entries fit an event pattern.
+pub(super) fn rule_chunks(tables: &[(String, String)]) -> Vec<&[(String, String)]> {
+    let mut chunks = Vec::new();
+    let (mut start, mut chars) = (0, 0);
+    for (i, (_, prefix)) in tables.iter().enumerate() {
+        let entry = quoted(prefix).len() + 14; // {"prefix":...},
+        if chars + entry > PATTERN_PREFIX_CHARS && i > start {
+            chunks.push(&tables[start..i]);
+            (start, chars) = (i, 0);
+        }
+        chars += entry;
+    }
+    if start < tables.len() {
+        chunks.push(&tables[start..]);
+    }
+    chunks
 }
 
 fn bronze_queues(classes: &[BronzeClass]) -> String {
@@ -131,13 +174,17 @@ fn bronze_queues(classes: &[BronzeClass]) -> String {
     for c in classes {
         let id = c.id();
         let names: Vec<&str> = c.tables.iter().map(|(t, _)| t.as_str()).collect();
-        let rules: Vec<String> = (1..=c.tables.chunks(PREFIXES_PER_RULE).len())
+        let chunks = rule_chunks(&c.tables);
+        let rules: Vec<String> = (1..=chunks.len())
             .map(|i| format!("Bronze{id}Rule{i}"))
             .collect();
         let _ = write!(
             s,
             r#"  Bronze{id}DeadLetterQueue:
     Type: AWS::SQS::Queue
+    # Kept when a change of windows removes the class: its failed events stay for a redrive.
+    DeletionPolicy: Retain
+    UpdateReplacePolicy: Retain
     Properties:
       MessageRetentionPeriod: 1209600
       SqsManagedSseEnabled: true
@@ -146,8 +193,8 @@ fn bronze_queues(classes: &[BronzeClass]) -> String {
   Bronze{id}Queue:
     Type: AWS::SQS::Queue
     Properties:
-      # At least 6x the function timeout, as Lambda recommends for SQS event sources.
-      VisibilityTimeout: 1800
+      # At least 6x the function timeout plus the batching window, as Lambda recommends.
+      VisibilityTimeout: {visibility}
       MessageRetentionPeriod: 1209600
       SqsManagedSseEnabled: true
       RedrivePolicy:
@@ -172,12 +219,13 @@ fn bronze_queues(classes: &[BronzeClass]) -> String {
             w = c.window_s,
             b = c.batch_size,
             names = names.join(", "),
+            visibility = 1800 + c.window_s,
         );
         for r in &rules {
             let _ = writeln!(s, "                  - !GetAtt {r}.Arn");
         }
         s.push('\n');
-        for (r, chunk) in rules.iter().zip(c.tables.chunks(PREFIXES_PER_RULE)) {
+        for (r, chunk) in rules.iter().zip(chunks) {
             let tables: Vec<&str> = chunk.iter().map(|(t, _)| t.as_str()).collect();
             let _ = write!(
                 s,
@@ -194,9 +242,9 @@ fn bronze_queues(classes: &[BronzeClass]) -> String {
           object:
             key:
 "#,
-                desc = quoted(&format!(
-                    "Landing objects of {} to bronze class {id}",
-                    tables.join(", ")
+                desc = quoted(&describe(
+                    &format!("Landing objects to bronze class {id}"),
+                    &tables
                 )),
             );
             for (_, prefix) in chunk {
@@ -238,37 +286,45 @@ fn bronze_events(classes: &[BronzeClass]) -> String {
     s
 }
 
-fn schedules(plan: &Plan, step: Downstream) -> String {
+fn schedules(plan: &Plan, step: Downstream) -> Result<String> {
     let mut s = String::new();
     for sc in plan.schedules.iter().filter(|sc| sc.step == step) {
+        let names: Vec<&str> = sc.names.iter().map(String::as_str).collect();
         let _ = write!(
             s,
-            r#"        Every{m}Minutes:
+            r#"        {id}:
           Type: ScheduleV2
           Properties:
+            # Named by CloudFormation: two stacks in one account and region do not collide.
+            OmitName: true
             Description: {desc}
             ScheduleExpression: {expr}
             Input: {input}
             RetryPolicy:
               MaximumRetryAttempts: 3
 "#,
-            m = sc.every_minutes,
-            desc = quoted(&format!(
-                "The {} step of {} (their window is {} minutes)",
-                step.name(),
-                sc.names.join(", "),
-                sc.every_minutes
+            id = sc.id(),
+            desc = quoted(&describe(
+                &format!(
+                    "The {} step every {} minutes (their window)",
+                    step.name(),
+                    sc.every_minutes
+                ),
+                &names
             )),
             expr = quoted(&sc.expression()),
-            input = quoted(&schedule_input(sc)),
+            input = quoted(&schedule_input(sc)?),
         );
     }
-    s
+    Ok(s)
 }
 
-fn schedule_input(sc: &Schedule) -> String {
-    let i = sc.input();
-    serde_json::json!({ "type": i.kind, "step": i.step, "names": i.names }).to_string()
+/// What a schedule sends: the same type the functions parse.
+fn schedule_input(sc: &Schedule) -> Result<String> {
+    serde_json::to_string(&sc.input()).map_err(|source| Error::Serialize {
+        what: "schedule input",
+        source,
+    })
 }
 
 fn bronze_alarms(classes: &[BronzeClass]) -> String {

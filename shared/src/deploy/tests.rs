@@ -69,6 +69,13 @@ const MIXED: &str = r#"
     keys = ["id"]
     sources = ["ledger"]
     batch_window_seconds = 86400
+
+    [[gold]]
+    name = "daily_orders"
+    sql = "SELECT id, COUNT(*) AS n FROM orders GROUP BY id"
+    keys = ["id"]
+    sources = ["orders"]
+    batch_window_seconds = 86400
 "#;
 
 fn mixed() -> PipelineConfig {
@@ -116,16 +123,18 @@ fn windows_above_an_event_source_mapping_get_schedules() {
                 "rate(1 day)".to_string(),
                 vec!["ledger".to_string(), "fx".to_string()]
             ),
+            // daily_close reads a daily table: it follows that table's scheduled commits instead.
             (
                 Downstream::Gold,
                 "rate(1 day)".to_string(),
-                vec!["daily_close".to_string()]
+                vec!["daily_orders".to_string()]
             ),
         ]
     );
     let every = |m| Schedule {
         step: Downstream::Silver,
         every_minutes: m,
+        part: 1,
         names: vec![],
     };
     assert_eq!(every(5).expression(), "rate(5 minutes)");
@@ -135,6 +144,21 @@ fn windows_above_an_event_source_mapping_get_schedules() {
     assert_eq!(
         serde_json::to_value(plan.schedules[0].input()).unwrap(),
         serde_json::json!({"type": "scheduled", "step": "silver", "names": ["ledger", "fx"]})
+    );
+    assert_eq!(
+        plan.scheduled_list(),
+        "silver:ledger,silver:fx,gold:daily_orders"
+    );
+    let cfg = mixed();
+    let view = |n: &str| cfg.view(n).unwrap();
+    assert_eq!(view_staleness(&cfg, view("revenue")).as_secs(), 1);
+    assert_eq!(
+        view_staleness(&cfg, view("daily_close")).as_secs(),
+        86_400 + 300
+    );
+    assert_eq!(
+        view_staleness(&cfg, view("daily_orders")).as_secs(),
+        86_400 + 1
     );
 }
 
@@ -183,11 +207,22 @@ fn the_template_has_each_class_rule_mapping_and_schedule() {
         "            Queue: !GetAtt BronzeW300B1000Queue.Arn\n            BatchSize: 1000\n            MaximumBatchingWindowInSeconds: 300\n"
     ));
     assert!(text.contains("              - prefix: \"incoming/ledger/\"\n"));
+    // The schedule's input, as written, is what the silver function parses.
+    let input = text
+        .lines()
+        .find(|l| l.contains("Input: \"{") && l.contains("silver"))
+        .unwrap();
+    let json: String = serde_json::from_str(input.trim().trim_start_matches("Input: ")).unwrap();
+    assert_eq!(
+        <Vec<crate::events::LayerTrigger> as crate::events::Content>::parse_text(&json).ok(),
+        Some(vec![crate::events::LayerTrigger::Scheduled(
+            crate::events::Scheduled::new("silver", vec!["ledger".into(), "fx".into()])
+        )])
+    );
+    assert!(text
+        .contains("        LAKEHOUSE_SCHEDULED: \"silver:ledger,silver:fx,gold:daily_orders\"\n"));
     assert!(text.contains(
-        r#"            Input: "{\"type\":\"scheduled\",\"step\":\"silver\",\"names\":[\"ledger\",\"fx\"]}""#
-    ));
-    assert!(text.contains(
-        "#   view daily_close: 86400 s / 100 messages -> gold rate(1 day); <= 86700 s\n"
+        "#   view daily_close: 86400 s / 100 messages -> follows its tables' silver commits; <= 86700 s\n"
     ));
     assert!(text.contains(
         "#   table burst: 0.5 s / 500 messages -> bronze class W0B10; <= 0 s (rounded down"
@@ -205,14 +240,37 @@ fn a_class_with_many_tables_gets_several_rules() {
     }
     let cfg = PipelineConfig::from_toml(&toml, "many.toml").unwrap();
     let text = render(&cfg, "many.toml", BASE).unwrap();
-    assert!(text.contains("  BronzeW1B100Rule3:\n"));
-    assert!(!text.contains("  BronzeW1B100Rule4:\n"));
+    // Short prefixes: 80 fit one rule's pattern.
+    assert!(text.contains("  BronzeW1B100Rule2:\n"));
+    assert!(!text.contains("  BronzeW1B100Rule3:\n"));
     assert_eq!(text.matches("              - prefix: ").count(), 90);
     assert_eq!(
         text.matches("                  - !GetAtt BronzeW1B100Rule")
             .count(),
-        3
+        2
     );
+    // Descriptions stay under AWS's 512 characters, saying how many names they leave out.
+    let desc = text
+        .lines()
+        .find(|l| l.contains("Description: \"Landing objects"))
+        .unwrap();
+    assert!(desc.len() < 450 && desc.contains(" more\""), "{desc}");
+    // Long prefixes: each rule's entries stay within the pattern's budget.
+    let tables: Vec<(String, String)> = (0..40)
+        .map(|i| {
+            (
+                format!("t{i}"),
+                format!("incoming/erp/finance/general_ledger/entries_{i}/"),
+            )
+        })
+        .collect();
+    let chunks = super::template::rule_chunks(&tables);
+    assert!(chunks.len() >= 2);
+    assert_eq!(chunks.iter().map(|c| c.len()).sum::<usize>(), 40);
+    for c in chunks {
+        let chars: usize = c.iter().map(|(_, p)| p.len() + 16).sum();
+        assert!(chars <= 1_600, "{chars}");
+    }
 }
 
 #[test]

@@ -40,9 +40,10 @@ impl BronzeHandler {
         }
     }
 
-    /// On Lambda: tables whose window only a schedule can keep are not announced to silver.
-    pub fn on_lambda(mut self) -> Self {
-        self.windows = Windows::Lambda;
+    /// On Lambda: the tables the deployment's schedules run are not announced to silver.
+    pub fn with_windows(mut self, windows: Windows) -> Self {
+        windows.warn_disagreements(self.config());
+        self.windows = windows;
         self
     }
 
@@ -151,7 +152,7 @@ impl BronzeHandler {
         self.catalog
             .register_after_step(self.config(), "bronze", name, self.writer.tables())
             .await;
-        let announced = table.has_silver() && self.windows.announced(&table.trigger);
+        let announced = table.has_silver() && self.windows.announces(name);
         if let (Some(n), Some(v), true) = (&self.notifier, commit.table_version, announced) {
             n.send(&Committed::new("bronze", name, v).since(since))
                 .await?;

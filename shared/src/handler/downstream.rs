@@ -49,8 +49,8 @@ impl Downstream {
     }
 
     /// What to bring up to date for a change of upstream table `table`: the silver table itself, or
-    /// the gold views that read it and follow their tables' commits (`windows`).
-    fn targets_of(self, config: &PipelineConfig, table: &str, windows: Windows) -> Vec<String> {
+    /// the gold views that read it and that no schedule runs (`windows`).
+    fn targets_of(self, config: &PipelineConfig, table: &str, windows: &Windows) -> Vec<String> {
         match self {
             Downstream::Silver => config
                 .table(table)
@@ -58,7 +58,7 @@ impl Downstream {
                 .unwrap_or_default(),
             Downstream::Gold => config
                 .views_on(table)
-                .filter(|v| windows.announced(&v.trigger))
+                .filter(|v| !windows.scheduled(Downstream::Gold, &v.name))
                 .map(|v| v.name.clone())
                 .collect(),
         }
@@ -79,7 +79,7 @@ impl Downstream {
         self,
         config: &PipelineConfig,
         triggers: &[LayerTrigger],
-        windows: Windows,
+        windows: &Windows,
     ) -> std::result::Result<Vec<String>, String> {
         let upstream = self.upstream();
         let mut targets = Vec::new();
@@ -135,7 +135,7 @@ impl Downstream {
         self,
         config: &PipelineConfig,
         envelopes: &[TriggerEnvelope],
-        windows: Windows,
+        windows: &Windows,
     ) -> Vec<Envelope<Vec<String>>> {
         envelopes
             .iter()
@@ -159,7 +159,7 @@ async fn apply<C, F, Fut>(
     layer: Downstream,
     config: &PipelineConfig,
     envelopes: &[TriggerEnvelope],
-    windows: Windows,
+    windows: &Windows,
     step: F,
 ) -> Outcome<C>
 where
@@ -212,7 +212,7 @@ trait Fed {
 
     fn config(&self) -> &PipelineConfig;
 
-    fn windows(&self) -> Windows;
+    fn windows(&self) -> &Windows;
 
     async fn run(&self, envelopes: &[TriggerEnvelope]) -> Outcome<Self::Commit>;
 
@@ -262,9 +262,10 @@ impl SilverHandler {
         }
     }
 
-    /// On Lambda: schedules run the scheduled tables and views (see [`Windows`]).
-    pub fn on_lambda(mut self) -> Self {
-        self.windows = Windows::Lambda;
+    /// On Lambda: the deployment's schedules run the tables they name (see [`Windows`]).
+    pub fn with_windows(mut self, windows: Windows) -> Self {
+        windows.warn_disagreements(self.writer.config());
+        self.windows = windows;
         self
     }
 
@@ -290,12 +291,11 @@ impl SilverHandler {
     /// (a failed announcement fails the table's messages, so it is retried).
     pub async fn apply(&self, envelopes: &[TriggerEnvelope]) -> SilverOutcome {
         let config = self.writer.config();
-        let windows = self.windows;
         let mut outcome = apply(
             Downstream::Silver,
             config,
             envelopes,
-            windows,
+            &self.windows,
             |name, since| async move {
                 let table = config.table(&name).ok_or_else(|| {
                     Error::invariant(format!("target table {name} not in the config"))
@@ -306,11 +306,9 @@ impl SilverHandler {
                         .register_after_step(config, "silver", &name, self.writer.tables())
                         .await;
                 }
-                // Announced when a view follows this table's commits (a view on a schedule does not).
-                let followed = config
-                    .views_on(&name)
-                    .any(|v| windows.announced(&v.trigger));
-                if let (Some(n), Some(v), true) = (&self.notifier, commit.table_version, followed) {
+                // Announced when a view reads the table (gold leaves the views a schedule runs).
+                let read = config.views_on(&name).next().is_some();
+                if let (Some(n), Some(v), true) = (&self.notifier, commit.table_version, read) {
                     n.send(&Committed::new("silver", &name, v).since(since))
                         .await?;
                 }
@@ -336,8 +334,8 @@ impl Fed for SilverHandler {
         self.writer.config()
     }
 
-    fn windows(&self) -> Windows {
-        self.windows
+    fn windows(&self) -> &Windows {
+        &self.windows
     }
 
     async fn run(&self, envelopes: &[TriggerEnvelope]) -> SilverOutcome {
@@ -366,9 +364,9 @@ impl GoldHandler {
         }
     }
 
-    /// On Lambda: views whose window only a schedule can keep run on their schedule only.
-    pub fn on_lambda(mut self) -> Self {
-        self.windows = Windows::Lambda;
+    /// On Lambda: the views the deployment's schedules run are not run by silver's announcements.
+    pub fn with_windows(mut self, windows: Windows) -> Self {
+        self.windows = windows;
         self
     }
 
@@ -391,7 +389,7 @@ impl GoldHandler {
             Downstream::Gold,
             config,
             envelopes,
-            self.windows,
+            &self.windows,
             |name, _| async move {
                 let view = config.view(&name).ok_or_else(|| {
                     Error::invariant(format!("target view {name} not in the config"))
@@ -422,8 +420,8 @@ impl Fed for GoldHandler {
         self.writer.config()
     }
 
-    fn windows(&self) -> Windows {
-        self.windows
+    fn windows(&self) -> &Windows {
+        &self.windows
     }
 
     async fn run(&self, envelopes: &[TriggerEnvelope]) -> GoldOutcome {

@@ -18,30 +18,14 @@ pub mod maintain;
 pub mod notify;
 #[cfg(test)]
 mod tests;
+pub mod windows;
 
 pub use batch::{failed_messages, sqs_response, Outcome};
 pub use bronze::{BatchOutcome, BronzeHandler};
 pub use downstream::{Downstream, GoldHandler, GoldOutcome, SilverHandler, SilverOutcome};
 pub use maintain::MaintainHandler;
 pub use notify::Notifier;
-
-/// Where trigger windows are kept. Off AWS (the runner) every window is waited on the queues. On
-/// Lambda an event source mapping waits at most 300 s, so a table or view with a longer window is run
-/// by its schedule (the AWS template's, written by `deploy`) and no commit upstream announces it: it would run early, then
-/// again when its schedule fires.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Windows {
-    #[default]
-    Queues,
-    Lambda,
-}
-
-impl Windows {
-    /// Whether an upstream commit triggers a step whose window is `w` (else only its schedule does).
-    pub fn announced(self, w: &crate::config::TriggerWindow) -> bool {
-        self == Windows::Queues || !w.scheduled_on_lambda()
-    }
-}
+pub use windows::{Windows, SCHEDULED_ENV};
 
 /// How many tables (or views) of one batch are processed at once.
 const TABLE_CONCURRENCY: usize = 4;

@@ -61,12 +61,23 @@ impl Notifier {
 /// within SQS's 5-minute deduplication interval is delivered once.
 fn fifo_ids(queue_url: &str, msg: &Committed) -> Option<(String, String)> {
     queue_url.ends_with(".fifo").then(|| {
-        (
-            msg.table.clone(),
-            format!("{}/{}/{}", msg.layer, msg.table, msg.version),
-        )
+        let id = format!("{}/{}/{}", msg.layer, msg.table, msg.version);
+        // SQS takes at most 128 characters (table names may have 128): a long id keeps its start and
+        // gains a hash of the whole (FNV-1a: stable across builds, unlike std's hasher).
+        let id = if id.len() <= MAX_SQS_ID {
+            id
+        } else {
+            let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+            });
+            format!("{}#{hash:016x}", &id[..MAX_SQS_ID - 17])
+        };
+        (msg.table.clone(), id)
     })
 }
+
+/// Longest SQS message group or deduplication id.
+const MAX_SQS_ID: usize = 128;
 
 #[cfg(test)]
 mod tests {
@@ -90,5 +101,10 @@ mod tests {
             fifo_ids("http://127.0.0.1:4566/000/silver-committed", &c),
             None
         );
+        // Names of 128 characters: ids stay within SQS's 128 and still tell versions apart.
+        let long = "t".repeat(128);
+        let (_, a) = fifo_ids(url, &Committed::new("bronze", &long, 1)).unwrap();
+        let (_, b) = fifo_ids(url, &Committed::new("bronze", &long, 2)).unwrap();
+        assert!(a.len() <= 128 && b.len() <= 128 && a != b, "{a} {b}");
     }
 }

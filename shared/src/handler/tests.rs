@@ -165,8 +165,8 @@ async fn a_scheduled_event_maintains_every_table_and_a_direct_one_names_its_tabl
     );
 }
 
-/// On Lambda a daily view is not run by its table's silver commits, only by its schedule's input; a
-/// schedule naming an unknown view, or sent to the other layer, fails; the runner (queues) runs the
+/// On Lambda a scheduled view is not run by its table's silver commits, only by its schedule's input;
+/// a schedule naming an unknown view, or sent to the other layer, fails; the runner (queues) runs the
 /// view on commits as before.
 #[tokio::test]
 async fn on_lambda_long_windows_run_on_their_schedule_only() {
@@ -181,7 +181,10 @@ async fn on_lambda_long_windows_run_on_their_schedule_only() {
         ))
         .unwrap()
     };
-    let silver = SilverHandler::new(SilverWriter::new(lab.cfg.clone())).on_lambda();
+    // What the AWS template tells the functions it schedules.
+    let scheduled = Windows::parse("silver:orders,gold:daily");
+    let silver =
+        SilverHandler::new(SilverWriter::new(lab.cfg.clone())).with_windows(scheduled.clone());
     let done = silver
         .handle(&schedule("silver", &["orders"]))
         .await
@@ -194,7 +197,7 @@ async fn on_lambda_long_windows_run_on_their_schedule_only() {
     assert!(silver.handle(&schedule("gold", &["daily"])).await.is_err());
     assert!(silver.handle(&schedule("silver", &["nope"])).await.is_err());
 
-    let gold = GoldHandler::new(GoldWriter::new(lab.cfg.clone())).on_lambda();
+    let gold = GoldHandler::new(GoldWriter::new(lab.cfg.clone())).with_windows(scheduled.clone());
     let committed = serde_json::to_value(Committed::new("silver", "orders", 1)).unwrap();
     let steps = gold.handle(&committed).await.unwrap();
     let views: Vec<&str> = steps["steps"]
@@ -221,6 +224,10 @@ async fn on_lambda_long_windows_run_on_their_schedule_only() {
     let queued = GoldHandler::new(GoldWriter::new(lab.cfg.clone()));
     let steps = queued.handle(&committed).await.unwrap();
     assert_eq!(steps["steps"].as_array().unwrap().len(), 2, "{steps}");
-    assert!(!Windows::Lambda.announced(&lab.table("orders").trigger));
-    assert!(Windows::Queues.announced(&lab.table("orders").trigger));
+    assert!(
+        !scheduled.announces("orders"),
+        "bronze leaves orders to its schedule"
+    );
+    assert!(Windows::default().announces("orders"));
+    assert!(scheduled.disagreements(&lab.cfg).is_empty());
 }

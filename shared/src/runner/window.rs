@@ -67,7 +67,7 @@ fn first_target(
 ) -> Option<String> {
     let triggers = env.content.as_ref().ok()?;
     layer
-        .targets(config, triggers, crate::handler::Windows::Queues)
+        .targets(config, triggers, &crate::handler::Windows::default())
         .ok()?
         .into_iter()
         .next()
