@@ -24,6 +24,9 @@ const QUIET_LOG: &str = "warn,deltalake_core=error,deltalake=error,buoyant_kerne
 const DEMO_LOG: &str = "error,buoyant_kernel=off";
 /// `--verbose`: every step's log line.
 const VERBOSE_LOG: &str = "warn,buoyant_kernel=off,lakehouse=info";
+/// The runner's default: its start, queues and one line per batch handled, beside the warnings.
+const RUN_LOG: &str =
+    "warn,deltalake_core=error,deltalake=error,buoyant_kernel=off,lakehouse::runner=info";
 
 #[derive(Parser)]
 #[command(
@@ -66,6 +69,7 @@ struct TableArgs {
 impl TableArgs {
     async fn location(&self) -> Result<lakehouse::config::Location> {
         let cfg = PipelineConfig::load(&self.config).await?;
+        self.check_name(&cfg)?;
         Ok(match self.layer {
             Layer::Bronze => cfg.bronze_location(&self.table),
             Layer::Quarantine => cfg.quarantine_location(&self.table),
@@ -75,11 +79,57 @@ impl TableArgs {
         })
     }
 
+    /// The name must be one the pipeline file has, in the layer asked (a view is `--layer gold`).
+    fn check_name(&self, cfg: &PipelineConfig) -> Result<()> {
+        let gold = matches!(self.layer, Layer::Gold);
+        let known = if gold {
+            cfg.view(&self.table).is_some()
+        } else {
+            cfg.table(&self.table).is_some()
+        };
+        if known {
+            return Ok(());
+        }
+        let hint = match (
+            gold,
+            cfg.table(&self.table).is_some(),
+            cfg.view(&self.table).is_some(),
+        ) {
+            (true, true, _) => " (it is a table: drop --layer gold)".to_string(),
+            (false, _, true) => " (it is a gold view: add --layer gold)".to_string(),
+            _ if gold => format!(
+                "; views: {}",
+                cfg.gold
+                    .iter()
+                    .map(|v| v.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+            _ => format!(
+                "; tables: {}",
+                cfg.tables
+                    .iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        Err(CliError::Usage(format!(
+            "no {} `{}` in {}{hint}",
+            if gold { "gold view" } else { "table" },
+            self.table,
+            self.config
+        )))
+    }
+
     async fn open(&self) -> Result<deltalake::DeltaTable> {
         let loc = self.location().await?;
-        lake::open(&loc)
-            .await?
-            .ok_or_else(|| CliError::Usage(format!("no table at {}", loc.url)))
+        lake::open(&loc).await?.ok_or_else(|| {
+            CliError::Usage(format!(
+                "`{}` has no table in this layer yet (nothing written there): {}",
+                self.table, loc.url
+            ))
+        })
     }
 }
 
@@ -248,6 +298,7 @@ async fn main_inner() -> Result<()> {
         (_, true) => VERBOSE_LOG,
         // The demo reports everything it does itself (rejected keys included).
         (Command::Demo { .. }, false) => DEMO_LOG,
+        (Command::Run { .. }, false) => RUN_LOG,
         (_, false) => QUIET_LOG,
     });
     match cli.command {
@@ -387,23 +438,41 @@ async fn main_inner() -> Result<()> {
             version,
             limit,
         } => {
+            let latest = target.open().await?;
             let t = match version {
+                Some(v) if latest.version().is_none_or(|l| v > l) => {
+                    return Err(CliError::Usage(format!(
+                        "`{}` has no version {v}: its latest is {}",
+                        target.table,
+                        latest.version().unwrap_or_default()
+                    )))
+                }
                 // A version log cleanup removed says which versions remain.
                 Some(v) => lake::open_version(&target.location().await?, v as i64).await?,
-                None => target.open().await?,
+                None => latest,
             };
-            let (_, stream) = t.scan_table().await?;
-            let batches: Vec<_> = stream.filter_map(|b| async move { b.ok() }).collect().await;
-            let total: usize = batches.iter().map(|b| b.num_rows()).sum();
-            let shown: Vec<_> = batches
-                .iter()
-                .map(|b| b.slice(0, b.num_rows().min(limit)))
-                .take(1)
-                .collect();
+            // Every batch is counted; rows are kept only up to --limit (memory bounded).
+            let (_, mut stream) = t.scan_table().await?;
+            let (mut shown, mut kept, mut total) = (Vec::new(), 0usize, 0usize);
+            while let Some(batch) = stream.next().await {
+                let batch = batch
+                    .map_err(|e| CliError::Usage(format!("reading `{}`: {e}", target.table)))?;
+                total += batch.num_rows();
+                if kept < limit {
+                    let take = batch.num_rows().min(limit - kept);
+                    shown.push(batch.slice(0, take));
+                    kept += take;
+                }
+            }
+            let more = if total > kept {
+                format!(" ({kept} shown; --limit for more)")
+            } else {
+                String::new()
+            };
             println!(
-                "{}\n{total} rows at version {:?}",
+                "{}\n{total} rows at version {}{more}",
                 pretty_format_batches(&shown)?,
-                t.version()
+                t.version().unwrap_or_default()
             );
         }
         Command::Maintain {

@@ -19,6 +19,8 @@ pub fn init(default: &str) {
     let _ = if on_lambda {
         builder.json().without_time().try_init()
     } else {
-        builder.compact().try_init()
+        // Colours only on a terminal: a log redirected to a file stays plain text.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        builder.compact().with_ansi(ansi).try_init()
     };
 }

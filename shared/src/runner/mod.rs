@@ -105,6 +105,15 @@ pub async fn run(
         gold: GoldHandler::from_config(config.clone()).await,
         config: config.clone(),
     });
+    let windows = |w: &crate::config::TriggerWindow| {
+        format!("{} s / {}", w.max_wait.as_secs_f64(), w.max_batch)
+    };
+    info!(
+        tables = %config.tables.iter().map(|t| format!("{} ({})", t.name, windows(&t.trigger))).collect::<Vec<_>>().join(", "),
+        views = %config.gold.iter().map(|v| format!("{} ({})", v.name, windows(&v.trigger))).collect::<Vec<_>>().join(", "),
+        maintenance_every_s = config.maintenance.every.as_secs(),
+        "runner: started"
+    );
     let mut loops = Vec::new();
     for layer in [Layer::Bronze, Layer::Silver, Layer::Gold] {
         let Some(queue) = config.notify.get(layer.name()).cloned() else {
@@ -240,11 +249,30 @@ async fn process(
             Parsed::Triggers(e) => triggers.push(e),
         }
     }
-    let failed: Vec<String> = match layer {
-        Layer::Bronze => handlers.bronze.ingest(&objects).await.failed_messages,
-        Layer::Silver => handlers.silver.apply(&triggers).await.failed_messages,
-        Layer::Gold => handlers.gold.apply(&triggers).await.failed_messages,
+    // What the batch did, for its log line: rows in and quarantined (bronze), commits (all).
+    let (failed, commits, rows, quarantined): (Vec<String>, usize, u64, u64) = match layer {
+        Layer::Bronze => {
+            let o = handlers.bronze.ingest(&objects).await;
+            let rows = o.commits.iter().map(|c| c.rows()).sum();
+            let quarantined = o.commits.iter().map(|c| c.quarantined_rows()).sum();
+            (o.failed_messages, o.commits.len(), rows, quarantined)
+        }
+        Layer::Silver => {
+            let o = handlers.silver.apply(&triggers).await;
+            (o.failed_messages, o.commits.len(), 0, 0)
+        }
+        Layer::Gold => {
+            let o = handlers.gold.apply(&triggers).await;
+            (o.failed_messages, o.commits.len(), 0, 0)
+        }
     };
+    if quarantined > 0 {
+        warn!(
+            table = group,
+            quarantined,
+            "runner: rows went to quarantine (`lakehouse show --layer quarantine --table {group}`)"
+        );
+    }
     let done: Vec<&Message> = messages
         .iter()
         .filter(|m| {
@@ -258,6 +286,8 @@ async fn process(
         group,
         messages = messages.len(),
         failed = failed.len(),
+        commits,
+        rows,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "runner: batch handled"
     );
