@@ -12,7 +12,7 @@ SAM_OUT := $(HOME)/.cache/lakehouse/sam-transformed.json
 # Loads the local endpoints/credentials and puts cargo-lambda and the Python reader on PATH.
 WITH_ENV := source $(LOCAL)/env.sh && export PATH="$(TOOLS_BIN):$$PATH"
 
-.PHONY: demo test install up down unit-test check-aged package template validate bench bench-bronze bench-merge bench-gold bench-snapshot bench-soak bench-e2e bench-hostile bench-coldstart bench-readers bench-e2e-smoke bench-cost chaos lambda-zip release fmt lint
+.PHONY: demo test install up run down unit-test check-aged package template validate bench bench-bronze bench-merge bench-gold bench-snapshot bench-soak bench-e2e bench-hostile bench-coldstart bench-readers bench-e2e-smoke bench-cost chaos lambda-zip release fmt lint
 
 # The same workspace-wide build as `make test` (same features), so a later `make test` compiles no
 # dependency again; then the CLI binary runs the demo.
@@ -67,8 +67,17 @@ check-aged: install
 unit-test:
 	cargo test --workspace --lib --bins
 
-up: install
+## LocalStack + MinIO + moto on 127.0.0.1 (installs only those), with the landing bucket, its
+## notification and the queues of infra/local/pipeline.toml.
+up:
+	$(LOCAL)/install.sh localstack && $(LOCAL)/install.sh minio && $(LOCAL)/install.sh moto
 	$(LOCAL)/up.sh
+
+## The local runner on infra/local/pipeline.toml (the workspace's build: nothing compiled twice);
+## upload with infra/local/upload.sh, read with infra/local/lakehouse show ...
+run: up
+	cargo build --workspace --bins
+	$(LOCAL)/lakehouse run --config $(LOCAL)/pipeline.toml
 
 down:
 	$(LOCAL)/down.sh
