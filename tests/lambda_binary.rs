@@ -184,5 +184,27 @@ async fn bronze_lambda_binary_under_cargo_lambda_watch() {
         got, oracle,
         "bronze written by the Lambda binary differs from the uploaded file"
     );
+    // The step's metrics: one EMF line (CloudWatch extracts metrics from it) counting the rows written.
+    let log = std::fs::read_to_string(dir.join("function.log")).unwrap_or_default();
+    let emf: Vec<serde_json::Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("_aws").is_some())
+        .collect();
+    assert_eq!(emf.len(), 1, "one EMF line for the one table:\n{log}");
+    assert_eq!(
+        (emf[0]["Layer"].as_str(), emf[0]["Table"].as_str()),
+        (Some("bronze"), Some("orders"))
+    );
+    assert_eq!(
+        emf[0]["RowsIn"].as_f64(),
+        Some(oracle.len() as f64),
+        "{}",
+        emf[0]
+    );
+    assert_eq!(
+        emf[0]["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "Lakehouse"
+    );
     landing.delete(&landing.queue_url, &messages).await;
 }

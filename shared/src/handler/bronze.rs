@@ -148,7 +148,9 @@ impl BronzeHandler {
         let table = self.config().table(name).ok_or_else(|| {
             Error::invariant(format!("routed to table {name}, not in the config"))
         })?;
+        let started = std::time::Instant::now();
         let commit = self.writer.ingest(table, objects).await?;
+        super::metrics::bronze(&commit, started.elapsed(), since).emit();
         self.catalog
             .register_after_step(self.config(), "bronze", name, self.writer.tables())
             .await;

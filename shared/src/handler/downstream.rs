@@ -300,8 +300,10 @@ impl SilverHandler {
                 let table = config.table(&name).ok_or_else(|| {
                     Error::invariant(format!("target table {name} not in the config"))
                 })?;
+                let started = std::time::Instant::now();
                 let commit = self.writer.apply(table).await?;
                 if table.has_silver() {
+                    super::metrics::silver(&commit, started.elapsed(), since).emit();
                     self.catalog
                         .register_after_step(config, "silver", &name, self.writer.tables())
                         .await;
@@ -390,11 +392,13 @@ impl GoldHandler {
             config,
             envelopes,
             &self.windows,
-            |name, _| async move {
+            |name, since| async move {
                 let view = config.view(&name).ok_or_else(|| {
                     Error::invariant(format!("target view {name} not in the config"))
                 })?;
+                let started = std::time::Instant::now();
                 let commit = self.writer.apply(view, false).await?;
+                super::metrics::gold(&commit, started.elapsed(), since).emit();
                 self.catalog
                     .register_after_step(config, "gold", &name, self.writer.tables())
                     .await;

@@ -15,6 +15,7 @@ pub mod batch;
 pub mod bronze;
 pub mod downstream;
 pub mod maintain;
+mod metrics;
 pub mod notify;
 #[cfg(test)]
 mod tests;

@@ -24,3 +24,5 @@ pub fn init(default: &str) {
         builder.compact().with_ansi(ansi).try_init()
     };
 }
+
+pub mod emf;
