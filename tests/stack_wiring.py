@@ -432,6 +432,29 @@ def check_alarms(r):
 
     visible = set().union(*(queues_in(a, "ApproximateNumberOfMessagesVisible") for a in alarms))
     age = set().union(*(queues_in(a, "ApproximateAgeOfOldestMessage") for a in alarms))
+    # Freshness per silver table at its bound on AWS (the README's rule) plus the 120 s margin, and the
+    # quarantine share: on the functions' EMF metrics.
+    with open(PIPELINE, "rb") as f:
+        tables = [t for t in tomllib.load(f).get("table", []) if t.get("keys")]
+    for t in tables:
+        window = t.get("batch_window_seconds", 1)
+        bound = (int(window) // 60 * 60 + min(int(window) // 15, 300)) if window > 300 else int(window)
+        match = [a for a in alarms if a.get("Namespace") == "Lakehouse" and a.get("MetricName") == "FreshnessSeconds"
+                 and {"Name": "Table", "Value": t["name"]} in a.get("Dimensions", [])]
+        check(len(match) == 1 and match[0]["Threshold"] == bound + 120,
+              f"a freshness alarm watches {t['name']} at {bound + 120} s")
+    ratio = [a for a in alarms if any(q.get("MetricStat", {}).get("Metric", {}).get("MetricName") == "RowsQuarantined"
+                                      for q in a.get("Metrics", []))]
+    check(len(ratio) == 1 and ratio[0]["Threshold"] == 0.01, "an alarm watches the share of rows quarantined")
+    try:
+        text, where = cw.get_dashboard(DashboardName=r["Dashboard"])["DashboardBody"], ""
+    except Exception as e:  # noqa: BLE001 - which error LocalStack gives is not the point
+        text = json.dumps(TEMPLATE["Resources"]["Dashboard"]["Properties"]["DashboardBody"])
+        where = f" (in the template: LocalStack's CloudFormation did not create it: {type(e).__name__})"
+    check(all(w in text for w in ["FreshnessSeconds", "RowsIn", "RowsQuarantined", "Errors",
+                                  "ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage", "p99"]),
+          "the dashboard shows freshness, rows, quarantined rows, errors, DLQ depth, queue age and step p50/p99"
+          + where)
     for queue, dlq in QUEUES.items():
         name = lambda logical: r[logical].rsplit("/", 1)[-1]
         check(name(dlq) in visible, f"an alarm watches {dlq}")

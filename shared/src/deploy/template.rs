@@ -35,6 +35,7 @@ pub fn render(config: &PipelineConfig, origin: &str, base: &str) -> Result<Strin
         ),
         ("{{gold_schedules}}\n", schedules(&plan, Downstream::Gold)?),
         ("{{bronze_alarms}}\n", bronze_alarms(&plan.bronze)),
+        ("{{freshness_alarms}}\n", freshness_alarms(config)),
         ("{{bronze_outputs}}\n", bronze_outputs(&plan.bronze)),
         ("{{scheduled}}", quoted(&plan.scheduled_list())),
     ];
@@ -365,6 +366,47 @@ fn bronze_alarms(classes: &[BronzeClass]) -> String {
 
 "#,
             threshold = 900 + c.window_s,
+        );
+    }
+    s
+}
+
+/// Beyond a table's staleness bound, what a step and S3's notification ("typically seconds, sometimes a
+/// minute") may add before its freshness alarm fires.
+const FRESHNESS_MARGIN_S: u64 = 120;
+
+/// One alarm per silver table on its `FreshnessSeconds` metric (emitted by announced silver steps),
+/// at the table's staleness bound on AWS plus [`FRESHNESS_MARGIN_S`], sustained over two periods.
+fn freshness_alarms(config: &PipelineConfig) -> String {
+    let mut s = String::new();
+    for (i, t) in config.tables.iter().filter(|t| t.has_silver()).enumerate() {
+        let bound = aws_staleness(&t.trigger).as_secs();
+        let _ = write!(
+            s,
+            r#"  FreshnessAlarm{n}:
+    Type: AWS::CloudWatch::Alarm
+    Properties:
+      AlarmDescription: {desc}
+      Namespace: Lakehouse
+      MetricName: FreshnessSeconds
+      Dimensions: [{{ Name: Layer, Value: silver }}, {{ Name: Table, Value: {table} }}]
+      Statistic: Maximum
+      Period: 300
+      EvaluationPeriods: 2
+      Threshold: {threshold}
+      ComparisonOperator: GreaterThanThreshold
+      TreatMissingData: notBreaching
+      AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
+
+"#,
+            n = i + 1,
+            desc = quoted(&format!(
+                "Table {}: silver rows older than {} s after they landed (its bound on AWS, {bound} s, plus {FRESHNESS_MARGIN_S} s)",
+                t.name,
+                bound + FRESHNESS_MARGIN_S
+            )),
+            table = quoted(&t.name),
+            threshold = bound + FRESHNESS_MARGIN_S,
         );
     }
     s
