@@ -14,6 +14,7 @@ async fn main() -> Result<(), Error> {
     telemetry::init(telemetry::FUNCTION_DEFAULT);
     // Metrics as EMF lines on stdout: CloudWatch Logs extracts them.
     telemetry::emf::set_sink(|line| println!("{line}"));
+    telemetry::emf::per_table_from_env();
     let config = lakehouse::handler::config_from_env().await?;
     let handler = Arc::new(MaintainHandler::from_config(config));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

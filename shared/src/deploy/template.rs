@@ -371,19 +371,39 @@ fn bronze_alarms(classes: &[BronzeClass]) -> String {
     s
 }
 
+/// `daily_orders` → `DailyOrders` (a logical id: letters and digits; names are `[a-z0-9_]`, so two
+/// names collide only when they differ by underscores alone, which config load does not forbid: the
+/// template check then fails on the duplicate key).
+fn camel(name: &str) -> String {
+    name.split('_')
+        .map(|w| {
+            let mut c = w.chars();
+            c.next()
+                .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
 /// Beyond a table's staleness bound, what a step and S3's notification ("typically seconds, sometimes a
 /// minute") may add before its freshness alarm fires.
 const FRESHNESS_MARGIN_S: u64 = 120;
 
-/// One alarm per silver table on its `FreshnessSeconds` metric (emitted by announced silver steps),
-/// at the table's staleness bound on AWS plus [`FRESHNESS_MARGIN_S`], sustained over two periods.
+/// One alarm per silver table on its `FreshnessSeconds` metric, at the table's staleness bound on AWS
+/// plus [`FRESHNESS_MARGIN_S`]. Only announced tables publish it (a scheduled step has no upstream
+/// commit to date its rows), so scheduled tables have none; a stuck step publishes nothing either:
+/// the queue-age alarms see those. Named after the table, so adding one renames no other.
 fn freshness_alarms(config: &PipelineConfig) -> String {
     let mut s = String::new();
-    for (i, t) in config.tables.iter().filter(|t| t.has_silver()).enumerate() {
+    let announced = config
+        .tables
+        .iter()
+        .filter(|t| t.has_silver() && !t.trigger.scheduled_on_lambda());
+    for t in announced {
         let bound = aws_staleness(&t.trigger).as_secs();
         let _ = write!(
             s,
-            r#"  FreshnessAlarm{n}:
+            r#"  Freshness{n}Alarm:
     Type: AWS::CloudWatch::Alarm
     Properties:
       AlarmDescription: {desc}
@@ -392,14 +412,14 @@ fn freshness_alarms(config: &PipelineConfig) -> String {
       Dimensions: [{{ Name: Layer, Value: silver }}, {{ Name: Table, Value: {table} }}]
       Statistic: Maximum
       Period: 300
-      EvaluationPeriods: 2
+      EvaluationPeriods: 1
       Threshold: {threshold}
       ComparisonOperator: GreaterThanThreshold
       TreatMissingData: notBreaching
       AlarmActions: !If [HasAlarmTopic, [!Ref AlarmTopicArn], !Ref AWS::NoValue]
 
 "#,
-            n = i + 1,
+            n = camel(&t.name),
             desc = quoted(&format!(
                 "Table {}: silver rows older than {} s after they landed (its bound on AWS, {bound} s, plus {FRESHNESS_MARGIN_S} s)",
                 t.name,

@@ -187,9 +187,12 @@ fn staleness_on_aws_is_the_window_or_the_schedule_plus_bronzes_minute() {
 fn the_template_has_each_class_rule_mapping_and_schedule() {
     let text = render(&mixed(), "mixed.toml", BASE).unwrap();
     assert!(!text.contains("{{"), "a marker was left in the template");
-    // A freshness alarm per silver table (audit is bronze-only), at its bound plus the margin.
-    assert_eq!(text.matches("MetricName: FreshnessSeconds\n").count(), 7);
-    assert!(text.contains("{ Name: Table, Value: \"ledger\" }]\n      Statistic: Maximum\n      Period: 300\n      EvaluationPeriods: 2\n      Threshold: 86820\n"));
+    // A freshness alarm per announced silver table (audit is bronze-only; ledger and fx run on a
+    // schedule), at its bound plus the margin, named after it.
+    assert_eq!(text.matches("MetricName: FreshnessSeconds\n").count(), 5);
+    assert!(text.contains("  FreshnessStockAlarm:\n"));
+    assert!(text.contains("{ Name: Table, Value: \"stock\" }]\n      Statistic: Maximum\n      Period: 300\n      EvaluationPeriods: 1\n      Threshold: 420\n"));
+    assert!(!text.contains("Value: \"ledger\" }]"));
     for id in ["W0B1", "W0B10", "W1B100", "W300B100", "W300B1000"] {
         for part in [
             "Queue:",

@@ -33,9 +33,7 @@ impl MaintainHandler {
 
     pub async fn handle(&self, event: &Value) -> Result<Value> {
         let report = self.maintainer.run(Self::table_of(event)).await?;
-        for m in super::metrics::maintenance(&report) {
-            m.emit();
-        }
+        super::metrics::maintenance(&report, Self::table_of(event)).emit();
         let failed: Vec<String> = report
             .failed()
             .map(|t| {

@@ -1,12 +1,15 @@
-//! What each step publishes as metrics (EMF, [`crate::telemetry::emf`]), namespace `Lakehouse`,
-//! dimensions (Layer, Table) and (Layer):
+//! What each step publishes as metrics (EMF, [`crate::telemetry::emf`]), namespace `Lakehouse`. Per
+//! (Layer, Table) and per (Layer):
 //!
-//! - every step: `StepDuration` (ms), `CommitAttempts`, `FreshnessSeconds` (now minus when the oldest
-//!   change behind the step landed: the table's staleness as its readers see it after the step);
-//! - bronze: `RowsIn`, `RowsQuarantined`, `ObjectsQuarantined`, `ObjectsFailed`;
+//! - every step: `StepDuration` (ms), `FreshnessSeconds` (now minus when the oldest change behind the
+//!   step landed, for steps an upstream commit triggered);
+//! - bronze: `RowsIn` (rows read, quarantined ones included), `RowsQuarantined`;
 //! - silver: `RowsIn` (bronze rows read), `RowsApplied` (changes merged), `RowsQuarantined`;
-//! - gold: `GroupsTouched`, `RowsApplied` (rows upserted and deleted);
-//! - maintenance (Layer `maintain`, Table `<layer>/<name>`): `TasksFailed`, `FilesRemoved`, `FilesAdded`.
+//! - gold: `RowsApplied` (rows upserted and deleted).
+//!
+//! Per (Layer) only (each per-table metric is billed per month): `CommitAttempts`; bronze
+//! `ObjectsQuarantined`, `ObjectsFailed`; gold `GroupsTouched`; maintenance (Layer `maintain`, one
+//! document per run): `TasksFailed`, `FilesRemoved`, `FilesAdded`.
 
 use std::time::Duration;
 
@@ -20,7 +23,7 @@ use crate::telemetry::emf::{Metrics, Unit};
 fn step(layer: &str, table: &str, took: Duration, attempts: u32, since_ms: Option<i64>) -> Metrics {
     let m = Metrics::step(layer, table)
         .with("StepDuration", took.as_secs_f64() * 1e3, Unit::Milliseconds)
-        .with("CommitAttempts", f64::from(attempts), Unit::Count);
+        .per_layer("CommitAttempts", f64::from(attempts), Unit::Count);
     match since_ms {
         Some(since) => {
             let lag = (chrono::Utc::now().timestamp_millis() - since).max(0) as f64 / 1e3;
@@ -34,14 +37,18 @@ pub(super) fn bronze(c: &BronzeCommit, took: Duration, since_ms: Option<i64>) ->
     let count =
         |f: fn(&ObjectStatus) -> bool| c.objects.iter().filter(|o| f(&o.status)).count() as f64;
     step("bronze", &c.table, took, c.attempts, since_ms)
-        .with("RowsIn", c.rows() as f64, Unit::Count)
-        .with("RowsQuarantined", c.quarantined_rows() as f64, Unit::Count)
         .with(
+            "RowsIn",
+            (c.rows() + c.quarantined_rows()) as f64,
+            Unit::Count,
+        )
+        .with("RowsQuarantined", c.quarantined_rows() as f64, Unit::Count)
+        .per_layer(
             "ObjectsQuarantined",
             count(|s| matches!(s, ObjectStatus::Quarantined { .. })),
             Unit::Count,
         )
-        .with(
+        .per_layer(
             "ObjectsFailed",
             count(|s| matches!(s, ObjectStatus::Failed { .. })),
             Unit::Count,
@@ -57,28 +64,21 @@ pub(super) fn silver(c: &SilverCommit, took: Duration, since_ms: Option<i64>) ->
 
 pub(super) fn gold(c: &GoldCommit, took: Duration, since_ms: Option<i64>) -> Metrics {
     step("gold", &c.view, took, c.attempts, since_ms)
-        .with("GroupsTouched", c.groups_touched as f64, Unit::Count)
+        .per_layer("GroupsTouched", c.groups_touched as f64, Unit::Count)
         .with("RowsApplied", (c.upserted + c.deleted) as f64, Unit::Count)
 }
 
-pub(super) fn maintenance(report: &MaintenanceReport) -> Vec<Metrics> {
-    let mut tables: Vec<&str> = report.tasks.iter().map(|t| t.table.as_str()).collect();
-    tables.dedup();
-    tables
-        .into_iter()
-        .map(|table| {
-            let tasks = report.tasks.iter().filter(|t| t.table == table);
-            let sum = |f: fn(&crate::maintain::TaskReport) -> usize| {
-                tasks.clone().map(f).sum::<usize>() as f64
-            };
-            Metrics::step("maintain", table)
-                .with(
-                    "TasksFailed",
-                    sum(|t| usize::from(t.outcome == Outcome::Failed)),
-                    Unit::Count,
-                )
-                .with("FilesRemoved", sum(|t| t.files_removed), Unit::Count)
-                .with("FilesAdded", sum(|t| t.files_added), Unit::Count)
-        })
-        .collect()
+/// One document per run (Table `all`, or the one table a run was asked for), per layer only.
+pub(super) fn maintenance(report: &MaintenanceReport, table: Option<&str>) -> Metrics {
+    let sum = |f: fn(&crate::maintain::TaskReport) -> usize| {
+        report.tasks.iter().map(f).sum::<usize>() as f64
+    };
+    Metrics::step("maintain", table.unwrap_or("all"))
+        .per_layer(
+            "TasksFailed",
+            sum(|t| usize::from(t.outcome == Outcome::Failed)),
+            Unit::Count,
+        )
+        .per_layer("FilesRemoved", sum(|t| t.files_removed), Unit::Count)
+        .per_layer("FilesAdded", sum(|t| t.files_added), Unit::Count)
 }

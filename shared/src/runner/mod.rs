@@ -249,28 +249,55 @@ async fn process(
             Parsed::Triggers(e) => triggers.push(e),
         }
     }
-    // What the batch did, for its log line: rows in and quarantined (bronze), commits (all).
-    let (failed, commits, rows, quarantined): (Vec<String>, usize, u64, u64) = match layer {
+    // What the batch did, for its log line: commits made, rows written (bronze: rows in; silver:
+    // changes merged; gold: rows upserted and deleted), and each table's quarantined rows.
+    let mut quarantined: Vec<(String, u64)> = Vec::new();
+    let (failed, commits, rows): (Vec<String>, usize, u64) = match layer {
         Layer::Bronze => {
             let o = handlers.bronze.ingest(&objects).await;
-            let rows = o.commits.iter().map(|c| c.rows()).sum();
-            let quarantined = o.commits.iter().map(|c| c.quarantined_rows()).sum();
-            (o.failed_messages, o.commits.len(), rows, quarantined)
+            quarantined.extend(
+                o.commits
+                    .iter()
+                    .map(|c| (c.table.clone(), c.quarantined_rows())),
+            );
+            let committed = o.commits.iter().filter(|c| c.version.is_some()).count();
+            (
+                o.failed_messages,
+                committed,
+                o.commits.iter().map(|c| c.rows()).sum(),
+            )
         }
         Layer::Silver => {
             let o = handlers.silver.apply(&triggers).await;
-            (o.failed_messages, o.commits.len(), 0, 0)
+            quarantined.extend(
+                o.commits
+                    .iter()
+                    .map(|c| (c.table.clone(), c.rejected as u64)),
+            );
+            let committed = o.commits.iter().filter(|c| c.version.is_some()).count();
+            (
+                o.failed_messages,
+                committed,
+                o.commits.iter().map(|c| c.changes as u64).sum(),
+            )
         }
         Layer::Gold => {
             let o = handlers.gold.apply(&triggers).await;
-            (o.failed_messages, o.commits.len(), 0, 0)
+            let committed = o.commits.iter().filter(|c| c.version.is_some()).count();
+            let rows = o
+                .commits
+                .iter()
+                .map(|c| (c.upserted + c.deleted) as u64)
+                .sum();
+            (o.failed_messages, committed, rows)
         }
     };
-    if quarantined > 0 {
+    for (table, rows) in quarantined.into_iter().filter(|(_, n)| *n > 0) {
         warn!(
-            table = group,
-            quarantined,
-            "runner: rows went to quarantine (`lakehouse show --layer quarantine --table {group}`)"
+            layer = layer.name(),
+            table = %table,
+            quarantined = rows,
+            "runner: rows went to quarantine (`lakehouse show --layer quarantine --table {table}`)"
         );
     }
     let done: Vec<&Message> = messages

@@ -7,6 +7,7 @@
 //! ([`set_sink`]; a Lambda function prints it to stdout). Without a sink (the runner, the CLI, tests)
 //! metrics go nowhere.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use serde_json::{json, Map, Value};
@@ -32,11 +33,14 @@ impl Unit {
     }
 }
 
-/// One EMF document: dimensions (e.g. `Layer`, `Table`) and metric values of one step.
+/// One EMF document: dimensions (e.g. `Layer`, `Table`) and metric values of one step. Each metric
+/// published per table is a custom metric billed per month, so the ones an operator reads per layer
+/// only are published per layer only ([`Metrics::per_layer`]).
 #[derive(Debug, Clone, Default)]
 pub struct Metrics {
     dimensions: Vec<(&'static str, String)>,
     values: Vec<(&'static str, f64, Unit)>,
+    layer_values: Vec<(&'static str, f64, Unit)>,
 }
 
 impl Metrics {
@@ -45,7 +49,14 @@ impl Metrics {
         Metrics {
             dimensions: vec![("Layer", layer.to_string()), ("Table", table.to_string())],
             values: Vec::new(),
+            layer_values: Vec::new(),
         }
+    }
+
+    /// A value published per layer only (its (Layer) total), not per table.
+    pub fn per_layer(mut self, name: &'static str, value: f64, unit: Unit) -> Self {
+        self.layer_values.push((name, value, unit));
+        self
     }
 
     pub fn with(mut self, name: &'static str, value: f64, unit: Unit) -> Self {
@@ -62,23 +73,32 @@ impl Metrics {
         if names.len() > 1 {
             sets.push(names[..1].to_vec());
         }
+        if !PER_TABLE.load(Ordering::Relaxed) {
+            sets.remove(0);
+        }
+        let listed = |values: &[(&'static str, f64, Unit)]| {
+            values
+                .iter()
+                .map(|(n, _, u)| json!({"Name": n, "Unit": u.name()}))
+                .collect::<Vec<_>>()
+        };
+        let mut directives = vec![json!({
+            "Namespace": NAMESPACE, "Dimensions": sets, "Metrics": listed(&self.values),
+        })];
+        if !self.layer_values.is_empty() {
+            directives.push(json!({
+                "Namespace": NAMESPACE, "Dimensions": [names[..1].to_vec()],
+                "Metrics": listed(&self.layer_values),
+            }));
+        }
         doc.insert(
             "_aws".into(),
-            json!({
-                "Timestamp": at_ms,
-                "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
-                    "Dimensions": sets,
-                    "Metrics": self.values.iter()
-                        .map(|(n, _, u)| json!({"Name": n, "Unit": u.name()}))
-                        .collect::<Vec<_>>(),
-                }],
-            }),
+            json!({ "Timestamp": at_ms, "CloudWatchMetrics": directives }),
         );
         for (k, v) in &self.dimensions {
             doc.insert((*k).into(), Value::String(v.clone()));
         }
-        for (n, v, _) in &self.values {
+        for (n, v, _) in self.values.iter().chain(&self.layer_values) {
             // A value JSON cannot hold (NaN, infinite) is published as 0 rather than breaking the line.
             let v = serde_json::Number::from_f64(*v).map_or(json!(0), Value::Number);
             doc.insert((*n).into(), v);
@@ -92,6 +112,19 @@ impl Metrics {
             sink(&self.to_line(chrono::Utc::now().timestamp_millis()));
         }
     }
+}
+
+/// Whether metrics are published per table too (each is a custom metric billed per month), or per
+/// layer only; the functions read [`PER_TABLE_ENV`].
+static PER_TABLE: AtomicBool = AtomicBool::new(true);
+
+/// `false` in a function's environment: metrics per layer only (the template's `TableMetrics`).
+pub const PER_TABLE_ENV: &str = "LAKEHOUSE_TABLE_METRICS";
+
+/// Reads [`PER_TABLE_ENV`] (anything but `false` keeps per-table metrics).
+pub fn per_table_from_env() {
+    let on = std::env::var(PER_TABLE_ENV).map_or(true, |v| v != "false");
+    PER_TABLE.store(on, Ordering::Relaxed);
 }
 
 type Sink = Box<dyn Fn(&str) + Send + Sync>;
@@ -188,6 +221,7 @@ mod tests {
             .with("RowsIn", 120.0, Unit::Count)
             .with("StepDuration", 35.5, Unit::Milliseconds)
             .with("FreshnessSeconds", f64::NAN, Unit::Seconds)
+            .per_layer("CommitAttempts", 2.0, Unit::Count)
             .to_line(1_796_000_000_000);
         validate(&line).unwrap();
         let doc: Value = serde_json::from_str(&line).unwrap();
@@ -205,6 +239,12 @@ mod tests {
         );
         assert_eq!(doc["RowsIn"], 120.0);
         assert_eq!(doc["FreshnessSeconds"], 0, "a NaN is published as 0");
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][1],
+            json!({"Namespace": "Lakehouse", "Dimensions": [["Layer"]],
+                   "Metrics": [{"Name": "CommitAttempts", "Unit": "Count"}]})
+        );
+        assert_eq!(doc["CommitAttempts"], 2.0);
         assert_eq!(
             doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][1],
             json!({"Name": "StepDuration", "Unit": "Milliseconds"})
