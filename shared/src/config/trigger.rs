@@ -22,6 +22,18 @@ impl Default for TriggerWindow {
     }
 }
 
+/// `1 s / 100 messages`: how the runner's log and the AWS template's header name a window.
+impl std::fmt::Display for TriggerWindow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} s / {} messages",
+            self.max_wait.as_secs_f64(),
+            self.max_batch
+        )
+    }
+}
+
 /// The longest an AWS Lambda SQS event source mapping waits to fill a batch
 /// (`MaximumBatchingWindowInSeconds`).
 pub const EVENT_SOURCE_MAX_WAIT: Duration = Duration::from_secs(300);

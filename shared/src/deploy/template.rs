@@ -73,10 +73,6 @@ fn describe(what: &str, names: &[&str]) -> String {
     text
 }
 
-fn window_text(w: &TriggerWindow) -> String {
-    format!("{} s / {} messages", w.max_wait.as_secs_f64(), w.max_batch)
-}
-
 /// Which class and schedule each table and view has, and what that gives, as comments.
 fn header(config: &PipelineConfig, plan: &Plan, origin: &str) -> String {
     let mut h = String::new();
@@ -112,7 +108,7 @@ fn header(config: &PipelineConfig, plan: &Plan, origin: &str) -> String {
             h,
             "#   table {}: {} -> bronze class {}{}; <= {} s{}",
             t.name,
-            window_text(&t.trigger),
+            t.trigger,
             class_of(&t.name),
             schedule_of(Downstream::Silver, &t.name),
             aws_staleness(&t.trigger).as_secs(),
@@ -128,13 +124,7 @@ fn header(config: &PipelineConfig, plan: &Plan, origin: &str) -> String {
             "follows its tables' silver commits".to_string()
         };
         let follows = format!("{how}; <= {} s", view_staleness(config, v).as_secs());
-        let _ = writeln!(
-            h,
-            "#   view {}: {} -> {}",
-            v.name,
-            window_text(&v.trigger),
-            follows
-        );
+        let _ = writeln!(h, "#   view {}: {} -> {}", v.name, v.trigger, follows);
     }
     h.push('\n');
     h

@@ -105,12 +105,9 @@ pub async fn run(
         gold: GoldHandler::from_config(config.clone()).await,
         config: config.clone(),
     });
-    let windows = |w: &crate::config::TriggerWindow| {
-        format!("{} s / {}", w.max_wait.as_secs_f64(), w.max_batch)
-    };
     info!(
-        tables = %config.tables.iter().map(|t| format!("{} ({})", t.name, windows(&t.trigger))).collect::<Vec<_>>().join(", "),
-        views = %config.gold.iter().map(|v| format!("{} ({})", v.name, windows(&v.trigger))).collect::<Vec<_>>().join(", "),
+        tables = %config.tables.iter().map(|t| format!("{} ({})", t.name, t.trigger)).collect::<Vec<_>>().join(", "),
+        views = %config.gold.iter().map(|v| format!("{} ({})", v.name, v.trigger)).collect::<Vec<_>>().join(", "),
         maintenance_every_s = config.maintenance.every.as_secs(),
         "runner: started"
     );
