@@ -12,8 +12,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     telemetry::init(telemetry::FUNCTION_DEFAULT);
     // Metrics as EMF lines on stdout: CloudWatch Logs extracts them.
-    telemetry::emf::set_sink(|line| println!("{line}"));
-    telemetry::emf::per_table_from_env();
+    telemetry::emf::install(|line| println!("{line}"));
     // Loaded once per cold start; a bad config fails the init phase with the table and field named.
     let config = lakehouse::handler::config_from_env().await?;
     let handler = Arc::new(

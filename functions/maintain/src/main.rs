@@ -13,8 +13,7 @@ use serde_json::Value;
 async fn main() -> Result<(), Error> {
     telemetry::init(telemetry::FUNCTION_DEFAULT);
     // Metrics as EMF lines on stdout: CloudWatch Logs extracts them.
-    telemetry::emf::set_sink(|line| println!("{line}"));
-    telemetry::emf::per_table_from_env();
+    telemetry::emf::install(|line| println!("{line}"));
     let config = lakehouse::handler::config_from_env().await?;
     let handler = Arc::new(MaintainHandler::from_config(config));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {

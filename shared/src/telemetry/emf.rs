@@ -4,7 +4,7 @@
 //! Specification: https://docs.aws.amazon.com/AmazonCloudWatch/latest/monitoring/CloudWatch_Embedded_Metric_Format_Specification.html
 //!
 //! The library prints nothing: a [`Metrics`] document is handed to the sink the process installed
-//! ([`set_sink`]; a Lambda function prints it to stdout). Without a sink (the runner, the CLI, tests)
+//! ([`install`]; a Lambda function prints it to stdout). Without a sink (the runner, the CLI, tests)
 //! metrics go nowhere.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -121,17 +121,18 @@ static PER_TABLE: AtomicBool = AtomicBool::new(true);
 /// `false` in a function's environment: metrics per layer only (the template's `TableMetrics`).
 pub const PER_TABLE_ENV: &str = "LAKEHOUSE_TABLE_METRICS";
 
-/// Reads [`PER_TABLE_ENV`] (anything but `false` keeps per-table metrics).
-pub fn per_table_from_env() {
+/// Installs a function's metrics: lines go to `sink`, per table unless [`PER_TABLE_ENV`] is `false`.
+pub fn install(sink: impl Fn(&str) + Send + Sync + 'static) {
     let on = std::env::var(PER_TABLE_ENV).map_or(true, |v| v != "false");
     PER_TABLE.store(on, Ordering::Relaxed);
+    set_sink(sink);
 }
 
 type Sink = Box<dyn Fn(&str) + Send + Sync>;
 static SINK: OnceLock<Sink> = OnceLock::new();
 
 /// Where this process's metric lines go (once; later calls are ignored).
-pub fn set_sink(sink: impl Fn(&str) + Send + Sync + 'static) {
+fn set_sink(sink: impl Fn(&str) + Send + Sync + 'static) {
     let _ = SINK.set(Box::new(sink));
 }
 
